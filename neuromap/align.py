@@ -1,0 +1,216 @@
+"""Banded affine-gap alignment of oriented reads against their candidate windows.
+
+Every (read, candidate) pair is aligned at once: the DP walks down the read one row at a time and
+each row is a numpy operation over all pairs and the whole band. Row i, band slot b scores read
+base i against window column i + b, so the diagonal a candidate predicts is slot `margin`.
+
+Ends are local with a clipping penalty (as bwa-mem's -L): an alignment may start at read base i > 0
+or end before the last base for `clip` points, and the clipped bases become soft clips.
+Horizontal gaps within a row use the prefix-max identity
+    E[b] = max_{b'<b} (H0[b'] + e*b') - o - e*b
+so a row costs a handful of vector operations instead of a loop over columns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuromap.index import PAD_CODE
+
+NEG = -(1 << 28)
+
+
+@dataclass(frozen=True)
+class Scoring:
+    match: int = 1
+    mismatch: int = 4
+    gap_open: int = 6
+    gap_extend: int = 1  # a gap of length l costs gap_open + l * gap_extend
+    clip: int = 5
+    ambiguous: int = 1  # an N on either side costs this
+    off_contig: int = 1000  # a read base aligned beyond the contig's end
+
+    def table(self) -> np.ndarray:
+        """6x6 substitution scores for codes A C G T N PAD."""
+        t = np.full((6, 6), -self.mismatch, dtype=np.int32)
+        t[np.arange(4), np.arange(4)] = self.match
+        t[4, :] = -self.ambiguous
+        t[:, 4] = -self.ambiguous
+        t[:, PAD_CODE] = -self.off_contig
+        return t
+
+
+@dataclass
+class DPResult:
+    score: np.ndarray  # (P,) best local-with-clipping score
+    end_row: np.ndarray  # (P,) last aligned read base
+    end_slot: np.ndarray  # (P,) its band slot
+    trace: np.ndarray  # (rows, P, band) uint8: bits 0-1 H0 source, bit 2 H from E, bit 3 F extends
+    gap_len: np.ndarray  # (rows, P, band) uint8 length of the deletion ending at the cell
+
+
+_CONT, _START, _FROM_F = 0, 1, 2
+_FROM_E_BIT, _F_EXT_BIT = 4, 8
+
+
+def banded_align(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int, sc: Scoring) -> DPResult:
+    n_pairs, rows = query.shape
+    band = 2 * margin + 1
+    if band > 63:
+        raise ValueError("band too wide (margin must be <= 31)")
+    table = sc.table()
+    o, e = sc.gap_open, sc.gap_extend
+    slots = np.arange(band, dtype=np.int64)
+    neg_row = np.full((n_pairs, 1), NEG, dtype=np.int32)
+    h_prev = np.full((n_pairs, band), NEG, dtype=np.int32)
+    f_prev = np.full((n_pairs, band), NEG, dtype=np.int32)
+    trace = np.zeros((rows, n_pairs, band), dtype=np.uint8)
+    gap_len = np.zeros((rows, n_pairs, band), dtype=np.uint8)
+    best = np.full(n_pairs, NEG, dtype=np.int32)
+    best_row = np.zeros(n_pairs, dtype=np.int64)
+    best_slot = np.zeros(n_pairs, dtype=np.int64)
+    last_row = qlen.astype(np.int64) - 1
+    for i in range(rows):
+        s = table[query[:, i : i + 1], target[:, i : i + band]]
+        cont = h_prev + s
+        start = s + (0 if i == 0 else -sc.clip)
+        # Insertion (read base without reference): from row i-1, slot b+1.
+        up_h = np.concatenate([h_prev[:, 1:], neg_row], axis=1) - (o + e)
+        up_f = np.concatenate([f_prev[:, 1:], neg_row], axis=1) - e
+        f_cur = np.maximum(up_h, up_f)
+        h0 = np.maximum(np.maximum(cont, start), f_cur)
+        src = np.where(h0 == cont, _CONT, np.where(h0 == start, _START, _FROM_F)).astype(np.uint8)
+        # Deletion (reference bases without read): best earlier slot in this row, by prefix max.
+        key = (h0.astype(np.int64) + e * slots) * 64 + slots
+        run = np.maximum.accumulate(key, axis=1)
+        excl = np.concatenate([np.full((n_pairs, 1), NEG * 64, dtype=np.int64), run[:, :-1]], axis=1)
+        e_cur = (excl >> 6) - o - e * slots
+        e_len = slots - (excl & 63)
+        h = np.maximum(h0, e_cur).astype(np.int32)
+        from_e = e_cur > h0
+        trace[i] = src | np.where(from_e, _FROM_E_BIT, 0).astype(np.uint8) | np.where(up_f > up_h, _F_EXT_BIT, 0).astype(np.uint8)
+        gap_len[i] = np.where(from_e, np.clip(e_len, 0, 255), 0).astype(np.uint8)
+        # Ends: at the last read base for free, earlier for the clipping penalty.
+        row_best = h.max(axis=1)
+        row_arg = h.argmax(axis=1)
+        end_score = row_best - np.where(i < last_row, sc.clip, 0)
+        better = (i <= last_row) & (end_score > best)
+        best = np.where(better, end_score, best)
+        best_row = np.where(better, i, best_row)
+        best_slot = np.where(better, row_arg, best_slot)
+        h_prev, f_prev = h, f_cur
+    return DPResult(best, best_row, best_slot, trace, gap_len)
+
+
+@dataclass
+class Alignment:
+    """Base-level description of one chosen placement per read."""
+
+    ref_start: np.ndarray  # (n,) int64 window column of the first aligned base
+    ref_end: np.ndarray  # (n,) int64 one past the last aligned column
+    cigar: list[str]
+    md: list[str]
+    nm: np.ndarray  # (n,) int32
+
+
+_OP_MATCH, _OP_MISMATCH, _OP_INS, _OP_DEL = ord("="), ord("X"), ord("I"), ord("D")
+_BASES = np.frombuffer(b"ACGTNN", dtype=np.uint8)
+_CIGAR_RUN = re.compile(r"M+|I+|D+")
+_MD_TOKEN = re.compile(r"=+|X|D+")
+
+
+def traceback(dp: DPResult, pairs: np.ndarray, query: np.ndarray, target: np.ndarray, qlen: np.ndarray) -> Alignment:
+    """Walk back from each selected pair's best cell; returns CIGAR (with soft clips), MD, NM."""
+    n = len(pairs)
+    rows, _, band = dp.trace.shape
+    i = dp.end_row[pairs].astype(np.int64)
+    b = dp.end_slot[pairs].astype(np.int64)
+    state = np.zeros(n, dtype=np.int8)  # 0 at H, 1 at H0, 2 in insertion, 3 in deletion
+    del_left = np.zeros(n, dtype=np.int64)
+    active = np.ones(n, dtype=bool)
+    left_clip = np.zeros(n, dtype=np.int64)
+    max_steps = rows + band + 2
+    ops = np.zeros((max_steps, n), dtype=np.uint8)
+    cols = np.full((max_steps, n), -1, dtype=np.int64)
+    idx = np.arange(n)
+    q_pairs = query[pairs]
+    t_pairs = target[pairs]
+    for step in range(max_steps):
+        if not active.any():
+            break
+        ii = np.clip(i, 0, rows - 1)
+        cell = dp.trace[ii, pairs, b]
+        # H: switch into deletion if the cell's best came from E.
+        go_del = active & (state == 0) & ((cell & _FROM_E_BIT) > 0)
+        del_left = np.where(go_del, dp.gap_len[ii, pairs, b].astype(np.int64), del_left)
+        state = np.where(go_del, 3, np.where(active & (state == 0), 1, state))
+        src = cell & 3
+        at_h0 = active & (state == 1)
+        go_ins = at_h0 & (src == _FROM_F)
+        state = np.where(go_ins, 2, state)
+        # Diagonal step (match or mismatch), possibly the alignment's first base.
+        diag = at_h0 & (src != _FROM_F)
+        col = i + b
+        qb = q_pairs[idx, np.clip(i, 0, q_pairs.shape[1] - 1)]
+        tb = t_pairs[idx, np.clip(col, 0, t_pairs.shape[1] - 1)]
+        is_match = (qb == tb) & (qb < 4)
+        ins = active & (state == 2)
+        dele = active & (state == 3)
+        ops[step] = np.where(diag, np.where(is_match, _OP_MATCH, _OP_MISMATCH), np.where(ins, _OP_INS, np.where(dele, _OP_DEL, 0)))
+        cols[step] = np.where(diag | dele, col, -1)
+        # Move.
+        finished = diag & ((src == _START) | (i == 0))
+        left_clip = np.where(finished, i, left_clip)
+        ext = (cell & _F_EXT_BIT) > 0
+        i = np.where(diag | ins, i - 1, i)
+        b = np.where(ins, b + 1, np.where(dele, b - 1, b))
+        state = np.where(diag, 0, state)
+        state = np.where(ins & ~ext, 0, state)
+        del_left = np.where(dele, del_left - 1, del_left)
+        state = np.where(dele & (del_left == 0), 1, state)
+        active &= ~finished
+    right_clip = qlen[pairs].astype(np.int64) - 1 - dp.end_row[pairs]
+    ref_start = np.full(n, -1, dtype=np.int64)
+    ref_end = np.full(n, -1, dtype=np.int64)
+    has_col = cols >= 0
+    any_col = has_col.any(axis=0)
+    big = np.iinfo(np.int64).max
+    ref_start[any_col] = np.where(has_col, cols, big).min(axis=0)[any_col]
+    ref_end[any_col] = cols.max(axis=0)[any_col] + 1
+    op_strings = ops[::-1].T.copy()  # forward order, one row per pair, zeros where no step
+    cigars, mds = [], []
+    nm = np.zeros(n, dtype=np.int32)
+    for p in range(n):
+        row_ops = op_strings[p]
+        row_ops = row_ops[row_ops > 0]
+        row_cols = cols[::-1, p][ops[::-1, p] > 0]
+        text = row_ops.tobytes().decode("ascii")
+        cig = []
+        if left_clip[p]:
+            cig.append(f"{left_clip[p]}S")
+        cig.extend(f"{len(m)}{m[0]}" for m in _CIGAR_RUN.findall(text.replace("=", "M").replace("X", "M")))
+        if right_clip[p]:
+            cig.append(f"{right_clip[p]}S")
+        cigars.append("".join(cig))
+        keep = row_ops != _OP_INS
+        md_ops = row_ops[keep].tobytes().decode("ascii")
+        ref_letters = _BASES[np.minimum(t_pairs[p, row_cols[keep]], 5)].tobytes().decode("ascii")
+        md, pos, pending = [], 0, 0
+        for m in _MD_TOKEN.finditer(md_ops):
+            token = m.group()
+            if token[0] == "=":
+                pending += len(token)
+            else:
+                md.append(str(pending))
+                pending = 0
+                if token == "X":
+                    md.append(ref_letters[m.start()])
+                else:
+                    md.append("^" + ref_letters[m.start() : m.end()])
+        md.append(str(pending))
+        mds.append("".join(md))
+        nm[p] = text.count("X") + text.count("I") + text.count("D")
+    return Alignment(ref_start=ref_start, ref_end=ref_end, cigar=cigars, md=mds, nm=nm)

@@ -1,0 +1,185 @@
+"""The `neuromap` command: parsing only; the work is in the library modules."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+
+import click
+
+from neuromap import __version__
+from neuromap.errors import NeuromapError
+
+PRESETS = {"sr": {}}  # short reads; the defaults below are tuned for it
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="neuromap")
+def cli():
+    """neuromap: short-read DNA aligner (minimizer seeds, banded DP, calibrated MAPQ).
+
+    \b
+    Typical use:
+      neuromap index ref.fa
+      neuromap align ref.fa reads.fq.gz -o sample.bam
+      neuromap align ref.fa reads.fq | samtools sort -o sample.bam
+    """
+
+
+@cli.command()
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "prefix", metavar="PREFIX", help="Write the index to PREFIX.nmi instead of REFERENCE.nmi.")
+@click.option("-k", "kmer", type=int, default=21, show_default=True, help="Minimizer k-mer length (5-31).")
+@click.option("-w", "window", type=int, default=11, show_default=True, help="Minimizer window: one minimizer per w consecutive k-mers.")
+def index(reference, prefix, kmer, window):
+    """Build the minimizer index of REFERENCE (FASTA, plain or gzip).
+
+    The index is a directory REFERENCE.nmi (numpy arrays loaded memory-mapped, plus meta.json with
+    the format version, k, w, contigs and a SHA-256 of the reference). `align` finds it by itself.
+    """
+    from neuromap.index import build_index, load_index
+
+    path = build_index(reference, prefix, k=kmer, w=window)
+    idx = load_index(path)
+    click.echo(
+        f"neuromap: indexed {len(idx.names)} contigs, {int(idx.contig_lengths.sum())} bp, "
+        f"{idx.meta['n_minimizers']} minimizers (k={idx.k}, w={idx.w}) -> {path}",
+        err=True,
+    )
+
+
+@cli.command()
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.argument("reads", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE: .bam is coordinate-sorted and indexed (.bai), anything else is SAM. Default: SAM on stdout.")
+@click.option("-t", "--threads", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker threads (the output does not depend on it).")
+@click.option("-x", "--preset", type=click.Choice(sorted(PRESETS)), default="sr", show_default=True, help="Preset: sr = short single-end Illumina reads.")
+@click.option("-R", "--read-group", metavar="STR", help=r"Read group header line, e.g. '@RG\tID:x\tSM:y'; its ID goes on every record as RG:Z.")
+@click.option("--index", "index_path", metavar="PATH", help="Use the index at PATH (default: REFERENCE.nmi, built if missing, rebuilt if stale).")
+@click.option("--no-neural", is_flag=True, help="Place reads by seeds and banded DP only (the only path in this release).")
+@click.option("-N", "--max-candidates", type=click.IntRange(1, 64), default=8, show_default=True, help="Candidate placements per read aligned by the DP.")
+@click.option("--max-occ", type=click.IntRange(1), default=500, show_default=True, help="Ignore minimizers occurring more often than this in the reference.")
+@click.option("-A", "match", type=click.IntRange(1), default=1, show_default=True, help="Match score.")
+@click.option("-B", "mismatch", type=click.IntRange(0), default=4, show_default=True, help="Mismatch penalty.")
+@click.option("-O", "gap_open", type=click.IntRange(0), default=6, show_default=True, help="Gap open penalty (a gap of length l costs O + l*E).")
+@click.option("-E", "gap_extend", type=click.IntRange(1), default=1, show_default=True, help="Gap extension penalty.")
+@click.option("-L", "clip", type=click.IntRange(0), default=5, show_default=True, help="Clipping penalty (soft clip instead of aligning to the read's end).")
+@click.option("-T", "min_score", type=int, default=30, show_default=True, help="Reads whose best alignment scores below this are reported unmapped.")
+@click.option("--band", type=click.IntRange(1, 31), default=16, show_default=True, help="DP band half-width: longest indel aligned (longer ones are clipped).")
+@click.option("-K", "--batch-size", type=click.IntRange(1), default=4000, show_default=True, help="Reads per batch.")
+def align(reference, reads, output, threads, preset, read_group, index_path, no_neural, max_candidates, max_occ,
+          match, mismatch, gap_open, gap_extend, clip, min_score, band, batch_size):
+    """Align READS (FASTQ or FASTA, plain or gzip; '-' for stdin) to REFERENCE.
+
+    Writes SAM with MAPQ and the tags NM, MD, AS and XS (runner-up score); unmapped reads are kept
+    with flag 4.
+    """
+    from neuromap.align import Scoring
+    from neuromap.index import open_index
+    from neuromap.io.fastx import read_fastx
+    from neuromap.io.sam import SamSink, header_text, parse_read_group
+    from neuromap.pipeline import AlignOptions, align_records
+    from neuromap.seed import SeedParams
+
+    rg_line, rg_id = parse_read_group(read_group) if read_group else (None, None)
+    if reads != "-" and not os.path.exists(reads):
+        raise NeuromapError(f"{reads}: no such file")
+    opts = AlignOptions(
+        seed=SeedParams(max_candidates=max_candidates, max_occ=max_occ),
+        scoring=Scoring(match=match, mismatch=mismatch, gap_open=gap_open, gap_extend=gap_extend, clip=clip),
+        margin=band,
+        min_score=min_score,
+        batch_size=batch_size,
+        threads=threads,
+        read_group_id=rg_id,
+    )
+    sink = SamSink(output, threads=threads)
+    if output is None or output == "-":
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends us quietly, as for C tools
+    try:
+        idx = open_index(reference, index_path)
+        command_line = "neuromap " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        sink.write(header_text(idx.names, idx.contig_lengths, idx.md5, command_line, rg_line))
+        for text in align_records(read_fastx(reads), idx, opts):
+            sink.write(text)
+        sink.commit()
+    finally:
+        sink.discard()
+
+
+@cli.command()
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.option("-n", "--reads", "n_reads", type=click.IntRange(1), default=10000, show_default=True, help="Number of reads.")
+@click.option("-l", "--length", "read_length", type=click.IntRange(1), default=150, show_default=True, help="Read length.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same reads).")
+@click.option("-o", "--output", required=True, metavar="FASTQ", help="Reads (FASTQ; gzip when it ends in .gz).")
+@click.option("--truth", required=True, metavar="TSV", help="True origins: name, contig, start (0-based), end, strand.")
+@click.option("-e", "--error-rate", type=float, default=0.01, show_default=True, help="Mean sequencing error rate per base.")
+@click.option("--indel-fraction", type=float, default=0.05, show_default=True, help="Fraction of sequencing errors that are 1-bp indels.")
+@click.option("--snp-rate", type=float, default=0.0, show_default=True, help="SNP rate of the simulated sample against the reference.")
+@click.option("--indel-rate", type=float, default=0.0, show_default=True, help="Rate of small (1-5 bp) indel variants.")
+@click.option("--prefix", default="sim", show_default=True, help="Read name prefix.")
+def simulate(reference, n_reads, read_length, seed, output, truth, error_rate, indel_fraction, snp_rate, indel_rate, prefix):
+    """Simulate Illumina-like reads from REFERENCE with known origins."""
+    from neuromap.simulate import simulate_reads, write_simulation
+
+    for path in (output, truth):
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise NeuromapError(f"{path}: output directory {parent} does not exist")
+    reads = simulate_reads(reference, n_reads, read_length, seed, error_rate, indel_fraction, snp_rate, indel_rate, prefix)
+    n = write_simulation(reads, output, truth)
+    click.echo(f"neuromap: simulated {n} reads -> {output}, truth -> {truth}", err=True)
+
+
+@cli.command()
+@click.argument("alignments", type=click.Path(dir_okay=False))
+@click.option("--truth", required=True, type=click.Path(dir_okay=False), help="Truth TSV from `neuromap simulate`.")
+@click.option("--tolerance", type=click.IntRange(0), default=10, show_default=True, help="Allowed distance (bp) of the unclipped start from the true start.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def evaluate(alignments, truth, tolerance, as_json):
+    """Score ALIGNMENTS (SAM or BAM) against known read origins (like paftools.js mapeval)."""
+    from neuromap.evaluate import evaluate as run_eval, format_report, to_json
+
+    res = run_eval(truth, alignments, tolerance)
+    click.echo(to_json(res) if as_json else format_report(res), nl=False)
+
+
+def main(argv=None) -> None:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        cli.main(args=argv, prog_name="neuromap", standalone_mode=False)
+    except NeuromapError as exc:
+        print(f"neuromap: error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("neuromap: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except _Terminated:
+        print("neuromap: terminated", file=sys.stderr)
+        sys.exit(143)
+    except BrokenPipeError:
+        sys.stderr.close()
+        os._exit(141)
+    except MemoryError:
+        print("neuromap: error: out of memory", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,257 @@
+"""Minimizer index of a reference: packed sequence + sorted minimizer table, memory-mapped.
+
+On disk an index is a directory `PREFIX.nmi/` holding numpy files and `meta.json` (format version,
+k, w, contigs, the reference's size/mtime and a SHA-256 of its names and sequence). It is written to
+a temporary directory and renamed into place, so a reader never sees half an index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuromap import __version__
+from neuromap.errors import NeuromapError
+from neuromap.io.fastx import BASE_CODE, read_fastx
+from neuromap.sketch import sketch_sequence
+
+FORMAT_NAME = "neuromap-index"
+FORMAT_VERSION = 1
+PAD_CODE = 5  # between contigs and outside them: never matches, never seeds
+DEFAULT_K = 21
+DEFAULT_W = 11
+_ARRAYS = ("seq", "contig_offsets", "contig_lengths", "mm_hash", "mm_pos", "mm_reverse")
+
+
+@dataclass
+class Reference:
+    names: list[str]
+    lengths: np.ndarray  # int64
+    offsets: np.ndarray  # int64: start of each contig in `seq`
+    seq: np.ndarray  # uint8 codes, contigs separated by one PAD_CODE
+    md5: list[str]
+    sha256: str
+
+
+def index_path_for(reference: str, prefix: str | None = None) -> str:
+    base = prefix if prefix is not None else reference
+    return base if base.endswith(".nmi") else base + ".nmi"
+
+
+def read_reference(path: str) -> Reference:
+    """Parse a FASTA reference (plain or gzip) into packed codes, with checksums."""
+    names: list[str] = []
+    lengths: list[int] = []
+    parts: list[np.ndarray] = []
+    md5s: list[str] = []
+    digest = hashlib.sha256()
+    seen: set[str] = set()
+    for number, rec in enumerate(read_fastx(path), start=1):
+        if rec.qual is not None:
+            raise NeuromapError(f"{path}: record {number} ({rec.name!r}): reference must be FASTA, not FASTQ")
+        if rec.name in seen:
+            raise NeuromapError(f"{path}: record {number}: duplicate contig name {rec.name!r}")
+        seen.add(rec.name)
+        if not rec.seq:
+            print(f"neuromap: note: {path}: contig {rec.name!r} is empty and is left out", file=sys.stderr)
+            continue
+        upper = rec.seq.upper().encode("ascii")
+        digest.update(rec.name.encode() + b"\n" + upper + b"\n")
+        md5s.append(hashlib.md5(upper).hexdigest())
+        names.append(rec.name)
+        lengths.append(len(upper))
+        parts.append(BASE_CODE[np.frombuffer(upper, dtype=np.uint8)])
+        parts.append(np.array([PAD_CODE], dtype=np.uint8))
+    if not names:
+        raise NeuromapError(f"{path}: reference has no sequence")
+    lengths_arr = np.array(lengths, dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths_arr + 1)[:-1]]).astype(np.int64)
+    return Reference(names, lengths_arr, offsets, np.concatenate(parts), md5s, digest.hexdigest())
+
+
+@dataclass
+class Index:
+    path: str
+    k: int
+    w: int
+    names: list[str]
+    md5: list[str]
+    seq: np.ndarray
+    contig_offsets: np.ndarray
+    contig_lengths: np.ndarray
+    mm_hash: np.ndarray
+    mm_pos: np.ndarray
+    mm_reverse: np.ndarray
+    meta: dict
+
+    def contig_of(self, global_pos: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.contig_offsets, global_pos, side="right") - 1
+
+
+def _reference_stat(path: str) -> dict:
+    st = os.stat(path)
+    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: int = DEFAULT_W) -> str:
+    """Build the index of `reference`; returns the index directory path."""
+    if not 5 <= k <= 31:
+        raise NeuromapError(f"k must be between 5 and 31 (got {k})")
+    if not 1 <= w <= 255:
+        raise NeuromapError(f"w must be between 1 and 255 (got {w})")
+    target = index_path_for(reference, out)
+    parent = os.path.dirname(os.path.abspath(target))
+    if not os.path.isdir(parent):
+        raise NeuromapError(f"{target}: output directory {parent} does not exist")
+    stat_before = _reference_stat(reference) if reference != "-" else None
+    ref = read_reference(reference)
+    positions, hashes, reverse = sketch_sequence(ref.seq, k, w)
+    order = np.lexsort((positions, hashes))  # by hash, then position: deterministic
+    pos_dtype = np.uint32 if len(ref.seq) < 2**32 else np.int64
+    meta = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "neuromap_version": __version__,
+        "k": k,
+        "w": w,
+        "reference": {**(stat_before or {}), "sha256": ref.sha256},
+        "contigs": [
+            {"name": n, "length": int(l), "offset": int(o), "md5": m}
+            for n, l, o, m in zip(ref.names, ref.lengths, ref.offsets, ref.md5)
+        ],
+        "n_minimizers": int(len(order)),
+    }
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(target) + ".tmp-", dir=parent)
+    try:
+        np.save(os.path.join(tmp, "seq.npy"), ref.seq)
+        np.save(os.path.join(tmp, "contig_offsets.npy"), ref.offsets)
+        np.save(os.path.join(tmp, "contig_lengths.npy"), ref.lengths)
+        np.save(os.path.join(tmp, "mm_hash.npy"), hashes[order])
+        np.save(os.path.join(tmp, "mm_pos.npy"), positions[order].astype(pos_dtype))
+        np.save(os.path.join(tmp, "mm_reverse.npy"), reverse[order])
+        with open(os.path.join(tmp, "meta.json"), "w") as fh:
+            json.dump(meta, fh, indent=1)
+        _install(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _install(tmp: str, target: str) -> None:
+    """Move a finished index into place; an older one is replaced, a concurrent twin is kept."""
+    if os.path.exists(target):
+        old = target + f".old-{os.getpid()}"
+        try:
+            os.rename(target, old)
+        except FileNotFoundError:
+            old = ""
+        try:
+            os.rename(tmp, target)
+        finally:
+            if old:
+                shutil.rmtree(old, ignore_errors=True)
+        return
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        if os.path.isdir(target):  # another process installed the same index first
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            raise
+
+
+def load_index(path: str) -> Index:
+    meta_path = os.path.join(path, "meta.json")
+    if not os.path.isdir(path):
+        raise NeuromapError(f"{path}: no such index")
+    try:
+        with open(meta_path) as fh:
+            meta = json.load(fh)
+    except (OSError, ValueError):
+        raise NeuromapError(f"{path}: not a neuromap index (missing or unreadable meta.json)") from None
+    if meta.get("format") != FORMAT_NAME:
+        raise NeuromapError(f"{path}: not a neuromap index")
+    if meta.get("version") != FORMAT_VERSION:
+        raise NeuromapError(
+            f"{path}: index format version {meta.get('version')} is not supported "
+            f"(this neuromap reads version {FORMAT_VERSION}); rebuild it with `neuromap index`"
+        )
+    arrays = {}
+    for name in _ARRAYS:
+        try:
+            arrays[name] = np.load(os.path.join(path, name + ".npy"), mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            raise NeuromapError(f"{path}: index file {name}.npy is missing or truncated ({exc}); rebuild it") from None
+    contigs = meta["contigs"]
+    n_mm = meta["n_minimizers"]
+    if (
+        len(arrays["contig_offsets"]) != len(contigs)
+        or len(arrays["mm_hash"]) != n_mm
+        or len(arrays["mm_pos"]) != n_mm
+        or len(arrays["mm_reverse"]) != n_mm
+    ):
+        raise NeuromapError(f"{path}: index files are inconsistent with meta.json; rebuild it")
+    return Index(
+        path=path,
+        k=int(meta["k"]),
+        w=int(meta["w"]),
+        names=[c["name"] for c in contigs],
+        md5=[c["md5"] for c in contigs],
+        seq=arrays["seq"],
+        contig_offsets=np.asarray(arrays["contig_offsets"], dtype=np.int64),
+        contig_lengths=np.asarray(arrays["contig_lengths"], dtype=np.int64),
+        mm_hash=arrays["mm_hash"],
+        mm_pos=arrays["mm_pos"],
+        mm_reverse=arrays["mm_reverse"],
+        meta=meta,
+    )
+
+
+def reference_matches(index: Index, reference: str) -> bool:
+    """True when `reference` is the sequence the index was built from.
+
+    Size and mtime decide quickly; when either moved, the sequence checksum decides.
+    """
+    recorded = index.meta["reference"]
+    try:
+        now = _reference_stat(reference)
+    except OSError:
+        raise NeuromapError(f"{reference}: no such file") from None
+    if now["size"] == recorded.get("size") and now["mtime_ns"] == recorded.get("mtime_ns"):
+        return True
+    return read_reference(reference).sha256 == recorded["sha256"]
+
+
+def open_index(reference: str, index_path: str | None = None, log=None) -> Index:
+    """The index to align against: found next to the reference, built when missing, rebuilt
+    when stale; an explicit `index_path` that does not match the reference is an error."""
+    log = log or (lambda msg: print(f"neuromap: {msg}", file=sys.stderr))
+    if not os.path.exists(reference):
+        raise NeuromapError(f"{reference}: no such file")
+    explicit = index_path is not None
+    path = index_path_for(reference, index_path) if explicit else index_path_for(reference)
+    if not os.path.exists(path):
+        if explicit:
+            raise NeuromapError(f"{path}: no such index")
+        log(f"note: no index at {path}; building it")
+        build_index(reference)
+        return load_index(path)
+    index = load_index(path)
+    if reference_matches(index, reference):
+        return index
+    if explicit:
+        raise NeuromapError(
+            f"{path}: index was built from a different reference than {reference} "
+            f"(checksum differs); rebuild it with `neuromap index {reference}`"
+        )
+    log(f"note: {reference} changed since {path} was built; rebuilding the index")
+    build_index(reference, k=index.k, w=index.w)
+    return load_index(path)

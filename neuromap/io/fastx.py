@@ -1,0 +1,247 @@
+"""Strict streaming FASTQ/FASTA reading (plain, gzip, BGZF, stdin) into ReadBatch arrays.
+
+We parse with the standard library rather than pyfastx: pyfastx 2.3 silently drops a record whose
+quality length differs from its sequence, reuses a stale quality buffer for a truncated record,
+loses the first record read from a pipe and accepts a truncated gzip stream. An aligner must
+never lose or invent data, so every record is checked here and a bad one stops the run with the
+file, the record number and the line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import sys
+import zlib
+from dataclasses import dataclass
+from typing import BinaryIO, Iterator
+
+import numpy as np
+
+from neuromap.errors import NeuromapError
+
+# 2-bit codes: A=0 C=1 G=2 T=3; any other letter (N, IUPAC) = 4.
+BASE_CODE = np.full(256, 4, dtype=np.uint8)
+for _i, _b in enumerate(b"ACGT"):
+    BASE_CODE[_b] = _i
+    BASE_CODE[_b + 32] = _i  # lowercase
+N_CODE = 4
+
+
+
+@dataclass
+class Record:
+    name: str
+    seq: str
+    qual: str | None  # None for FASTA
+    comment: str = ""
+
+
+@dataclass
+class ReadBatch:
+    """A batch of reads as arrays; names/seqs/quals kept as given for output."""
+
+    names: list[str]
+    seqs: list[str]
+    quals: list[str | None]
+    codes: np.ndarray  # (n, max_len) uint8, padded with N_CODE
+    lengths: np.ndarray  # (n,) int32
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def encode(seq: str) -> np.ndarray:
+    """Sequence string -> uint8 codes (A0 C1 G2 T3, anything else 4)."""
+    return BASE_CODE[np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)]
+
+
+def make_batch(records: list[Record]) -> ReadBatch:
+    lengths = np.fromiter((len(r.seq) for r in records), dtype=np.int32, count=len(records))
+    max_len = int(lengths.max()) if len(records) else 0
+    codes = np.full((len(records), max(max_len, 1)), N_CODE, dtype=np.uint8)
+    if len(records):
+        joined = "".join(r.seq for r in records).encode("ascii", "replace")
+        flat = BASE_CODE[np.frombuffer(joined, dtype=np.uint8)]
+        rows = np.repeat(np.arange(len(records)), lengths)
+        starts = np.cumsum(lengths) - lengths
+        cols = np.arange(len(flat)) - np.repeat(starts, lengths)
+        codes[rows, cols] = flat
+    return ReadBatch(
+        names=[r.name for r in records],
+        seqs=[r.seq for r in records],
+        quals=[r.qual for r in records],
+        codes=codes,
+        lengths=lengths,
+    )
+
+
+def open_input(path: str) -> BinaryIO:
+    """Open a path (or '-' for stdin) for binary reading, decompressing gzip/BGZF by magic bytes."""
+    if path == "-":
+        raw: BinaryIO = sys.stdin.buffer
+        label = "<stdin>"
+    else:
+        label = path
+        if not os.path.exists(path):
+            raise NeuromapError(f"{path}: no such file")
+        if os.path.isdir(path):
+            raise NeuromapError(f"{path}: is a directory, not a sequence file")
+        try:
+            raw = open(path, "rb")
+        except OSError as exc:
+            raise NeuromapError(f"{path}: cannot open: {exc.strerror}") from None
+    buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    try:
+        magic = buffered.peek(2)[:2]
+    except OSError as exc:
+        raise NeuromapError(f"{label}: cannot read: {exc.strerror}") from None
+    if magic == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[return-value]
+    return buffered  # type: ignore[return-value]
+
+
+def _check_seq(seq: str, label: str, recno: int, name: str) -> None:
+    if not seq.isascii() or not seq.replace("-", "").replace(".", "").replace("*", "").isalpha():
+        if seq == "":
+            return
+        bad = next((c for c in seq if not (c.isascii() and (c.isalpha() or c in "-.*"))), "?")
+        raise NeuromapError(
+            f"{label}: record {recno} ({name!r}): invalid character {bad!r} in sequence"
+        )
+
+
+def read_fastx(path: str) -> Iterator[Record]:
+    """Yield records of a FASTQ or FASTA file, checking each; errors name file, record and line."""
+    label = "<stdin>" if path == "-" else path
+    handle = open_input(path)
+    try:
+        yield from _parse(handle, label)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise NeuromapError(f"{label}: corrupt or truncated gzip data ({exc})") from None
+    except OSError as exc:
+        raise NeuromapError(f"{label}: read error: {exc}") from None
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def _decode(line: bytes, label: str, lineno: int) -> str:
+    try:
+        return line.decode("ascii")
+    except UnicodeDecodeError:
+        raise NeuromapError(f"{label}: line {lineno}: binary or non-ASCII data") from None
+
+
+def _parse(handle: BinaryIO, label: str) -> Iterator[Record]:
+    lineno = 0
+    # Skip leading blank lines, then the first character decides the format.
+    first = b""
+    for first in handle:
+        lineno += 1
+        if first.strip():
+            break
+    else:
+        return  # empty input: no records
+    if first.startswith(b"@"):
+        yield from _parse_fastq(handle, label, first, lineno)
+    elif first.startswith(b">"):
+        yield from _parse_fasta(handle, label, first, lineno)
+    else:
+        text = first[:20].decode("ascii", "replace").strip()
+        raise NeuromapError(
+            f"{label}: line {lineno}: not FASTQ or FASTA (expected '@' or '>' header, got {text!r})"
+        )
+
+
+def _split_header(header: str) -> tuple[str, str]:
+    parts = header[1:].strip().split(None, 1)
+    if not parts:
+        return "", ""
+    return parts[0], (parts[1] if len(parts) > 1 else "")
+
+
+def _parse_fastq(handle: BinaryIO, label: str, first: bytes, lineno: int) -> Iterator[Record]:
+    recno = 0
+    header_line: bytes | None = first
+    readline = handle.readline
+    while True:
+        if header_line is None:
+            header_line = readline()
+            lineno += 1
+            while header_line and not header_line.strip():  # blank lines between records
+                header_line = readline()
+                lineno += 1
+            if not header_line:
+                return
+        recno += 1
+        header = _decode(header_line, label, lineno).rstrip("\r\n")
+        if not header.startswith("@"):
+            raise NeuromapError(
+                f"{label}: record {recno}, line {lineno}: expected a FASTQ header starting with '@'"
+            )
+        name, comment = _split_header(header)
+        if not name:
+            raise NeuromapError(f"{label}: record {recno}, line {lineno}: empty read name")
+        seq_line = readline()
+        plus_line = readline()
+        qual_line = readline()
+        if not qual_line:
+            raise NeuromapError(f"{label}: record {recno} ({name!r}): truncated FASTQ record")
+        seq = _decode(seq_line, label, lineno + 1).rstrip("\r\n")
+        plus = _decode(plus_line, label, lineno + 2).rstrip("\r\n")
+        qual = _decode(qual_line, label, lineno + 3).rstrip("\r\n")
+        if not plus.startswith("+"):
+            raise NeuromapError(
+                f"{label}: record {recno} ({name!r}), line {lineno + 2}: expected '+' separator"
+            )
+        if len(seq) != len(qual):
+            if not qual_line.endswith(b"\n") and len(qual) < len(seq):
+                raise NeuromapError(f"{label}: record {recno} ({name!r}): truncated FASTQ record")
+            raise NeuromapError(
+                f"{label}: record {recno} ({name!r}): sequence length {len(seq)} "
+                f"!= quality length {len(qual)}"
+            )
+        _check_seq(seq, label, recno, name)
+        if qual and (min(qual) < "!" or max(qual) > "~"):
+            raise NeuromapError(f"{label}: record {recno} ({name!r}): invalid quality character")
+        lineno += 3
+        header_line = None
+        yield Record(name, seq, qual, comment)
+
+
+def _parse_fasta(handle: BinaryIO, label: str, first: bytes, lineno: int) -> Iterator[Record]:
+    recno = 1
+    name, comment = _split_header(_decode(first, label, lineno))
+    if not name:
+        raise NeuromapError(f"{label}: record 1, line {lineno}: empty sequence name")
+    chunks: list[str] = []
+    for raw in handle:
+        lineno += 1
+        line = _decode(raw, label, lineno).strip()
+        if line.startswith(">"):
+            seq = "".join(chunks)
+            _check_seq(seq, label, recno, name)
+            yield Record(name, seq, None, comment)
+            recno += 1
+            name, comment = _split_header(line)
+            if not name:
+                raise NeuromapError(f"{label}: record {recno}, line {lineno}: empty sequence name")
+            chunks = []
+        elif line:
+            chunks.append(line)
+    seq = "".join(chunks)
+    _check_seq(seq, label, recno, name)
+    yield Record(name, seq, None, comment)
+
+
+def batched(records: Iterator[Record], batch_size: int) -> Iterator[list[Record]]:
+    batch: list[Record] = []
+    for rec in records:
+        batch.append(rec)
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

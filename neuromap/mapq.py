@@ -1,0 +1,42 @@
+"""Mapping quality as a probability.
+
+Each candidate placement of a read gets a log-likelihood (here the alignment score times
+`scale`; the network provides its own in the next stage). Normalised over all of the read's
+placements they give P(correct) for the chosen one, and MAPQ = -10 log10 P(wrong), capped at 60.
+Two identical copies give P = 0.5, MAPQ 3.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_MAPQ = 60
+
+
+def p_correct(log_likelihood: np.ndarray, valid: np.ndarray, chosen: np.ndarray, n_unscored: np.ndarray | None = None) -> np.ndarray:
+    """P(the chosen placement is right) for each read.
+
+    log_likelihood, valid: (n_reads, n_candidates); chosen: (n_reads,) slot index.
+    n_unscored: placements found but not scored (beyond the kept candidates); each is counted
+    as likely as the weakest scored one, so a read in a large repeat family is not overconfident.
+    """
+    n = log_likelihood.shape[0]
+    if n == 0:
+        return np.zeros(0)
+    rows = np.arange(n)
+    best = log_likelihood[rows, chosen]
+    rel = np.where(valid, log_likelihood - best[:, None], -np.inf)
+    weights = np.exp(rel)
+    total = weights.sum(axis=1)
+    if n_unscored is not None:
+        weakest = np.where(valid, rel, np.inf).min(axis=1)
+        weakest = np.where(np.isfinite(weakest), weakest, 0.0)
+        total = total + n_unscored * np.exp(weakest)
+    return 1.0 / total
+
+
+def mapq_from_p(p: np.ndarray) -> np.ndarray:
+    """MAPQ = round(-10 log10(1 - p)) capped at MAX_MAPQ."""
+    wrong = np.clip(1.0 - np.asarray(p, dtype=np.float64), 1e-12, 1.0)
+    q = np.rint(-10.0 * np.log10(wrong))
+    return np.clip(q, 0, MAX_MAPQ).astype(np.int32)

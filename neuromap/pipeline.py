@@ -1,0 +1,201 @@
+"""Batches of reads through the stages: seed -> windows -> align -> mapq -> SAM text.
+
+Only this module knows the order of the stages. Batches are independent, so `threads` workers
+process them concurrently and the results are written in input order: the output does not depend
+on the number of threads.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from neuromap.align import NEG, Scoring, banded_align, traceback
+from neuromap.index import Index
+from neuromap.io.fastx import ReadBatch, make_batch
+from neuromap.io.sam import reverse_complement
+from neuromap.mapq import mapq_from_p, p_correct
+from neuromap.seed import SeedParams, find_candidates
+from neuromap.windows import make_pairs
+
+
+@dataclass
+class AlignOptions:
+    seed: SeedParams = field(default_factory=SeedParams)
+    scoring: Scoring = field(default_factory=Scoring)
+    margin: int = 16  # band half-width: indels up to this long are aligned, longer ones clipped
+    min_score: int = 30  # a best alignment scoring less leaves the read unmapped (bwa's -T)
+    score_scale: float = 1.0  # alignment score -> log-likelihood, for MAPQ on the seed+DP path
+    batch_size: int = 4000
+    threads: int = 1
+    pair_chunk: int = 2048  # (read, candidate) pairs aligned per DP call: bounds memory
+    read_group_id: str | None = None
+
+
+@dataclass
+class MappedBatch:
+    """Per-read results of one batch (arrays over reads; strings only where SAM needs them)."""
+
+    mapped: np.ndarray  # bool
+    contig: np.ndarray  # int32
+    pos: np.ndarray  # int64, 0-based leftmost aligned reference base within the contig
+    reverse: np.ndarray  # bool
+    mapq: np.ndarray  # int32
+    p_correct: np.ndarray  # float64
+    score: np.ndarray  # int32 AS
+    sub_score: np.ndarray  # int32 XS, NEG when there is no runner-up
+    nm: np.ndarray
+    cigar: list[str]
+    md: list[str]
+
+
+def _tie_break(names: list[str], best_rows: np.ndarray, tied_slots: list[np.ndarray]) -> np.ndarray:
+    """Among equally good placements pick one by a hash of the read name: deterministic, and
+    reads from a repeat spread over its copies instead of piling onto the first."""
+    return np.array(
+        [slots[zlib.crc32(names[r].encode()) % len(slots)] for r, slots in zip(best_rows, tied_slots)],
+        dtype=np.int64,
+    )
+
+
+def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch:
+    n = len(batch)
+    n_slots = opts.seed.max_candidates
+    cands = find_candidates(batch.codes, batch.lengths, index, opts.seed)
+    pairs = make_pairs(batch.codes, batch.lengths, cands, index, opts.margin)
+    n_pairs = len(pairs.read)
+    qlen = batch.lengths[pairs.read]
+    pair_score = np.full(n_pairs, NEG, dtype=np.int64)
+    pair_end = np.zeros(n_pairs, dtype=np.int64)
+    chunks = []
+    for lo in range(0, n_pairs, opts.pair_chunk):
+        hi = min(lo + opts.pair_chunk, n_pairs)
+        # Trim the padded width to this chunk's longest read.
+        width = int(qlen[lo:hi].max())
+        dp = banded_align(
+            pairs.query[lo:hi, :width], qlen[lo:hi], pairs.target[lo:hi, : width + 2 * opts.margin], opts.margin, opts.scoring
+        )
+        pair_score[lo:hi] = dp.score
+        pair_end[lo:hi] = pairs.window_start[lo:hi] + dp.end_row + dp.end_slot
+        chunks.append((lo, hi, width, dp))
+
+    # Scores per read and slot; a placement ending where a better one of the same read ends
+    # (same strand) is the same placement found twice and does not count against it.
+    scores = np.full((n, n_slots), NEG, dtype=np.int64)
+    scores[pairs.read, pairs.slot] = pair_score
+    ends = np.full((n, n_slots), -(1 << 40), dtype=np.int64)
+    ends[pairs.read, pairs.slot] = pair_end
+    valid = cands.valid.copy()
+    order = np.argsort(-scores, axis=1, kind="stable")
+    s_sorted = np.take_along_axis(scores, order, 1)
+    e_sorted = np.take_along_axis(ends, order, 1)
+    r_sorted = np.take_along_axis(cands.reverse, order, 1)
+    v_sorted = np.take_along_axis(valid, order, 1)
+    dup = np.zeros_like(v_sorted)
+    for j in range(1, n_slots):
+        same = (np.abs(e_sorted[:, :j] - e_sorted[:, j : j + 1]) <= opts.seed.max_diag_gap) & (r_sorted[:, :j] == r_sorted[:, j : j + 1])
+        dup[:, j] = (same & v_sorted[:, :j] & ~dup[:, :j]).any(axis=1)
+    v_sorted &= ~dup
+    np.put_along_axis(valid, order, v_sorted, 1)
+
+    masked = np.where(valid, scores, NEG)
+    best_score = masked.max(axis=1) if n_slots else np.full(n, NEG)
+    chosen = masked.argmax(axis=1)
+    ties = valid & (masked == best_score[:, None])
+    tie_rows = np.flatnonzero(ties.sum(axis=1) > 1)
+    if len(tie_rows):
+        chosen[tie_rows] = _tie_break(batch.names, tie_rows, [np.flatnonzero(ties[r]) for r in tie_rows])
+    mapped = cands.valid.any(axis=1) & (best_score >= opts.min_score)
+
+    loglik = masked.astype(np.float64) * opts.score_scale
+    extra = np.maximum(cands.n_clusters - n_slots, 0)
+    p = p_correct(loglik, valid, chosen, extra)
+    mapq = mapq_from_p(p)
+    runner = np.where(valid & (np.arange(n_slots)[None, :] != chosen[:, None]), masked, NEG).max(axis=1)
+
+    # Base-level alignment of the chosen placement only.
+    slot_to_pair = np.full((n, n_slots), -1, dtype=np.int64)
+    slot_to_pair[pairs.read, pairs.slot] = np.arange(n_pairs)
+    chosen_pair = np.where(mapped, slot_to_pair[np.arange(n), chosen], -1)
+    pos = np.zeros(n, dtype=np.int64)
+    cigar = ["*"] * n
+    md = [""] * n
+    nm = np.zeros(n, dtype=np.int32)
+    for lo, hi, width, dp in chunks:
+        sel_reads = np.flatnonzero((chosen_pair >= lo) & (chosen_pair < hi))
+        if len(sel_reads) == 0:
+            continue
+        local = chosen_pair[sel_reads] - lo
+        aln = traceback(dp, local, pairs.query[lo:hi, :width], pairs.target[lo:hi, : width + 2 * opts.margin], qlen[lo:hi])
+        gpos = pairs.window_start[chosen_pair[sel_reads]] + aln.ref_start
+        contig = cands.contig[sel_reads, chosen[sel_reads]]
+        pos[sel_reads] = gpos - index.contig_offsets[contig]
+        nm[sel_reads] = aln.nm
+        for j, r in enumerate(sel_reads):
+            cigar[r] = aln.cigar[j]
+            md[r] = aln.md[j]
+    rows = np.arange(n)
+    return MappedBatch(
+        mapped=mapped,
+        contig=cands.contig[rows, chosen],
+        pos=pos,
+        reverse=cands.reverse[rows, chosen],
+        mapq=np.where(mapped, mapq, 0).astype(np.int32),
+        p_correct=np.where(mapped, p, 0.0),
+        score=np.where(mapped, best_score, 0).astype(np.int32),
+        sub_score=np.where(mapped & (runner >= opts.min_score), runner, NEG).astype(np.int32),
+        nm=nm,
+        cigar=cigar,
+        md=md,
+    )
+
+
+def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: str | None) -> str:
+    """SAM text for one batch, in input order; per-read Python only at this edge."""
+    rg = f"\tRG:Z:{read_group_id}" if read_group_id else ""
+    out = []
+    names = index.names
+    for r in range(len(batch)):
+        seq = batch.seqs[r] or "*"
+        qual = batch.quals[r] or "*"
+        if not res.mapped[r]:
+            out.append(f"{batch.names[r]}\t4\t*\t0\t0\t*\t*\t0\t0\t{seq}\t{qual}{rg}\n")
+            continue
+        flag = 0
+        if res.reverse[r]:
+            flag = 16
+            seq = reverse_complement(seq)
+            qual = qual[::-1] if qual != "*" else qual
+        xs = f"\tXS:i:{res.sub_score[r]}" if res.sub_score[r] > NEG else ""
+        out.append(
+            f"{batch.names[r]}\t{flag}\t{names[res.contig[r]]}\t{res.pos[r] + 1}\t{res.mapq[r]}\t{res.cigar[r]}"
+            f"\t*\t0\t0\t{seq}\t{qual}\tNM:i:{res.nm[r]}\tMD:Z:{res.md[r]}\tAS:i:{res.score[r]}{xs}{rg}\n"
+        )
+    return "".join(out)
+
+
+def align_records(records: Iterable, index: Index, opts: AlignOptions) -> Iterator[str]:
+    """Yield SAM text per batch, in input order, with up to `threads` batches in flight."""
+    from neuromap.io.fastx import batched
+
+    def work(recs):
+        batch = make_batch(recs)
+        return format_sam(batch, map_batch(batch, index, opts), index, opts.read_group_id)
+
+    if opts.threads <= 1:
+        for recs in batched(iter(records), opts.batch_size):
+            yield work(recs)
+        return
+    with ThreadPoolExecutor(max_workers=opts.threads) as pool:
+        pending: deque = deque()
+        for recs in batched(iter(records), opts.batch_size):
+            pending.append(pool.submit(work, recs))
+            if len(pending) >= 2 * opts.threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -1,0 +1,111 @@
+"""Seeds: read minimizers looked up in the index, hits voted by diagonal into candidate windows.
+
+A hit says "read position p has the same k-mer as reference position q". Its diagonal is the
+reference position where the read (or its reverse complement) would start. Hits of one read on one
+strand whose diagonals lie within `max_diag_gap` of each other form a cluster: one candidate
+placement, its support the number of distinct read minimizers that agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuromap.index import Index
+from neuromap.sketch import sketch_rows
+
+
+@dataclass
+class SeedParams:
+    max_candidates: int = 8  # candidate windows kept per read (padded to this many)
+    max_occ: int = 500  # minimizers more frequent than this in the reference are ignored
+    max_diag_gap: int = 12  # hits within this many diagonals are one placement (small indels)
+
+
+@dataclass
+class Candidates:
+    """Top candidate placements per read, padded: every array is (n_reads, max_candidates)."""
+
+    valid: np.ndarray  # bool
+    diagonal: np.ndarray  # int64 global reference position where the oriented read starts
+    reverse: np.ndarray  # bool: the read's reverse complement matches the forward reference
+    contig: np.ndarray  # int32 contig index
+    support: np.ndarray  # int32 distinct read minimizers supporting the placement
+    n_clusters: np.ndarray  # (n_reads,) int32 all placements found, kept or not
+
+
+def find_candidates(codes: np.ndarray, lengths: np.ndarray, index: Index, params: SeedParams) -> Candidates:
+    n_reads = codes.shape[0]
+    n_keep = params.max_candidates
+    empty = Candidates(
+        valid=np.zeros((n_reads, n_keep), bool),
+        diagonal=np.zeros((n_reads, n_keep), np.int64),
+        reverse=np.zeros((n_reads, n_keep), bool),
+        contig=np.zeros((n_reads, n_keep), np.int32),
+        support=np.zeros((n_reads, n_keep), np.int32),
+        n_clusters=np.zeros(n_reads, np.int32),
+    )
+    if n_reads == 0:
+        return empty
+    k = index.k
+    row, pos, hashes, read_rev = sketch_rows(codes, k, index.w)
+    if len(row) == 0:
+        return empty
+    lo = np.searchsorted(index.mm_hash, hashes, side="left")
+    hi = np.searchsorted(index.mm_hash, hashes, side="right")
+    count = hi - lo
+    keep = (count > 0) & (count <= params.max_occ)
+    row, pos, read_rev, lo, count = row[keep], pos[keep], read_rev[keep], lo[keep], count[keep]
+    total = int(count.sum())
+    if total == 0:
+        return empty
+    # Expand each looked-up minimizer into its individual reference hits.
+    hit_query = np.repeat(np.arange(len(row)), count)
+    hit_ref = np.repeat(lo, count) + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
+    ref_pos = np.asarray(index.mm_pos[hit_ref], dtype=np.int64)
+    ref_rev = np.asarray(index.mm_reverse[hit_ref], dtype=bool)
+    hit_row = row[hit_query]
+    hit_pos = pos[hit_query].astype(np.int64)
+    strand = read_rev[hit_query] != ref_rev
+    read_len = lengths[hit_row].astype(np.int64)
+    oriented_pos = np.where(strand, read_len - k - hit_pos, hit_pos)
+    diagonal = ref_pos - oriented_pos
+
+    order = np.lexsort((hit_pos, diagonal, strand, hit_row))
+    hit_row, strand, diagonal, hit_pos = hit_row[order], strand[order], diagonal[order], hit_pos[order]
+    new_cluster = np.ones(total, bool)
+    new_cluster[1:] = (
+        (hit_row[1:] != hit_row[:-1])
+        | (strand[1:] != strand[:-1])
+        | (diagonal[1:] - diagonal[:-1] > params.max_diag_gap)
+    )
+    cluster = np.cumsum(new_cluster) - 1
+    n_cl = int(cluster[-1]) + 1
+    starts = np.flatnonzero(new_cluster)
+    sizes = np.diff(np.append(starts, total))
+    # Support counts distinct read positions, so a tandem repeat cannot vote twice with one k-mer.
+    pair_key = cluster.astype(np.int64) * (int(hit_pos.max()) + 1) + hit_pos
+    distinct = np.unique(pair_key)
+    support = np.bincount(distinct // (int(hit_pos.max()) + 1), minlength=n_cl).astype(np.int32)
+    cl_row = hit_row[starts]
+    cl_strand = strand[starts]
+    cl_diag = diagonal[starts + sizes // 2]  # the median hit's diagonal
+
+    # Rank placements of each read: more support first, then leftmost (deterministic).
+    rank_order = np.lexsort((cl_strand, cl_diag, -support, cl_row))
+    cl_row_sorted = cl_row[rank_order]
+    first_of_row = np.searchsorted(cl_row_sorted, cl_row_sorted, side="left")
+    rank = np.arange(n_cl) - first_of_row
+    take = rank < n_keep
+    sel = rank_order[take]
+    r, c = cl_row[sel], rank[take]
+    out = empty
+    out.valid[r, c] = True
+    out.diagonal[r, c] = cl_diag[sel]
+    out.reverse[r, c] = cl_strand[sel]
+    out.support[r, c] = support[sel]
+    centre = np.clip(cl_diag[sel] + lengths[r] // 2, 0, None)
+    out.contig[r, c] = index.contig_of(centre).astype(np.int32)
+    out.n_clusters[:] = np.bincount(cl_row, minlength=n_reads).astype(np.int32)
+    return out
