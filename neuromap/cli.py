@@ -109,9 +109,13 @@ def align(reference, reads, output, threads, preset, read_group, index_path, no_
     try:
         idx = open_index(reference, index_path)
         command_line = "neuromap " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        sink.write(header_text(idx.names, idx.contig_lengths, idx.md5, command_line, rg_line))
+        header = header_text(idx.names, idx.contig_lengths, idx.md5, command_line, rg_line)
+        # The header goes out with the first batch, so input that is bad from its first record
+        # leaves no SAM at all, not even on stdout.
         for text in align_records(read_fastx(reads), idx, opts):
-            sink.write(text)
+            sink.write(header + text)
+            header = ""
+        sink.write(header)
         sink.commit()
     finally:
         sink.discard()

@@ -106,6 +106,8 @@ def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: i
         raise NeuromapError(f"k must be between 5 and 31 (got {k})")
     if not 1 <= w <= 255:
         raise NeuromapError(f"w must be between 1 and 255 (got {w})")
+    if reference != "-" and not os.path.isfile(reference):
+        raise NeuromapError(f"{reference}: no such file")
     target = index_path_for(reference, out)
     parent = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(parent):
@@ -145,8 +147,22 @@ def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: i
     return target
 
 
+def _same_index(a: str, b: str) -> bool:
+    try:
+        with open(os.path.join(a, "meta.json")) as fa, open(os.path.join(b, "meta.json")) as fb:
+            ma, mb = json.load(fa), json.load(fb)
+    except (OSError, ValueError):
+        return False
+    keys = ("format", "version", "k", "w")
+    return all(ma.get(k) == mb.get(k) for k in keys) and ma["reference"]["sha256"] == mb["reference"]["sha256"]
+
+
 def _install(tmp: str, target: str) -> None:
-    """Move a finished index into place; an older one is replaced, a concurrent twin is kept."""
+    """Move a finished index into place; an older one is replaced, an identical one (built at
+    the same time by another process) is kept, so readers never see it vanish."""
+    if os.path.exists(target) and _same_index(tmp, target):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     if os.path.exists(target):
         old = target + f".old-{os.getpid()}"
         try:

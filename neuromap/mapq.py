@@ -32,7 +32,8 @@ def p_correct(log_likelihood: np.ndarray, valid: np.ndarray, chosen: np.ndarray,
         weakest = np.where(valid, rel, np.inf).min(axis=1)
         weakest = np.where(np.isfinite(weakest), weakest, 0.0)
         total = total + n_unscored * np.exp(weakest)
-    return 1.0 / total
+    # A read without any scored placement has total 0; it is unmapped and gets p = 0.
+    return np.divide(1.0, total, out=np.zeros(n), where=total > 0)
 
 
 def mapq_from_p(p: np.ndarray) -> np.ndarray:

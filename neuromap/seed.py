@@ -21,6 +21,7 @@ class SeedParams:
     max_candidates: int = 8  # candidate windows kept per read (padded to this many)
     max_occ: int = 500  # minimizers more frequent than this in the reference are ignored
     max_diag_gap: int = 12  # hits within this many diagonals are one placement (small indels)
+    max_span: int = 16  # a chain of hits wider than this (a tandem repeat) is split into placements
 
 
 @dataclass
@@ -80,6 +81,13 @@ def find_candidates(codes: np.ndarray, lengths: np.ndarray, index: Index, params
         | (strand[1:] != strand[:-1])
         | (diagonal[1:] - diagonal[:-1] > params.max_diag_gap)
     )
+    cluster = np.cumsum(new_cluster) - 1
+    # In a short-period tandem repeat the diagonals of one read chain on for as long as the repeat
+    # does; every shift by a period is an equally good placement. Cut such chains into pieces
+    # `max_span` wide so each shift competes as its own candidate (and lowers the MAPQ).
+    chain_start = diagonal[np.flatnonzero(new_cluster)][cluster]
+    piece = (diagonal - chain_start) // params.max_span
+    new_cluster[1:] |= piece[1:] != piece[:-1]
     cluster = np.cumsum(new_cluster) - 1
     n_cl = int(cluster[-1]) + 1
     starts = np.flatnonzero(new_cluster)

@@ -110,7 +110,7 @@ def simulate_reads(
         p_err = np.clip(error_rate * shape * rng.lognormal(-0.125, 0.5, read_length), 1e-4, 0.6)
         quals = np.clip(np.rint(-10 * np.log10(p_err)), 2, 41).astype(np.int64)
         p_err = 10.0 ** (-quals / 10.0)
-        errors = rng.random(read_length) < p_err
+        errors = (rng.random(read_length) < p_err) & (error_rate > 0)  # 0 means error-free
         kinds = rng.random(read_length)  # < indel_fraction/2 insertion, < indel_fraction deletion
         ins = errors & (kinds < indel_fraction / 2)
         dele = errors & ~ins & (kinds < indel_fraction)

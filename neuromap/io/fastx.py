@@ -150,6 +150,8 @@ def _parse(handle: BinaryIO, label: str) -> Iterator[Record]:
         yield from _parse_fasta(handle, label, first, lineno)
     else:
         text = first[:20].decode("ascii", "replace").strip()
+        if not text.isprintable():
+            raise NeuromapError(f"{label}: line {lineno}: binary data, not FASTQ or FASTA")
         raise NeuromapError(
             f"{label}: line {lineno}: not FASTQ or FASTA (expected '@' or '>' header, got {text!r})"
         )

@@ -1,0 +1,3 @@
+from neuromap.cli import main
+
+main()

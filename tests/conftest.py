@@ -1,0 +1,56 @@
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEST_DATA = os.path.join(ROOT, "test-data")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", default=False, help="run tests marked slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: pass --runslow to run")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A private copy of test-data/ (reference, reads, truth) with its index built once."""
+    d = tmp_path_factory.mktemp("data")
+    for name in ("ref.fa", "reads.fq", "truth.tsv"):
+        shutil.copy(os.path.join(TEST_DATA, name), d / name)
+    res = run_cli(["index", str(d / "ref.fa")])
+    assert res.returncode == 0, res.stderr
+    return d
+
+
+def run_cli(args, input=None, cwd=None, **kw):
+    """Run the real `neuromap` command line in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "neuromap", *map(str, args)],
+        input=input,
+        capture_output=True,
+        text=isinstance(input, str) or input is None,
+        cwd=cwd,
+        **kw,
+    )
+
+
+def assert_clean_error(res, *needles):
+    """A one-line message on stderr naming what went wrong, non-zero exit, no traceback."""
+    assert res.returncode != 0
+    err = res.stderr if isinstance(res.stderr, str) else res.stderr.decode()
+    assert "Traceback" not in err, err
+    lines = [l for l in err.strip().splitlines() if l.startswith("neuromap: error:")]
+    assert len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])

@@ -1,0 +1,201 @@
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pysam
+import pytest
+
+from neuromap.io.fastx import read_fastx
+from neuromap.io.sam import reverse_complement
+
+from conftest import assert_clean_error, run_cli
+
+
+def records(sam_text):
+    return [l.split("\t") for l in sam_text.splitlines() if l and not l.startswith("@")]
+
+
+def test_sorted_indexed_bam_is_accurate(data_dir, tmp_path):
+    out = tmp_path / "out.bam"
+    res = run_cli(["align", "-t", "2", data_dir / "ref.fa", data_dir / "reads.fq", "-o", out])
+    assert res.returncode == 0, res.stderr
+    assert out.exists() and (tmp_path / "out.bam.bai").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bam", "out.bam.bai"]  # no leftovers
+    with pysam.AlignmentFile(str(out)) as bam:
+        assert bam.header["HD"]["SO"] == "coordinate"
+        assert [sq["SN"] for sq in bam.header["SQ"]] == ["chr1", "chr2", "plasmid"]
+        recs = list(bam)
+        assert bam.count(contig="plasmid") > 0  # the .bai works
+    assert len(recs) == 3000
+    starts = [(r.reference_id, r.reference_start) for r in recs if not r.is_unmapped]
+    assert starts == sorted(starts)
+    ev = run_cli(["evaluate", "--json", "--truth", data_dir / "truth.tsv", out])
+    assert ev.returncode == 0, ev.stderr
+    report = json.loads(ev.stdout)
+    assert report["correct_pct"] > 98.5
+    mapq30 = next(r for r in report["thresholds"] if r["mapq"] == 30)
+    assert mapq30["wrong"] == 0 and mapq30["mapped"] > 2900
+    # Reads from the planted identical repeat are ambiguous: low MAPQ, not zero-information.
+    assert report["calibration"][1]["reads"] > 0  # MAPQ 1-9 bin is populated
+
+
+def test_sam_on_stdout_header_tags_and_strands(data_dir):
+    rg = r"@RG\tID:sample1\tSM:NA1\tPL:ILLUMINA"
+    res = run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "-R", rg])
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    header = [l for l in lines if l.startswith("@")]
+    assert header[0] == "@HD\tVN:1.6\tSO:unsorted"
+    assert header[1].startswith("@SQ\tSN:chr1\tLN:220000\tM5:")
+    assert "@RG\tID:sample1\tSM:NA1\tPL:ILLUMINA" in header
+    pg = [l for l in header if l.startswith("@PG")][0]
+    assert "ID:neuromap" in pg and "CL:neuromap align" in pg and "-R" in pg
+    given = {r.name: r for r in read_fastx(str(data_dir / "reads.fq"))}
+    recs = records(res.stdout)
+    assert [r[0] for r in recs] == list(given)  # every read, once, in input order
+    n_rev = 0
+    for r in recs:
+        flag, seq, qual = int(r[1]), r[9], r[10]
+        tags = dict(t.split(":", 1) for t in r[11:])
+        assert tags["RG"] == "Z:sample1"
+        if flag & 16:
+            n_rev += 1
+            assert seq == reverse_complement(given[r[0]].seq) and qual == given[r[0]].qual[::-1]
+        else:
+            assert seq == given[r[0]].seq and qual == given[r[0]].qual
+        if not flag & 4:
+            assert {"NM", "MD", "AS"} <= set(tags)
+            assert 0 <= int(r[4]) <= 60
+    assert 1200 < n_rev < 1800
+    mapqs = {int(r[4]) for r in recs}
+    assert len(mapqs) > 2  # MAPQ is computed, not constant
+
+
+def test_odd_but_valid_reads_are_kept(data_dir, tmp_path):
+    ref = {r.name: r.seq for r in read_fastx(str(data_dir / "ref.fa"))}
+    chr1 = ref["chr1"].upper()
+    reads = [
+        ("lower", chr1[1000:1150].lower()),
+        ("allN", "N" * 150),
+        ("short", chr1[2000:2015]),
+        ("miseq250", chr1[5000:5250]),
+        ("miseq300", reverse_complement(chr1[8000:8300])),
+        ("dup", chr1[12000:12150]),
+        ("dup", chr1[13000:13150]),
+        ("empty", ""),
+    ]
+    fq = tmp_path / "odd.fq"
+    fq.write_text("".join(f"@{n}\n{s}\n+\n{'I' * len(s)}\n" for n, s in reads))
+    res = run_cli(["align", data_dir / "ref.fa", fq])
+    assert res.returncode == 0, res.stderr
+    recs = records(res.stdout)
+    assert [r[0] for r in recs] == [n for n, _ in reads]
+    by = {(r[0], i): r for i, r in enumerate(recs)}
+    assert recs[0][9] == reads[0][1] and recs[0][3] == "1001" and recs[0][5] == "150M"
+    assert int(recs[1][1]) & 4 and recs[1][9] == "N" * 150
+    assert int(recs[2][1]) & 4  # shorter than k: kept, unmapped
+    assert recs[3][3] == "5001" and recs[3][5] == "250M"
+    assert recs[4][3] == "8001" and recs[4][5] == "300M" and int(recs[4][1]) & 16
+    assert recs[5][3] == "12001" and recs[6][3] == "13001"
+    assert int(recs[7][1]) & 4 and recs[7][9] == "*"
+
+
+def test_empty_input_gives_header_only(data_dir, tmp_path):
+    empty = tmp_path / "empty.fq"
+    empty.write_text("")
+    res = run_cli(["align", data_dir / "ref.fa", empty])
+    assert res.returncode == 0
+    assert res.stdout and all(l.startswith("@") for l in res.stdout.splitlines())
+    out = tmp_path / "e.bam"
+    assert run_cli(["align", data_dir / "ref.fa", empty, "-o", out]).returncode == 0
+    with pysam.AlignmentFile(str(out)) as bam:
+        assert list(bam) == []
+
+
+def test_stdin_and_gzip_input_give_the_same_records(data_dir, tmp_path):
+    raw = (data_dir / "reads.fq").read_bytes()[:200_000]
+    raw = raw[: raw.rfind(b"\n@") + 1]
+    gz = tmp_path / "r.fq.gz"
+    gz.write_bytes(gzip.compress(raw))
+    a = run_cli(["align", data_dir / "ref.fa", gz])
+    b = subprocess.run([sys.executable, "-m", "neuromap", "align", str(data_dir / "ref.fa"), "-"], input=raw, capture_output=True)
+    assert a.returncode == 0 and b.returncode == 0
+    assert records(a.stdout) == records(b.stdout.decode())
+
+
+def test_output_is_identical_whatever_the_thread_count(data_dir):
+    outs = []
+    for t in ("1", "2", "3"):
+        res = run_cli(["align", "-t", t, "-K", "700", data_dir / "ref.fa", data_dir / "reads.fq"])
+        assert res.returncode == 0
+        outs.append("\n".join(l for l in res.stdout.splitlines() if not l.startswith("@PG")))
+    assert outs[0] == outs[1] == outs[2]
+
+
+def test_sam_output_file(data_dir, tmp_path):
+    out = tmp_path / "out.sam"
+    res = run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "-o", out])
+    assert res.returncode == 0 and res.stdout == ""
+    assert len(records(out.read_text())) == 3000
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("@r1\nACGT\n+\nIII\n", "sequence length 4 != quality length 3"),
+        ("@r1\nACGT\n+\nIIII\n@r2\nACG", "record 2 ('r2'): truncated"),
+        ("not a fastq\n", "not FASTQ or FASTA"),
+        (b"\x1f\x8b\x08\x00garbage-after-gzip-magic", "gzip"),
+    ],
+)
+def test_bad_reads_leave_no_output(data_dir, tmp_path, content, needle):
+    bad = tmp_path / "bad.fq"
+    bad.write_bytes(content if isinstance(content, bytes) else content.encode())
+    out = tmp_path / "out.bam"
+    res = run_cli(["align", data_dir / "ref.fa", bad, "-o", out])
+    assert_clean_error(res, "bad.fq", needle)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.fq"]
+    res = run_cli(["align", data_dir / "ref.fa", bad])
+    assert_clean_error(res, "bad.fq")
+    assert res.stdout == ""
+
+
+def test_missing_inputs_and_bad_output_dir(data_dir, tmp_path):
+    assert_clean_error(run_cli(["align", data_dir / "ref.fa", tmp_path / "nope.fq"]), "nope.fq", "no such file")
+    assert_clean_error(run_cli(["align", tmp_path / "nope.fa", data_dir / "reads.fq"]), "nope.fa", "no such file")
+    assert_clean_error(
+        run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "-o", tmp_path / "no" / "dir.bam"]),
+        "does not exist",
+    )
+    assert_clean_error(run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "-R", "ID:x"]), "@RG")
+
+
+def test_closed_pipe_ends_quietly(data_dir):
+    cmd = f"{sys.executable} -m neuromap align {data_dir / 'ref.fa'} {data_dir / 'reads.fq'} | head -n 5"
+    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
+    assert res.returncode == 0 and len(res.stdout.splitlines()) == 5
+    assert res.stderr == ""
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_leaves_no_partial_output(data_dir, tmp_path, sig, code):
+    out = tmp_path / "out.bam"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neuromap", "align", str(data_dir / "ref.fa"), "-", "-o", str(out)],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    proc.stdin.write((data_dir / "reads.fq").read_bytes())  # then keep stdin open: still running
+    proc.stdin.flush()
+    deadline = time.time() + 30
+    while time.time() < deadline and not any(".tmp-" in p.name for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=30) == code
+    assert list(tmp_path.iterdir()) == []
+    assert b"Traceback" not in proc.stderr.read()

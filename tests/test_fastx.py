@@ -1,0 +1,86 @@
+import gzip
+
+import numpy as np
+import pysam
+import pytest
+
+from neuromap.errors import NeuromapError
+from neuromap.io.fastx import make_batch, read_fastx
+
+FQ = "@r1 some comment\nACGTN\n+\nIIIII\n@r2\nacgtRY\n+r2\n!!##~~\n"
+
+
+def write(tmp_path, name, data):
+    p = tmp_path / name
+    p.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return str(p)
+
+
+def test_fastq_records_kept_as_given(tmp_path):
+    recs = list(read_fastx(write(tmp_path, "a.fq", FQ)))
+    assert [(r.name, r.seq, r.qual, r.comment) for r in recs] == [
+        ("r1", "ACGTN", "IIIII", "some comment"),
+        ("r2", "acgtRY", "!!##~~", ""),
+    ]
+
+
+def test_fasta_multiline(tmp_path):
+    recs = list(read_fastx(write(tmp_path, "a.fa", ">c1 d\nACGT\nac\n\n>c2\nGG\n")))
+    assert [(r.name, r.seq, r.qual) for r in recs] == [("c1", "ACGTac", None), ("c2", "GG", None)]
+
+
+def test_gzip_bgzf_concatenated_and_crlf(tmp_path):
+    plain = list(read_fastx(write(tmp_path, "a.fq", FQ)))
+    gz = write(tmp_path, "a.fq.gz", gzip.compress(FQ.encode()) + gzip.compress(FQ.encode()))
+    assert list(read_fastx(gz)) == plain + plain
+    bgz = str(tmp_path / "b.fq.gz")
+    with pysam.BGZFile(bgz, "wb") as fh:
+        fh.write(FQ.encode())
+    assert list(read_fastx(bgz)) == plain
+    crlf = write(tmp_path, "c.fq", FQ.replace("\n", "\r\n"))
+    assert list(read_fastx(crlf)) == plain
+
+
+def test_empty_file_has_no_records(tmp_path):
+    assert list(read_fastx(write(tmp_path, "e.fq", ""))) == []
+
+
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("@r1\nACGT\n+\nIII\n", "record 1 ('r1'): sequence length 4 != quality length 3"),
+        ("@r1\nACGT\n+\nIIII\n@r2\nAC", "record 2 ('r2'): truncated"),
+        ("@r1\nACGT\n+\nIIII\nr2\nACGT\n+\nIIII\n", "record 2, line 5"),
+        ("@r1\nACGT\nIIII\nIIII\n", "expected '+'"),
+        ("ACGT\n", "line 1: not FASTQ or FASTA"),
+        ("@r1\nAC1T\n+\nIIII\n", "invalid character '1'"),
+        ("@r1\nACGT\n+\nII I\n", "invalid quality"),
+        (b"\x00\x01\x02\xff\xfe garbage", "binary"),
+    ],
+)
+def test_malformed_input_names_file_and_record(tmp_path, content, needle):
+    path = write(tmp_path, "bad.fq", content)
+    with pytest.raises(NeuromapError) as exc:
+        list(read_fastx(path))
+    assert path in str(exc.value) and needle in str(exc.value)
+
+
+def test_truncated_gzip(tmp_path):
+    data = gzip.compress((FQ * 200).encode())
+    path = write(tmp_path, "t.fq.gz", data[: len(data) // 2])
+    with pytest.raises(NeuromapError, match="truncated gzip"):
+        list(read_fastx(path))
+
+
+def test_missing_file():
+    with pytest.raises(NeuromapError, match="no such file"):
+        list(read_fastx("/nonexistent/reads.fq"))
+
+
+def test_batch_codes_lowercase_and_ambiguous(tmp_path):
+    batch = make_batch(list(read_fastx(write(tmp_path, "a.fq", FQ))))
+    assert batch.codes.shape == (2, 6)
+    assert batch.lengths.tolist() == [5, 6]
+    assert batch.codes[0].tolist() == [0, 1, 2, 3, 4, 4]  # padded with N
+    assert batch.codes[1].tolist() == [0, 1, 2, 3, 4, 4]  # lowercase = upper, IUPAC = N
+    assert batch.codes.dtype == np.uint8

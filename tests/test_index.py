@@ -1,0 +1,125 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from neuromap.errors import NeuromapError
+from neuromap.index import build_index, load_index, open_index, FORMAT_VERSION
+
+from conftest import assert_clean_error, run_cli
+
+RNG = np.random.default_rng(11)
+
+
+def rand(n):
+    return "".join(np.array(list("ACGT"))[RNG.integers(0, 4, n)])
+
+
+def fasta(path, contigs):
+    with open(path, "w") as fh:
+        for name, seq in contigs.items():
+            fh.write(f">{name}\n{seq}\n")
+    return str(path)
+
+
+def test_contigs_of_very_different_sizes_n_runs_lowercase_iupac(tmp_path):
+    big = rand(1_000_000)
+    big = big[:500_000] + "N" * 1000 + big[501_000:]
+    contigs = {"chrom": big, "plasmid": rand(1000).lower(), "iupac": rand(300) + "RYKM" + rand(300)}
+    ref = fasta(tmp_path / "ref.fa", contigs)
+    idx = load_index(build_index(ref))
+    assert idx.names == ["chrom", "plasmid", "iupac"]
+    assert idx.contig_lengths.tolist() == [1_000_000, 1000, 604]
+    # The packed sequence holds each contig where its offset says, lowercase folded.
+    off = idx.contig_offsets
+    assert "".join("ACGTN"[c] for c in idx.seq[off[1] : off[1] + 20]) == contigs["plasmid"][:20].upper()
+    assert (idx.seq[off[0] + 500_000 : off[0] + 501_000] == 4).all()
+    # Minimizer positions are sorted by hash and never fall in the N run.
+    assert (np.diff(idx.mm_hash.astype(np.float64)) >= 0).all()
+    pos = np.asarray(idx.mm_pos, dtype=np.int64)
+    assert not ((pos > off[0] + 500_000 - 21) & (pos < off[0] + 501_000)).any()
+    # Memory-mapped, not read into memory.
+    assert isinstance(idx.mm_hash, np.memmap)
+
+
+def test_stale_index_is_rebuilt_and_foreign_index_refused(tmp_path):
+    ref = fasta(tmp_path / "ref.fa", {"a": rand(5000)})
+    build_index(ref)
+    notes = []
+    assert open_index(ref, log=notes.append).names == ["a"]
+    assert notes == []
+    fasta(tmp_path / "ref.fa", {"a": rand(5000)})  # edited in place
+    idx = open_index(ref, log=notes.append)
+    assert any("changed" in n for n in notes)
+    assert idx.meta["reference"]["size"] == os.path.getsize(ref)
+    other = fasta(tmp_path / "other.fa", {"b": rand(5000)})
+    with pytest.raises(NeuromapError, match="different reference"):
+        open_index(other, index_path=str(tmp_path / "ref.fa.nmi"))
+
+
+def test_touched_but_unchanged_reference_is_accepted(tmp_path):
+    ref = fasta(tmp_path / "ref.fa", {"a": rand(5000)})
+    build_index(ref)
+    os.utime(ref, ns=(1, 1))
+    notes = []
+    open_index(ref, log=notes.append)
+    assert notes == []
+
+
+def test_missing_index_is_built_with_a_note(tmp_path):
+    ref = fasta(tmp_path / "ref.fa", {"a": rand(5000)})
+    notes = []
+    open_index(ref, log=notes.append)
+    assert os.path.isdir(ref + ".nmi") and "building" in notes[0]
+
+
+def test_old_format_and_truncated_index_are_errors(tmp_path):
+    ref = fasta(tmp_path / "ref.fa", {"a": rand(5000)})
+    path = build_index(ref)
+    meta = json.load(open(os.path.join(path, "meta.json")))
+    meta["version"] = FORMAT_VERSION - 1 if FORMAT_VERSION > 1 else 99
+    json.dump(meta, open(os.path.join(path, "meta.json"), "w"))
+    with pytest.raises(NeuromapError, match="format version"):
+        load_index(path)
+    path = build_index(ref)
+    mm = os.path.join(path, "mm_hash.npy")
+    with open(mm, "r+b") as fh:
+        fh.truncate(os.path.getsize(mm) // 2)
+    with pytest.raises(NeuromapError, match="mm_hash.npy"):
+        load_index(path)
+
+
+def test_bad_references(tmp_path):
+    dup = fasta(tmp_path / "dup.fa", {"a": "ACGT"})
+    with open(dup, "a") as fh:
+        fh.write(">a\nACGT\n")
+    assert_clean_error(run_cli(["index", dup]), "dup.fa", "duplicate contig name 'a'")
+    empty = tmp_path / "empty.fa"
+    empty.write_text("")
+    assert_clean_error(run_cli(["index", empty]), "empty.fa", "no sequence")
+    headless = tmp_path / "headless.fa"
+    headless.write_text("ACGTACGT\n")
+    assert_clean_error(run_cli(["index", headless]), "headless.fa", "line 1")
+    assert_clean_error(run_cli(["index", tmp_path / "missing.fa"]), "missing.fa", "no such file")
+    assert not any(p.name.endswith(".nmi") or ".tmp-" in p.name for p in tmp_path.iterdir())
+
+
+def test_empty_contig_is_left_out_with_a_note(tmp_path):
+    ref = tmp_path / "ref.fa"
+    ref.write_text(">empty\n>a\n" + rand(3000) + "\n")
+    res = run_cli(["index", ref])
+    assert res.returncode == 0 and "'empty' is empty" in res.stderr
+    assert load_index(str(ref) + ".nmi").names == ["a"]
+
+
+def test_two_processes_building_the_same_index(tmp_path):
+    ref = fasta(tmp_path / "ref.fa", {"a": rand(300_000)})
+    cmd = [sys.executable, "-m", "neuromap", "index", ref]
+    procs = [subprocess.Popen(cmd, stderr=subprocess.PIPE) for _ in range(2)]
+    assert all(p.wait() == 0 for p in procs)
+    idx = load_index(ref + ".nmi")
+    assert idx.names == ["a"]
+    assert [p.name for p in tmp_path.iterdir() if p.name != "ref.fa"] == ["ref.fa.nmi"]
