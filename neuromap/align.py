@@ -17,10 +17,11 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from neuromap.index import PAD_CODE
 
-NEG = -(1 << 28)
+NEG = -(1 << 22)  # 'impossible'; small enough that (NEG + x) * 64 fits int32
 
 
 @dataclass(frozen=True)
@@ -61,48 +62,96 @@ def banded_align(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin
     band = 2 * margin + 1
     if band > 63:
         raise ValueError("band too wide (margin must be <= 31)")
-    table = sc.table()
     o, e = sc.gap_open, sc.gap_extend
-    slots = np.arange(band, dtype=np.int64)
-    neg_row = np.full((n_pairs, 1), NEG, dtype=np.int32)
+    # All substitution scores at once: (rows, P, band), row i slot b = read i vs column i + b.
+    windows = sliding_window_view(target, band, axis=1)[:, :rows].transpose(1, 0, 2)
+    scores = sc.table().astype(np.int16)[query.T[:, :, None], windows]
+    slots = np.arange(band, dtype=np.int32)
+    slot_gain = e * slots
     h_prev = np.full((n_pairs, band), NEG, dtype=np.int32)
     f_prev = np.full((n_pairs, band), NEG, dtype=np.int32)
-    trace = np.zeros((rows, n_pairs, band), dtype=np.uint8)
-    gap_len = np.zeros((rows, n_pairs, band), dtype=np.uint8)
+    up_h = np.full((n_pairs, band), NEG, dtype=np.int32)
+    up_f = np.full((n_pairs, band), NEG, dtype=np.int32)
+    excl = np.full((n_pairs, band), NEG * 64, dtype=np.int32)
+    trace = np.empty((rows, n_pairs, band), dtype=np.uint8)
+    gap_len = np.empty((rows, n_pairs, band), dtype=np.uint8)
     best = np.full(n_pairs, NEG, dtype=np.int32)
     best_row = np.zeros(n_pairs, dtype=np.int64)
     best_slot = np.zeros(n_pairs, dtype=np.int64)
     last_row = qlen.astype(np.int64) - 1
+    pair_idx = np.arange(n_pairs)
     for i in range(rows):
-        s = table[query[:, i : i + 1], target[:, i : i + band]]
+        s = scores[i]
         cont = h_prev + s
         start = s + (0 if i == 0 else -sc.clip)
         # Insertion (read base without reference): from row i-1, slot b+1.
-        up_h = np.concatenate([h_prev[:, 1:], neg_row], axis=1) - (o + e)
-        up_f = np.concatenate([f_prev[:, 1:], neg_row], axis=1) - e
+        up_h[:, :-1] = h_prev[:, 1:]
+        up_h[:, :-1] -= o + e
+        up_f[:, :-1] = f_prev[:, 1:]
+        up_f[:, :-1] -= e
         f_cur = np.maximum(up_h, up_f)
-        h0 = np.maximum(np.maximum(cont, start), f_cur)
-        src = np.where(h0 == cont, _CONT, np.where(h0 == start, _START, _FROM_F)).astype(np.uint8)
-        # Deletion (reference bases without read): best earlier slot in this row, by prefix max.
-        key = (h0.astype(np.int64) + e * slots) * 64 + slots
-        run = np.maximum.accumulate(key, axis=1)
-        excl = np.concatenate([np.full((n_pairs, 1), NEG * 64, dtype=np.int64), run[:, :-1]], axis=1)
-        e_cur = (excl >> 6) - o - e * slots
-        e_len = slots - (excl & 63)
-        h = np.maximum(h0, e_cur).astype(np.int32)
+        h0 = np.maximum(cont, start)
+        np.maximum(h0, f_cur, out=h0)
+        src = (h0 != cont).view(np.uint8) + ((h0 != cont) & (h0 != start)).view(np.uint8)
+        # Deletion (reference bases without read): best earlier slot in this row, by prefix max
+        # over keys that carry the slot in their low 6 bits.
+        key = (h0 + slot_gain) * 64 + slots
+        np.maximum.accumulate(key, axis=1, out=key)
+        excl[:, 1:] = key[:, :-1]
+        e_cur = (excl >> 6) - o - slot_gain
         from_e = e_cur > h0
-        trace[i] = src | np.where(from_e, _FROM_E_BIT, 0).astype(np.uint8) | np.where(up_f > up_h, _F_EXT_BIT, 0).astype(np.uint8)
-        gap_len[i] = np.where(from_e, np.clip(e_len, 0, 255), 0).astype(np.uint8)
+        h = np.maximum(h0, e_cur)
+        trace[i] = src + 4 * from_e.view(np.uint8) + 8 * (up_f > up_h).view(np.uint8)
+        gap_len[i] = slots - (excl & 63)
         # Ends: at the last read base for free, earlier for the clipping penalty.
-        row_best = h.max(axis=1)
         row_arg = h.argmax(axis=1)
-        end_score = row_best - np.where(i < last_row, sc.clip, 0)
+        end_score = h[pair_idx, row_arg] - np.where(i < last_row, sc.clip, 0)
         better = (i <= last_row) & (end_score > best)
         best = np.where(better, end_score, best)
-        best_row = np.where(better, i, best_row)
-        best_slot = np.where(better, row_arg, best_slot)
+        best_row[better] = i
+        best_slot[better] = row_arg[better]
         h_prev, f_prev = h, f_cur
     return DPResult(best, best_row, best_slot, trace, gap_len)
+
+
+def ungapped(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int, sc: Scoring):
+    """Score each pair along its predicted diagonal without gaps.
+
+    Returns (score, exact): `exact` marks pairs whose ungapped alignment has at most one
+    mismatch and stays on the contig. No gapped or clipped alignment can beat those (a gap costs
+    at least gap_open + gap_extend > mismatch + match... and clipping one mismatch costs more than
+    keeping it), so their DP can be skipped. Other shifts in the band could at best tie, which
+    happens only inside tandem repeats.
+    """
+    width = query.shape[1]
+    diag = target[:, margin : margin + width]
+    inside = np.arange(width)[None, :] < qlen[:, None]
+    s = sc.table()[query, diag]
+    score = np.where(inside, s, 0).sum(axis=1)
+    mism = (inside & (query < 4) & (diag < 4) & (query != diag)).sum(axis=1)
+    off = (inside & (diag == PAD_CODE)).any(axis=1)
+    exact = (mism <= 1) & ~off & (sc.gap_open + sc.gap_extend > sc.mismatch + sc.match) & (sc.clip >= sc.match)
+    return score, exact
+
+
+def ungapped_description(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int):
+    """CIGAR, MD and NM of ungapped alignments on the predicted diagonal."""
+    n, width = query.shape
+    diag = target[:, margin : margin + width]
+    inside = np.arange(width)[None, :] < qlen[:, None]
+    differ = inside & ~((query == diag) & (query < 4))
+    nm = differ.sum(axis=1).astype(np.int32)
+    cigars, mds = [], []
+    for p in range(n):
+        length = int(qlen[p])
+        cigars.append(f"{length}M")
+        md, last = [], 0
+        for j in np.flatnonzero(differ[p]):
+            md.append(f"{j - last}{'ACGTNN'[diag[p, j]]}")
+            last = j + 1
+        md.append(str(length - last))
+        mds.append("".join(md))
+    return cigars, mds, nm
 
 
 @dataclass

@@ -62,7 +62,7 @@ def index(reference, prefix, kmer, window):
 @click.argument("reference", type=click.Path(dir_okay=False))
 @click.argument("reads", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE: .bam is coordinate-sorted and indexed (.bai), anything else is SAM. Default: SAM on stdout.")
-@click.option("-t", "--threads", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker threads (the output does not depend on it).")
+@click.option("-t", "--threads", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker processes mapping batches in parallel (the output does not depend on it).")
 @click.option("-x", "--preset", type=click.Choice(sorted(PRESETS)), default="sr", show_default=True, help="Preset: sr = short single-end Illumina reads.")
 @click.option("-R", "--read-group", metavar="STR", help=r"Read group header line, e.g. '@RG\tID:x\tSM:y'; its ID goes on every record as RG:Z.")
 @click.option("--index", "index_path", metavar="PATH", help="Use the index at PATH (default: REFERENCE.nmi, built if missing, rebuilt if stale).")

@@ -1,23 +1,25 @@
 """Batches of reads through the stages: seed -> windows -> align -> mapq -> SAM text.
 
-Only this module knows the order of the stages. Batches are independent, so `threads` workers
-process them concurrently and the results are written in input order: the output does not depend
-on the number of threads.
+Only this module knows the order of the stages. Batches are independent, so `threads` worker
+processes map them concurrently and the results are written in input order: the output does not
+depend on the number of threads.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import signal
 import zlib
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from neuromap.align import NEG, Scoring, banded_align, traceback
-from neuromap.index import Index
-from neuromap.io.fastx import ReadBatch, make_batch
+from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
+from neuromap.index import Index, load_index
+from neuromap.io.fastx import ReadBatch, batched, make_batch
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct
 from neuromap.seed import SeedParams, find_candidates
@@ -70,19 +72,22 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
     pairs = make_pairs(batch.codes, batch.lengths, cands, index, opts.margin)
     n_pairs = len(pairs.read)
     qlen = batch.lengths[pairs.read]
-    pair_score = np.full(n_pairs, NEG, dtype=np.int64)
-    pair_end = np.zeros(n_pairs, dtype=np.int64)
+    # Pairs that align on their diagonal with at most one mismatch need no DP (see `ungapped`).
+    pair_score, exact = ungapped(pairs.query, qlen, pairs.target, opts.margin, opts.scoring)
+    pair_score = pair_score.astype(np.int64)
+    pair_end = pairs.window_start + opts.margin + qlen.astype(np.int64) - 1
+    need_dp = np.flatnonzero(~exact)
     chunks = []
-    for lo in range(0, n_pairs, opts.pair_chunk):
-        hi = min(lo + opts.pair_chunk, n_pairs)
+    for lo in range(0, len(need_dp), opts.pair_chunk):
+        members = need_dp[lo : lo + opts.pair_chunk]
         # Trim the padded width to this chunk's longest read.
-        width = int(qlen[lo:hi].max())
-        dp = banded_align(
-            pairs.query[lo:hi, :width], qlen[lo:hi], pairs.target[lo:hi, : width + 2 * opts.margin], opts.margin, opts.scoring
-        )
-        pair_score[lo:hi] = dp.score
-        pair_end[lo:hi] = pairs.window_start[lo:hi] + dp.end_row + dp.end_slot
-        chunks.append((lo, hi, width, dp))
+        width = int(qlen[members].max())
+        query = pairs.query[members, :width]
+        target = pairs.target[members, : width + 2 * opts.margin]
+        dp = banded_align(query, qlen[members], target, opts.margin, opts.scoring)
+        pair_score[members] = dp.score
+        pair_end[members] = pairs.window_start[members] + dp.end_row + dp.end_slot
+        chunks.append((members, query, target, dp))
 
     # Scores per read and slot; a placement ending where a better one of the same read ends
     # (same strand) is the same placement found twice and does not count against it.
@@ -126,12 +131,27 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
     cigar = ["*"] * n
     md = [""] * n
     nm = np.zeros(n, dtype=np.int32)
-    for lo, hi, width, dp in chunks:
-        sel_reads = np.flatnonzero((chosen_pair >= lo) & (chosen_pair < hi))
+    fast_reads = np.flatnonzero((chosen_pair >= 0) & exact[np.maximum(chosen_pair, 0)])
+    if len(fast_reads):
+        fp = chosen_pair[fast_reads]
+        cig, mds, nms = ungapped_description(pairs.query[fp], qlen[fp], pairs.target[fp], opts.margin)
+        contig = cands.contig[fast_reads, chosen[fast_reads]]
+        pos[fast_reads] = pairs.window_start[fp] + opts.margin - index.contig_offsets[contig]
+        nm[fast_reads] = nms
+        for j, r in enumerate(fast_reads):
+            cigar[r] = cig[j]
+            md[r] = mds[j]
+    pair_chunk = np.full(n_pairs, -1, dtype=np.int64)
+    pair_local = np.zeros(n_pairs, dtype=np.int64)
+    for c, (members, _, _, _) in enumerate(chunks):
+        pair_chunk[members] = c
+        pair_local[members] = np.arange(len(members))
+    for c, (members, query, target, dp) in enumerate(chunks):
+        sel_reads = np.flatnonzero((chosen_pair >= 0) & (pair_chunk[np.maximum(chosen_pair, 0)] == c))
         if len(sel_reads) == 0:
             continue
-        local = chosen_pair[sel_reads] - lo
-        aln = traceback(dp, local, pairs.query[lo:hi, :width], pairs.target[lo:hi, : width + 2 * opts.margin], qlen[lo:hi])
+        local = pair_local[chosen_pair[sel_reads]]
+        aln = traceback(dp, local, query, target, qlen[members])
         gpos = pairs.window_start[chosen_pair[sel_reads]] + aln.ref_start
         contig = cands.contig[sel_reads, chosen[sel_reads]]
         pos[sel_reads] = gpos - index.contig_offsets[contig]
@@ -179,23 +199,46 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
     return "".join(out)
 
 
+def _work(records: list, index: Index, opts: AlignOptions) -> str:
+    batch = make_batch(records)
+    return format_sam(batch, map_batch(batch, index, opts), index, opts.read_group_id)
+
+
+_WORKER_STATE: tuple[Index, AlignOptions] | None = None
+
+
+def _init_worker(index_path: str, opts: AlignOptions) -> None:
+    global _WORKER_STATE
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    _WORKER_STATE = (load_index(index_path), opts)
+
+
+def _work_in_worker(records: list) -> str:
+    assert _WORKER_STATE is not None
+    return _work(records, *_WORKER_STATE)
+
+
 def align_records(records: Iterable, index: Index, opts: AlignOptions) -> Iterator[str]:
-    """Yield SAM text per batch, in input order, with up to `threads` batches in flight."""
-    from neuromap.io.fastx import batched
+    """Yield SAM text per batch, in input order.
 
-    def work(recs):
-        batch = make_batch(recs)
-        return format_sam(batch, map_batch(batch, index, opts), index, opts.read_group_id)
-
+    With threads > 1 the batches go to that many worker processes (numpy's small array
+    operations hold the GIL, so threads would not scale); the index is memory-mapped, so its pages
+    are shared between them. At most 2 x threads batches are in flight, which bounds memory.
+    """
+    batches = batched(iter(records), opts.batch_size)
     if opts.threads <= 1:
-        for recs in batched(iter(records), opts.batch_size):
-            yield work(recs)
+        for recs in batches:
+            yield _work(recs, index, opts)
         return
-    with ThreadPoolExecutor(max_workers=opts.threads) as pool:
+    context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
+    pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker, initargs=(index.path, opts))
+    try:
         pending: deque = deque()
-        for recs in batched(iter(records), opts.batch_size):
-            pending.append(pool.submit(work, recs))
+        for recs in batches:
+            pending.append(pool.submit(_work_in_worker, recs))
             if len(pending) >= 2 * opts.threads:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -53,8 +53,12 @@ def find_candidates(codes: np.ndarray, lengths: np.ndarray, index: Index, params
     row, pos, hashes, read_rev = sketch_rows(codes, k, index.w)
     if len(row) == 0:
         return empty
-    lo = np.searchsorted(index.mm_hash, hashes, side="left")
-    hi = np.searchsorted(index.mm_hash, hashes, side="right")
+    # Looking up sorted needles walks the table in order (cache-friendly); then undo the sort.
+    needle_order = np.argsort(hashes, kind="stable")
+    lo = np.empty(len(hashes), dtype=np.int64)
+    hi = np.empty(len(hashes), dtype=np.int64)
+    lo[needle_order] = np.searchsorted(index.mm_hash, hashes[needle_order], side="left")
+    hi[needle_order] = np.searchsorted(index.mm_hash, hashes[needle_order], side="right")
     count = hi - lo
     keep = (count > 0) & (count <= params.max_occ)
     row, pos, read_rev, lo, count = row[keep], pos[keep], read_rev[keep], lo[keep], count[keep]
