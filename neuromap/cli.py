@@ -166,7 +166,8 @@ def main(argv=None) -> None:
     except NeuromapError as exc:
         print(f"neuromap: error: {exc}", file=sys.stderr)
         sys.exit(1)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort:  # click's form of KeyboardInterrupt
+        print("neuromap: interrupted", file=sys.stderr)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

@@ -235,7 +235,13 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions) -> Iterat
     try:
         pending: deque = deque()
         for recs in batches:
-            pending.append(pool.submit(_work_in_worker, recs))
+            # Workers are spawned inside submit(); a child inherits an ignored SIGINT through exec
+            # and Python then leaves it ignored, so Ctrl-C during its start-up prints nothing.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                pending.append(pool.submit(_work_in_worker, recs))
+            finally:
+                signal.signal(signal.SIGINT, previous)
             if len(pending) >= 2 * opts.threads:
                 yield pending.popleft().result()
         while pending:
