@@ -54,6 +54,7 @@ def test_empty_file_has_no_records(tmp_path):
         ("@r1\nACGT\nIIII\nIIII\n", "expected '+'"),
         ("ACGT\n", "line 1: not FASTQ or FASTA"),
         ("@r1\nAC1T\n+\nIIII\n", "invalid character '1'"),
+        ("@r1\nAC*T\n+\nIIII\n", "invalid character '*'"),
         ("@r1\nACGT\n+\nII I\n", "invalid quality"),
         (b"\x00\x01\x02\xff\xfe garbage", "binary"),
     ],

@@ -123,3 +123,14 @@ def test_two_processes_building_the_same_index(tmp_path):
     idx = load_index(ref + ".nmi")
     assert idx.names == ["a"]
     assert [p.name for p in tmp_path.iterdir() if p.name != "ref.fa"] == ["ref.fa.nmi"]
+
+
+def test_gzipped_reference(tmp_path):
+    import gzip
+
+    seq = rand(20_000)
+    plain = fasta(tmp_path / "ref.fa", {"a": seq})
+    gz = tmp_path / "ref.fa.gz"
+    gz.write_bytes(gzip.compress(open(plain, "rb").read()))
+    a, b = load_index(build_index(plain)), load_index(build_index(str(gz)))
+    assert np.array_equal(a.mm_hash, b.mm_hash) and a.meta["reference"]["sha256"] == b.meta["reference"]["sha256"]

@@ -103,13 +103,11 @@ def open_input(path: str) -> BinaryIO:
 
 
 def _check_seq(seq: str, label: str, recno: int, name: str) -> None:
-    if not seq.isascii() or not seq.replace("-", "").replace(".", "").replace("*", "").isalpha():
-        if seq == "":
-            return
-        bad = next((c for c in seq if not (c.isascii() and (c.isalpha() or c in "-.*"))), "?")
-        raise NeuromapError(
-            f"{label}: record {recno} ({name!r}): invalid character {bad!r} in sequence"
-        )
+    """Letters and '.' only: what a SAM SEQ field can carry."""
+    if seq.isascii() and seq.replace(".", "").isalpha() or seq == "" or set(seq) == {"."}:
+        return
+    bad = next((c for c in seq if not (c.isascii() and (c.isalpha() or c == "."))), "?")
+    raise NeuromapError(f"{label}: record {recno} ({name!r}): invalid character {bad!r} in sequence")
 
 
 def read_fastx(path: str) -> Iterator[Record]:

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Single-end benchmark: neuromap beside minimap2 on the same simulated reads, in one run.
+
+    python benchmarks/bench_se.py [--size 5000000] [--reads 100000] [--threads 2] [--workdir DIR]
+
+Simulates a bacterial-size genome with repeats (benchmarks/genome.py), reads from it with
+`neuromap simulate` (150 bp, 1 % error, SNPs), builds both indexes, aligns with both tools at the
+same thread count, scores both with `neuromap evaluate`, and prints a Markdown report: the machine
+and versions, then reads/s (and the ratio to minimap2), peak RSS, index build time, correct %,
+wrong reads at MAPQ >= 30 and the Brier score, then each tool's mapeval and calibration tables.
+Needs `minimap2` on PATH (Debian: apt-get install minimap2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from benchmarks.genome import make_genome, write_fasta  # noqa: E402
+from neuromap import __version__  # noqa: E402
+from neuromap.evaluate import evaluate, format_report  # noqa: E402
+
+
+def tree_rss_kb(root: int) -> int:
+    """Resident memory of a process and all its descendants (kB), from /proc."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            ppid, pages = int(fields[1]), int(fields[21])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+        rss[int(entry)] = pages * os.sysconf("SC_PAGE_SIZE") // 1024
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def run_measured(cmd: list[str], stdout_path: str | None = None) -> tuple[float, int]:
+    """Run a command; return (wall seconds, peak RSS in MB of its whole process tree)."""
+    out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
+    peak = 0
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE)
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, tree_rss_kb(proc.pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    wall = time.perf_counter() - start
+    stop.set()
+    sampler.join()
+    if stdout_path:
+        out.close()
+    if proc.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{err.decode()[-2000:]}")
+    return wall, peak // 1024
+
+
+def version_of(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=5_000_000, help="genome size (bp)")
+    ap.add_argument("--reads", type=int, default=100_000)
+    ap.add_argument("--length", type=int, default=150)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--workdir", default=os.path.join(HERE, "work"))
+    args = ap.parse_args()
+    if not shutil.which("minimap2"):
+        sys.exit("minimap2 not found on PATH (Debian: apt-get install minimap2)")
+    os.makedirs(args.workdir, exist_ok=True)
+    w = lambda name: os.path.join(args.workdir, name)  # noqa: E731
+    neuromap = [sys.executable, "-m", "neuromap"]
+
+    write_fasta(w("genome.fa"), make_genome(args.size, args.seed))
+    subprocess.run([*neuromap, "simulate", w("genome.fa"), "-n", str(args.reads), "-l", str(args.length),
+                    "--seed", str(args.seed + 1), "--snp-rate", "0.001", "--indel-rate", "0.0001",
+                    "-o", w("reads.fq"), "--truth", w("truth.tsv")], check=True, capture_output=True)
+    for stale in ("genome.fa.nmi", "genome.mmi"):
+        shutil.rmtree(w(stale), ignore_errors=True) if stale.endswith(".nmi") else (os.path.exists(w(stale)) and os.remove(w(stale)))
+
+    rows = []
+    t_idx_nm, rss_idx_nm = run_measured([*neuromap, "index", w("genome.fa")])
+    t_idx_mm, rss_idx_mm = run_measured(["minimap2", "-x", "sr", "-d", w("genome.mmi"), w("genome.fa")])
+    t_nm, rss_nm = run_measured([*neuromap, "align", "-t", str(args.threads), w("genome.fa"), w("reads.fq")], w("neuromap.sam"))
+    t_mm, rss_mm = run_measured(["minimap2", "-t", str(args.threads), "-ax", "sr", w("genome.mmi"), w("reads.fq")], w("minimap2.sam"))
+    ev_nm = evaluate(w("truth.tsv"), w("neuromap.sam"))
+    ev_mm = evaluate(w("truth.tsv"), w("minimap2.sam"))
+    for name, t, rss, t_idx, ev in (("neuromap --no-neural", t_nm, rss_nm, t_idx_nm, ev_nm), ("minimap2 -x sr", t_mm, rss_mm, t_idx_mm, ev_mm)):
+        wrong30 = next(r["wrong"] for r in ev["thresholds"] if r["mapq"] == 30)
+        rows.append((name, args.reads / t, args.reads / t / (args.reads / t_mm), rss, t_idx, ev["correct_pct"], wrong30, ev["brier"]))
+
+    print("# Single-end benchmark\n")
+    print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(f"- machine: {cpu_model()}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.platform()}")
+    print(f"- versions: neuromap {__version__}, Python {platform.python_version()}, {version_of(['minimap2', '--version']) and 'minimap2 ' + version_of(['minimap2', '--version'])}")
+    print(f"- data: {args.size:,} bp synthetic genome with repeats (seed {args.seed}), {args.reads:,} x {args.length} bp "
+          f"single-end reads, 1 % sequencing error, SNP rate 0.001, indel rate 0.0001")
+    print(f"- threads: {args.threads} for both tools; wall-clock times include start-up and index loading\n")
+    print("| tool | reads/s | ratio to minimap2 | peak RSS (MB) | index build (s) | correct % | wrong at MAPQ>=30 | Brier |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, rps, ratio, rss, t_idx, correct, wrong30, brier in rows:
+        print(f"| {name} | {rps:,.0f} | {ratio:.2f} | {rss} | {t_idx:.2f} | {correct:.3f} | {wrong30} | {brier:.5f} |")
+    print(f"\nindex build: neuromap/minimap2 time ratio {t_idx_nm / t_idx_mm:.1f}; "
+          f"peak RSS while indexing: neuromap {rss_idx_nm} MB, minimap2 {rss_idx_mm} MB\n")
+    for name, ev in (("neuromap", ev_nm), ("minimap2", ev_mm)):
+        print(f"## {name}\n\n```\n{format_report(ev)}```\n")
+
+
+if __name__ == "__main__":
+    main()

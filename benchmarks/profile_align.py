@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Where the time goes in `neuromap align`: time per pipeline stage, single process.
+
+    python benchmarks/profile_align.py GENOME.fa READS.fq [--reads 20000]
+
+Times each stage of `pipeline.map_batch` on the same batches (parse, seed, windows, ungapped
+screen, DP, traceback/formatting) and prints seconds and shares. Run after bench_se.py, on its
+work/genome.fa and work/reads.fq.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import itertools
+import os
+import pstats
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from neuromap.index import open_index  # noqa: E402
+from neuromap.io.fastx import batched, make_batch, read_fastx  # noqa: E402
+from neuromap.pipeline import AlignOptions, format_sam, map_batch  # noqa: E402
+
+STAGES = {
+    "seed (minimizers, lookup, diagonal clusters)": ("neuromap/seed.py", "find_candidates"),
+    "windows (gather reference, orient reads)": ("neuromap/windows.py", "make_pairs"),
+    "ungapped screen": ("neuromap/align.py", "ungapped"),
+    "banded DP": ("neuromap/align.py", "banded_align"),
+    "traceback (CIGAR, MD, NM)": ("neuromap/align.py", "traceback"),
+    "SAM formatting": ("neuromap/pipeline.py", "format_sam"),
+    "FASTQ parsing + batching": ("neuromap/io/fastx.py", "batched"),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("genome")
+    ap.add_argument("reads")
+    ap.add_argument("--reads", dest="n", type=int, default=20000)
+    args = ap.parse_args()
+    index = open_index(args.genome)
+    opts = AlignOptions()
+
+    def run():
+        for recs in batched(itertools.islice(read_fastx(args.reads), args.n), opts.batch_size):
+            batch = make_batch(recs)
+            format_sam(batch, map_batch(batch, index, opts), index, None)
+
+    prof = cProfile.Profile()
+    start = time.perf_counter()
+    prof.runcall(run)
+    total = time.perf_counter() - start
+    stats = pstats.Stats(prof, stream=io.StringIO())
+    cumulative = {}
+    for (path, _, func), (_, _, _, ct, _) in stats.stats.items():
+        for stage, (suffix, name) in STAGES.items():
+            if path.endswith(suffix) and func == name:
+                cumulative[stage] = cumulative.get(stage, 0.0) + ct
+    print(f"{args.n} reads in {total:.2f} s (one process, under the profiler): {args.n / total:,.0f} reads/s\n")
+    print("| stage | seconds | share |\n|---|---|---|")
+    for stage, secs in sorted(cumulative.items(), key=lambda kv: -kv[1]):
+        print(f"| {stage} | {secs:.2f} | {100 * secs / total:.0f} % |")
+
+
+if __name__ == "__main__":
+    main()
