@@ -202,3 +202,21 @@ def test_interrupt_leaves_no_partial_output(data_dir, tmp_path, sig, code, threa
     err = proc.stderr.read()
     assert b"Traceback" not in err, err
     assert err.strip().splitlines()[-1] in (b"neuromap: interrupted", b"neuromap: terminated")
+
+
+def test_fasta_reads_and_identical_repeat(data_dir, tmp_path):
+    ref = {r.name: r.seq.upper() for r in read_fastx(str(data_dir / "ref.fa"))}
+    # chr1:40000-41500 and chr2:20000-21500 are identical copies (test-data/make_test_data.py).
+    assert ref["chr1"][40_000:41_500] == ref["chr2"][20_000:21_500]
+    fa = tmp_path / "reads.fa"
+    fa.write_text(f">rep1\n{ref['chr1'][40_100:40_250]}\n>rep2\n{ref['chr2'][20_700:20_850]}\n>uniq\n{ref['chr1'][60_000:60_150]}\n")
+    runs = [run_cli(["align", data_dir / "ref.fa", fa]) for _ in range(2)]
+    assert runs[0].returncode == 0 and records(runs[0].stdout) == records(runs[1].stdout)
+    recs = records(runs[0].stdout)
+    for rec in recs:
+        assert rec[10] == "*"  # FASTA reads have no qualities
+    rep1, rep2, uniq = recs
+    assert rep1[4] == "3" and rep2[4] == "3"  # P(correct) = 1/2
+    assert (rep1[2], int(rep1[3]) - 1) in (("chr1", 40_100), ("chr2", 20_100))
+    assert "XS:i:150" in rep1 and "AS:i:150" in rep1
+    assert uniq[4] == "60" and "XS" not in " ".join(uniq)
