@@ -159,6 +159,38 @@ def evaluate(alignments, truth, tolerance, as_json):
     click.echo(to_json(res) if as_json else format_report(res), nl=False)
 
 
+@cli.command()
+@click.option("-o", "--output", "out_dir", required=True, metavar="DIR", help="Directory for checkpoint.msgpack, history.json, params.npz and config.json (resumes if a checkpoint is there).")
+@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True, help="Optimiser steps.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Reads per step (each with 4 windows: true, two paralogs, foreign).")
+@click.option("--lr", "learning_rate", type=float, default=2e-3, show_default=True, help="Peak learning rate (warm-up, then cosine decay).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial weights and of the generated examples.")
+@click.option("--validate-every", type=click.IntRange(1), default=250, show_default=True, help="Steps between validation (and checkpoints).")
+@click.option("--embedding-dim", type=click.IntRange(1), default=32, show_default=True, help="Model width D.")
+@click.option("--num-heads", type=click.IntRange(1), default=4, show_default=True, help="Attention heads.")
+@click.option("--num-layers", type=click.IntRange(0), default=1, show_default=True, help="Cross-attention blocks.")
+@click.option("--dropout", type=float, default=0.0, show_default=True, help="Dropout rate while training.")
+@click.option("--read-length", type=click.IntRange(1), default=320, show_default=True, help="Longest read the model accepts in one piece.")
+@click.option("--reference-window", type=click.IntRange(1), default=400, show_default=True, help="Longest reference window the model accepts.")
+@click.option("--progress/--quiet", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
+def train(out_dir, steps, batch_size, learning_rate, seed, validate_every, embedding_dim, num_heads, num_layers, dropout,
+          read_length, reference_window, progress):
+    """Train the NeuralReadMapper on simulated reads (CPU or GPU, whatever JAX sees)."""
+    from neuromap.operators.mapping import NeuralReadMapperConfig
+    from neuromap.train import TrainConfig, train as run_train
+
+    try:
+        model_config = NeuralReadMapperConfig(
+            read_length=read_length, reference_window=reference_window, embedding_dim=embedding_dim,
+            num_heads=num_heads, num_layers=num_layers, dropout_rate=dropout,
+        )
+    except ValueError as exc:
+        raise NeuromapError(str(exc)) from None
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed, validate_every=validate_every)
+    show = sys.stderr.isatty() if progress is None else progress
+    run_train(model_config, cfg, out_dir, progress=show, log=lambda m: click.echo(f"neuromap: {m}", err=True))
+
+
 def main(argv=None) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -22,8 +22,9 @@ from neuromap.index import Index, load_index
 from neuromap.io.fastx import ReadBatch, batched, make_batch
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct
+from neuromap.model import load_model, score_pairs
 from neuromap.seed import SeedParams, find_candidates
-from neuromap.windows import make_pairs
+from neuromap.windows import gather_windows, make_pairs
 
 
 @dataclass
@@ -37,6 +38,8 @@ class AlignOptions:
     threads: int = 1
     pair_chunk: int = 2048  # (read, candidate) pairs aligned per DP call: bounds memory
     read_group_id: str | None = None
+    neural: bool = False  # the NeuralReadMapper chooses placement and MAPQ (seeds + DP otherwise)
+    weights_dir: str | None = None  # None: the weights shipped in the package
 
 
 @dataclass
@@ -65,101 +68,117 @@ def _tie_break(names: list[str], best_rows: np.ndarray, tied_slots: list[np.ndar
     )
 
 
+def _describe(index: Index, query: np.ndarray, qlen: np.ndarray, contig: np.ndarray, window_start: np.ndarray, opts: AlignOptions):
+    """Base-level alignment of reads placed at `window_start + margin` (the DP only describes)."""
+    width = int(qlen.max())
+    target = gather_windows(index, contig, window_start, width + 2 * opts.margin)
+    query = query[:, :width]
+    score, exact = ungapped(query, qlen, target, opts.margin, opts.scoring)
+    score = score.astype(np.int64)
+    n = len(qlen)
+    ref_col = np.full(n, opts.margin, dtype=np.int64)
+    cigar, md = [""] * n, [""] * n
+    nm = np.zeros(n, dtype=np.int32)
+    fast = np.flatnonzero(exact)
+    if len(fast):
+        c, m, k = ungapped_description(query[fast], qlen[fast], target[fast], opts.margin)
+        for j, r in enumerate(fast):
+            cigar[r], md[r] = c[j], m[j]
+        nm[fast] = k
+    slow = np.flatnonzero(~exact)
+    if len(slow):
+        dp = banded_align(query[slow], qlen[slow], target[slow], opts.margin, opts.scoring)
+        aln = traceback(dp, np.arange(len(slow)), query[slow], target[slow], qlen[slow])
+        score[slow] = dp.score
+        ref_col[slow] = aln.ref_start
+        nm[slow] = aln.nm
+        for j, r in enumerate(slow):
+            cigar[r], md[r] = aln.cigar[j], aln.md[j]
+    return score, window_start + ref_col, cigar, md, nm
+
+
 def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch:
     n = len(batch)
     n_slots = opts.seed.max_candidates
+    rows = np.arange(n)
     cands = find_candidates(batch.codes, batch.lengths, index, opts.seed)
     pairs = make_pairs(batch.codes, batch.lengths, cands, index, opts.margin)
     n_pairs = len(pairs.read)
     qlen = batch.lengths[pairs.read]
+
+    # Alignment scores of every pair (for AS/XS, and the likelihood on the seeds + DP path).
     # Pairs that align on their diagonal with at most one mismatch need no DP (see `ungapped`).
     pair_score, exact = ungapped(pairs.query, qlen, pairs.target, opts.margin, opts.scoring)
     pair_score = pair_score.astype(np.int64)
-    pair_end = pairs.window_start + opts.margin + qlen.astype(np.int64) - 1
+    pair_diag = np.full(n_pairs, opts.margin, dtype=np.int64)  # window column of the read start
     need_dp = np.flatnonzero(~exact)
-    chunks = []
     for lo in range(0, len(need_dp), opts.pair_chunk):
         members = need_dp[lo : lo + opts.pair_chunk]
-        # Trim the padded width to this chunk's longest read.
-        width = int(qlen[members].max())
-        query = pairs.query[members, :width]
-        target = pairs.target[members, : width + 2 * opts.margin]
-        dp = banded_align(query, qlen[members], target, opts.margin, opts.scoring)
+        width = int(qlen[members].max())  # trim padding to this chunk's longest read
+        dp = banded_align(pairs.query[members, :width], qlen[members], pairs.target[members, : width + 2 * opts.margin], opts.margin, opts.scoring)
         pair_score[members] = dp.score
-        pair_end[members] = pairs.window_start[members] + dp.end_row + dp.end_slot
-        chunks.append((members, query, target, dp))
+        pair_diag[members] = dp.end_slot  # the diagonal the alignment ends on
 
-    # Scores per read and slot; a placement ending where a better one of the same read ends
-    # (same strand) is the same placement found twice and does not count against it.
-    scores = np.full((n, n_slots), NEG, dtype=np.int64)
-    scores[pairs.read, pairs.slot] = pair_score
-    ends = np.full((n, n_slots), -(1 << 40), dtype=np.int64)
-    ends[pairs.read, pairs.slot] = pair_end
+    if opts.neural:
+        model = score_pairs(pairs.query, qlen, pairs.target, opts.weights_dir)
+        pair_ll = model.log_likelihood * load_model(opts.weights_dir)[2].scale
+        pair_start = model.start
+    else:
+        pair_ll = pair_score.astype(np.float64) * opts.score_scale
+        pair_start = pair_diag
+
+    # Per read and slot. A placement starting where a likelier one of the same read starts (same
+    # strand) is the same placement found twice and must not count against it.
     valid = cands.valid.copy()
-    order = np.argsort(-scores, axis=1, kind="stable")
-    s_sorted = np.take_along_axis(scores, order, 1)
-    e_sorted = np.take_along_axis(ends, order, 1)
+    ll = np.full((n, n_slots), -np.inf)
+    ll[pairs.read, pairs.slot] = pair_ll
+    start_at = np.full((n, n_slots), -(1 << 40), dtype=np.int64)
+    start_at[pairs.read, pairs.slot] = pairs.window_start + pair_start
+    order = np.argsort(-ll, axis=1, kind="stable")
+    l_sorted = np.take_along_axis(start_at, order, 1)
     r_sorted = np.take_along_axis(cands.reverse, order, 1)
     v_sorted = np.take_along_axis(valid, order, 1)
     dup = np.zeros_like(v_sorted)
     for j in range(1, n_slots):
-        same = (np.abs(e_sorted[:, :j] - e_sorted[:, j : j + 1]) <= opts.seed.max_diag_gap) & (r_sorted[:, :j] == r_sorted[:, j : j + 1])
+        same = (np.abs(l_sorted[:, :j] - l_sorted[:, j : j + 1]) <= opts.seed.max_diag_gap) & (r_sorted[:, :j] == r_sorted[:, j : j + 1])
         dup[:, j] = (same & v_sorted[:, :j] & ~dup[:, :j]).any(axis=1)
-    v_sorted &= ~dup
-    np.put_along_axis(valid, order, v_sorted, 1)
+    np.put_along_axis(valid, order, v_sorted & ~dup, 1)
 
-    masked = np.where(valid, scores, NEG)
-    best_score = masked.max(axis=1) if n_slots else np.full(n, NEG)
-    chosen = masked.argmax(axis=1)
-    ties = valid & (masked == best_score[:, None])
+    masked = np.where(valid, ll, -np.inf)
+    best_ll = masked.max(axis=1)
+    chosen = np.where(np.isfinite(best_ll), masked.argmax(axis=1), 0)
+    ties = valid & (masked == best_ll[:, None])
     tie_rows = np.flatnonzero(ties.sum(axis=1) > 1)
     if len(tie_rows):
         chosen[tie_rows] = _tie_break(batch.names, tie_rows, [np.flatnonzero(ties[r]) for r in tie_rows])
-    mapped = cands.valid.any(axis=1) & (best_score >= opts.min_score)
-
-    loglik = masked.astype(np.float64) * opts.score_scale
     extra = np.maximum(cands.n_clusters - n_slots, 0)
-    p = p_correct(loglik, valid, chosen, extra)
+    p = p_correct(np.where(valid, ll, 0.0), valid, chosen, extra)
     mapq = mapq_from_p(p)
-    runner = np.where(valid & (np.arange(n_slots)[None, :] != chosen[:, None]), masked, NEG).max(axis=1)
 
-    # Base-level alignment of the chosen placement only.
+    scores = np.full((n, n_slots), NEG, dtype=np.int64)
+    scores[pairs.read, pairs.slot] = pair_score
+    runner = np.where(valid & (np.arange(n_slots)[None, :] != chosen[:, None]), scores, NEG).max(axis=1)
+
+    # Describe the chosen placement: the DP aligns around the start the path chose.
     slot_to_pair = np.full((n, n_slots), -1, dtype=np.int64)
     slot_to_pair[pairs.read, pairs.slot] = np.arange(n_pairs)
-    chosen_pair = np.where(mapped, slot_to_pair[np.arange(n), chosen], -1)
+    has = cands.valid.any(axis=1) & np.isfinite(best_ll)
+    sel = np.flatnonzero(has)
+    chosen_pair = slot_to_pair[sel, chosen[sel]]
+    contig = cands.contig[sel, chosen[sel]]
+    score = np.zeros(n, dtype=np.int64)
     pos = np.zeros(n, dtype=np.int64)
-    cigar = ["*"] * n
-    md = [""] * n
+    cigar, md = ["*"] * n, [""] * n
     nm = np.zeros(n, dtype=np.int32)
-    fast_reads = np.flatnonzero((chosen_pair >= 0) & exact[np.maximum(chosen_pair, 0)])
-    if len(fast_reads):
-        fp = chosen_pair[fast_reads]
-        cig, mds, nms = ungapped_description(pairs.query[fp], qlen[fp], pairs.target[fp], opts.margin)
-        contig = cands.contig[fast_reads, chosen[fast_reads]]
-        pos[fast_reads] = pairs.window_start[fp] + opts.margin - index.contig_offsets[contig]
-        nm[fast_reads] = nms
-        for j, r in enumerate(fast_reads):
-            cigar[r] = cig[j]
-            md[r] = mds[j]
-    pair_chunk = np.full(n_pairs, -1, dtype=np.int64)
-    pair_local = np.zeros(n_pairs, dtype=np.int64)
-    for c, (members, _, _, _) in enumerate(chunks):
-        pair_chunk[members] = c
-        pair_local[members] = np.arange(len(members))
-    for c, (members, query, target, dp) in enumerate(chunks):
-        sel_reads = np.flatnonzero((chosen_pair >= 0) & (pair_chunk[np.maximum(chosen_pair, 0)] == c))
-        if len(sel_reads) == 0:
-            continue
-        local = pair_local[chosen_pair[sel_reads]]
-        aln = traceback(dp, local, query, target, qlen[members])
-        gpos = pairs.window_start[chosen_pair[sel_reads]] + aln.ref_start
-        contig = cands.contig[sel_reads, chosen[sel_reads]]
-        pos[sel_reads] = gpos - index.contig_offsets[contig]
-        nm[sel_reads] = aln.nm
-        for j, r in enumerate(sel_reads):
-            cigar[r] = aln.cigar[j]
-            md[r] = aln.md[j]
-    rows = np.arange(n)
+    if len(sel):
+        placed_start = pairs.window_start[chosen_pair] + pair_start[chosen_pair] - opts.margin
+        s, gpos, c, m, k = _describe(index, pairs.query[chosen_pair], qlen[chosen_pair], contig, placed_start, opts)
+        score[sel] = s
+        pos[sel] = gpos - index.contig_offsets[contig]
+        nm[sel] = k
+        for j, r in enumerate(sel):
+            cigar[r], md[r] = c[j], m[j]
+    mapped = has & (score >= opts.min_score)
     return MappedBatch(
         mapped=mapped,
         contig=cands.contig[rows, chosen],
@@ -167,7 +186,7 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
         reverse=cands.reverse[rows, chosen],
         mapq=np.where(mapped, mapq, 0).astype(np.int32),
         p_correct=np.where(mapped, p, 0.0),
-        score=np.where(mapped, best_score, 0).astype(np.int32),
+        score=np.where(mapped, score, 0).astype(np.int32),
         sub_score=np.where(mapped & (runner >= opts.min_score), runner, NEG).astype(np.int32),
         nm=nm,
         cigar=cigar,

@@ -1,0 +1,128 @@
+"""The model stage: NeuralReadMapper over every (read, candidate window) pair of a batch.
+
+Shapes are bucketed (pairs to a multiple of 256, read width to a multiple of 32) so `jax.jit`
+compiles a handful of times per run, and compiled code is cached on disk across runs
+(`NEUROMAP_JAX_CACHE`, default ~/.cache/neuromap/jax) where that directory is writable.
+A read longer than the model's `read_length` is split into chunks; the chunks' diagonal scores are
+shifted by their offsets and added, which is exact for the diagonal-sum score. Nothing is cut.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+PAIR_BUCKET = 256
+WIDTH_BUCKET = 32
+
+
+@dataclass
+class ModelScores:
+    """Per pair: the model's start (window column), evidence and confidence."""
+
+    start: np.ndarray  # (P,) int64 window column where the read starts
+    log_likelihood: np.ndarray  # (P,) float64 logsumexp over starts
+    best_score: np.ndarray  # (P,) float64 score at `start`
+    quality: np.ndarray  # (P,) float64 mapping_quality of the window
+
+
+@dataclass
+class Calibration:
+    """Fitted on held-out simulated reads; shipped with the weights (calibration.json)."""
+
+    scale: float = 1.0  # log-likelihood -> log-probability across a read's windows
+
+    @classmethod
+    def load(cls, directory: str) -> "Calibration":
+        path = os.path.join(directory, "calibration.json")
+        if not os.path.exists(path):
+            return cls()
+        with open(path) as fh:
+            return cls(**{k: v for k, v in json.load(fh).items() if k in cls.__dataclass_fields__})
+
+
+def _enable_compilation_cache() -> None:
+    import jax
+
+    directory = os.environ.get("NEUROMAP_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "neuromap", "jax"))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        if os.access(directory, os.W_OK):
+            jax.config.update("jax_compilation_cache_dir", directory)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    except OSError:
+        pass
+
+
+@lru_cache(maxsize=4)
+def load_model(weights_dir: str | None = None):
+    """The shipped (or given) model, its jitted scorer and its calibration; once per process."""
+    _enable_compilation_cache()
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from neuromap.operators.mapping.neural_mapper import WEIGHTS_DIR, NeuralReadMapper
+
+    directory = weights_dir or WEIGHTS_DIR
+    model = NeuralReadMapper.pretrained(directory)
+    graphdef, params = nnx.split(model)
+
+    @jax.jit
+    def score(params, read_codes, read_mask, window_codes):
+        m = nnx.merge(graphdef, params)
+        read = jax.nn.one_hot(read_codes, 4, dtype=jnp.float32)  # codes >= 4 (N, pad) -> zero rows
+        window = jax.nn.one_hot(window_codes, 4, dtype=jnp.float32)
+        out = m(read, window, read_mask)
+        return out["alignment_scores"], out["mapping_quality"]
+
+    return model.config, (lambda *a: score(params, *a)), Calibration.load(directory)
+
+
+def _round_up(x: int, step: int) -> int:
+    return max(step, -(-x // step) * step)
+
+
+def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights_dir: str | None = None) -> ModelScores:
+    """Run the model on oriented reads `query` (P, Lq) against windows `target` (P, W)."""
+    config, score, _ = load_model(weights_dir)
+    n_pairs, width = target.shape
+    if n_pairs == 0:
+        z = np.zeros(0)
+        return ModelScores(np.zeros(0, np.int64), z, z, z)
+    if width > config.reference_window:
+        raise ValueError(f"window {width} exceeds the model's reference_window {config.reference_window}")
+    chunk = config.read_length
+    total = np.zeros((n_pairs, width), dtype=np.float64)
+    quality = np.zeros(n_pairs, dtype=np.float64)
+    padded_pairs = _round_up(n_pairs, PAIR_BUCKET)
+    longest = int(qlen.max())
+    for offset in range(0, longest, chunk):
+        piece = query[:, offset : offset + chunk]
+        piece_len = np.clip(qlen - offset, 0, chunk)
+        live = piece_len > 0
+        read_width = min(_round_up(int(piece_len.max()), WIDTH_BUCKET), chunk)
+        codes = np.full((padded_pairs, read_width), 4, dtype=np.int32)
+        codes[:n_pairs, : piece.shape[1]] = piece[:, :read_width]
+        mask = (np.arange(read_width)[None, :] < np.pad(piece_len, (0, padded_pairs - n_pairs))[:, None]).astype(np.float32)
+        windows = np.full((padded_pairs, width), 4, dtype=np.int32)
+        windows[:n_pairs] = target
+        scores, q = score(codes, mask, windows)
+        scores = np.asarray(scores[:n_pairs], dtype=np.float64)
+        # This chunk starts `offset` bases into the read: its score at column p votes for a read
+        # start at p - offset.
+        shifted = np.full_like(scores, 0.0)
+        if offset < width:
+            shifted[:, : width - offset] = scores[:, offset:]
+        total += np.where(live[:, None], shifted, 0.0)
+        if offset == 0:
+            quality = np.asarray(q[:n_pairs], dtype=np.float64)
+    start = total.argmax(axis=1)
+    best = total[np.arange(n_pairs), start]
+    peak = total.max(axis=1, keepdims=True)
+    log_likelihood = peak[:, 0] + np.log(np.exp(total - peak).sum(axis=1))
+    return ModelScores(start=start.astype(np.int64), log_likelihood=log_likelihood, best_score=best, quality=quality)

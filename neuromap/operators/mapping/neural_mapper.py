@@ -1,0 +1,249 @@
+"""NeuralReadMapper: where in a reference window does a read start, and how sure is that?
+
+Architecture (shapes for one read of length R against a window of length W, width D):
+
+    read (R, 4), reference (W, 4)
+      -> shared k-mer encoder: Linear(4 -> D), then residual 1-D convolutions (kernel
+         `kmer_kernel`): each position sees its neighbourhood, so equal k-mers get equal features
+         in both sequences, whatever their position
+      -> `num_layers` cross-attention blocks: reference positions attend to the read and the read
+         attends to the reference (pre-norm multi-head attention + MLP, residual, dropout)
+      -> scoring cross-attention: logits A[p, j] = <q(reference_p), k(read_j)> / sqrt(D)
+      -> alignment_scores[s] = sum_j A[s + j, j] over the read's real bases: the attention logits
+         summed along the diagonal of a read starting at s. Every term moves with a 1-bp shift,
+         so the score localises to the base; it is additive over read bases like an alignment
+         score, so read chunks add up exactly.
+      -> position_probs = softmax(alignment_scores / T); best_position = argmax
+      -> mapping_quality = sigmoid(linear(peak over the window's mean, peak over the best start
+         more than 2 bp away, read length)): P(the read comes from this window at best_position).
+
+`log_likelihood` (an extra output) is logsumexp of the scores: the evidence that the read comes from
+this window at all, comparable between windows of the same read. The aligner normalises it over a
+read's candidate windows to get MAPQ.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from neuromap.operators.base import TemperatureConfig, TemperatureOperator
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "weights")
+
+
+@dataclass(frozen=True)
+class NeuralReadMapperConfig(TemperatureConfig):
+    read_length: int = 150
+    reference_window: int = 500
+    embedding_dim: int = 64
+    num_heads: int = 4
+    num_layers: int = 4
+    dropout_rate: float = 0.1
+    kmer_kernel: int = 9  # width of the encoder's convolutions (bases)
+    encoder_layers: int = 2  # residual convolutions in the k-mer encoder
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("read_length", "reference_window", "embedding_dim", "num_heads", "kmer_kernel", "encoder_layers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer (got {value!r})")
+        if not isinstance(self.num_layers, int) or self.num_layers < 0:
+            raise ValueError(f"num_layers must be a non-negative integer (got {self.num_layers!r})")
+        if self.embedding_dim % self.num_heads:
+            raise ValueError(
+                f"embedding_dim ({self.embedding_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if not 0 <= self.dropout_rate < 1:
+            raise ValueError(f"dropout_rate must be in [0, 1) (got {self.dropout_rate!r})")
+
+
+class KmerEncoder(nnx.Module):
+    """One-hot bases -> per-position features that depend on the local sequence only."""
+
+    def __init__(self, config: NeuralReadMapperConfig, rngs: nnx.Rngs):
+        d = config.embedding_dim
+        self.embed = nnx.Linear(4, d, rngs=rngs)
+        self.convs = nnx.List([nnx.Conv(d, d, config.kmer_kernel, padding="SAME", rngs=rngs) for _ in range(config.encoder_layers)])
+        self.norm = nnx.LayerNorm(d, rngs=rngs)
+
+    def __call__(self, onehot: jax.Array, mask: jax.Array) -> jax.Array:
+        """onehot (B, L, 4), mask (B, L) -> (B, L, D), zero where mask is 0."""
+        m = mask[..., None]
+        x = self.embed(onehot) * m
+        for conv in self.convs:
+            x = (x + jax.nn.gelu(conv(x))) * m
+        return self.norm(x) * m
+
+
+class CrossBlock(nnx.Module):
+    """Pre-norm cross-attention of `x` to `context`, then an MLP; both residual."""
+
+    def __init__(self, config: NeuralReadMapperConfig, rngs: nnx.Rngs):
+        d = config.embedding_dim
+        self.norm_q = nnx.LayerNorm(d, rngs=rngs)
+        self.norm_kv = nnx.LayerNorm(d, rngs=rngs)
+        self.attention = nnx.MultiHeadAttention(config.num_heads, d, decode=False, rngs=rngs)
+        self.norm_mlp = nnx.LayerNorm(d, rngs=rngs)
+        self.mlp_in = nnx.Linear(d, 2 * d, rngs=rngs)
+        self.mlp_out = nnx.Linear(2 * d, d, rngs=rngs)
+        self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+
+    def __call__(self, x: jax.Array, context: jax.Array, context_mask: jax.Array) -> jax.Array:
+        mask = context_mask[:, None, None, :].astype(bool)  # (B, heads, Lq, Lk) broadcast
+        attended = self.attention(self.norm_q(x), self.norm_kv(context), mask=mask, deterministic=True)
+        x = x + self.dropout(attended)
+        return x + self.dropout(self.mlp_out(jax.nn.gelu(self.mlp_in(self.norm_mlp(x)))))
+
+
+class NeuralReadMapper(TemperatureOperator):
+    """Scores every start position of a read in a reference window (see the module docstring).
+
+    `apply(data, state, metadata)` follows the DiffBio operator interface; `__call__(read,
+    reference, read_mask)` is the same computation on arrays.
+    """
+
+    def __init__(self, config: NeuralReadMapperConfig | None = None, *, rngs: nnx.Rngs | None = None, name: str | None = None):
+        config = config or NeuralReadMapperConfig()
+        rngs = rngs if rngs is not None else nnx.Rngs(0)
+        super().__init__(config, rngs=rngs, name=name)
+        d = config.embedding_dim
+        self.encoder = KmerEncoder(config, rngs)
+        self.reference_blocks = nnx.List([CrossBlock(config, rngs) for _ in range(config.num_layers)])
+        self.read_blocks = nnx.List([CrossBlock(config, rngs) for _ in range(config.num_layers)])
+        self.query = nnx.Linear(d, d, rngs=rngs)
+        self.key = nnx.Linear(d, d, rngs=rngs)
+        self.quality = nnx.Linear(3, 1, rngs=rngs)
+        self.eval()
+
+    # -- the computation ------------------------------------------------------------------------
+    def __call__(self, read: jax.Array, reference: jax.Array, read_mask: jax.Array | None = None) -> dict:
+        """read (B, R, 4), reference (B, W, 4), read_mask (B, R) -> dict of outputs (see apply)."""
+        read = jnp.asarray(read, jnp.float32)
+        reference = jnp.asarray(reference, jnp.float32)
+        n_read, n_ref = read.shape[1], reference.shape[1]
+        if read_mask is None:
+            read_mask = jnp.ones(read.shape[:2], jnp.float32)
+        read_mask = jnp.asarray(read_mask, jnp.float32)
+        ref_mask = jnp.ones(reference.shape[:2], jnp.float32)
+        r = self.encoder(read, read_mask)
+        t = self.encoder(reference, ref_mask)
+        for ref_block, read_block in zip(self.reference_blocks, self.read_blocks):
+            t, r = ref_block(t, r, read_mask), read_block(r, t, ref_mask) * read_mask[..., None]
+        q = self.query(t)
+        k = self.key(r)
+        logits = jnp.einsum("bwd,brd->bwr", q, k) / jnp.sqrt(jnp.float32(q.shape[-1]))
+        # Diagonal sums: score[s] = sum_j logits[s + j, j]; positions past the window add nothing.
+        starts = jnp.arange(n_ref)[:, None]
+        offsets = jnp.arange(n_read)[None, :]
+        rows = starts + offsets
+        inside = (rows < n_ref).astype(logits.dtype)
+        diag = logits[:, jnp.clip(rows, 0, n_ref - 1), jnp.broadcast_to(offsets, rows.shape)]
+        scores = jnp.sum(diag * inside[None] * read_mask[:, None, :], axis=-1)
+        probs = self.soft_argmax(scores, axis=-1)
+        best = jnp.argmax(scores, axis=-1)
+        quality = self._quality(scores, best, read_mask)
+        return {
+            "alignment_scores": scores,
+            "position_probs": probs,
+            "best_position": best,
+            "mapping_quality": quality,
+            "log_likelihood": jax.nn.logsumexp(scores, axis=-1),
+            "positions": best,
+            "scores": quality,
+        }
+
+    def _quality(self, scores: jax.Array, best: jax.Array, read_mask: jax.Array) -> jax.Array:
+        """P(read from this window at best_position) from how the peak stands out.
+
+        Scores carry an offset that depends on the read, so the features are relative: the peak
+        over the window's mean, and over the best start more than 2 bp away (a second copy or a
+        tandem shift), both per sqrt(real bases); and the read's length.
+        """
+        real = jnp.sum(read_mask, axis=-1)
+        norm = jnp.sqrt(jnp.maximum(real, 1.0))
+        peak = jnp.take_along_axis(scores, best[:, None], axis=-1)[:, 0]
+        away = jnp.abs(jnp.arange(scores.shape[-1])[None, :] - best[:, None]) > 2
+        runner_up = jnp.max(jnp.where(away, scores, -jnp.inf), axis=-1)
+        runner_up = jnp.where(jnp.isfinite(runner_up), runner_up, jnp.mean(scores, axis=-1))
+        features = jnp.stack([(peak - jnp.mean(scores, axis=-1)) / norm, (peak - runner_up) / norm, real / 100.0], axis=-1)
+        return jax.nn.sigmoid(self.quality(features)[:, 0])
+
+    # -- the DiffBio operator interface ---------------------------------------------------------
+    def apply(self, data: dict, state=None, metadata=None, random_params=None, stats=None):
+        """(data, state, metadata) -> (data plus outputs, state, metadata); see the spec."""
+        if "read" in data:
+            read = jnp.asarray(data["read"])
+            reference = jnp.asarray(data["reference"])
+            if reference.ndim == 2:
+                reference = jnp.broadcast_to(reference, (read.shape[0],) + reference.shape)
+        elif "reads" in data:
+            read = jnp.asarray(data["reads"])
+            reference = jnp.asarray(data["reference"])
+            if reference.ndim == 2:
+                reference = jnp.broadcast_to(reference, (read.shape[0],) + reference.shape)
+        else:
+            raise ValueError("data needs 'read' (batch, read_len, 4) or 'reads' (n_reads, read_len, 4), and 'reference'")
+        if read.ndim != 3 or read.shape[-1] != 4:
+            raise ValueError(f"reads must be one-hot (batch, read_len, 4); got shape {tuple(read.shape)}")
+        if reference.ndim != 3 or reference.shape[-1] != 4 or reference.shape[0] != read.shape[0]:
+            raise ValueError(f"reference must be one-hot (batch, ref_len, 4) or (ref_len, 4); got shape {tuple(reference.shape)}")
+        if read.shape[1] > self.config.read_length:
+            raise ValueError(f"read length {read.shape[1]} exceeds the model's read_length {self.config.read_length}")
+        if reference.shape[1] > self.config.reference_window:
+            raise ValueError(
+                f"reference length {reference.shape[1]} exceeds the model's reference_window {self.config.reference_window}"
+            )
+        mask = data.get("read_mask")
+        out = self(read, reference, mask)
+        return {**data, **out}, state, metadata
+
+    # -- shipped weights -------------------------------------------------------------------------
+    @classmethod
+    def pretrained(cls, path: str | None = None) -> "NeuralReadMapper":
+        """The trained model shipped in neuromap/weights/ (no network access)."""
+        directory = path or WEIGHTS_DIR
+        with open(os.path.join(directory, "config.json")) as fh:
+            fields = json.load(fh)
+        config = NeuralReadMapperConfig(**fields)
+        model = cls(config)
+        load_parameters(model, os.path.join(directory, "params.npz"))
+        model.eval()
+        return model
+
+
+def save_parameters(model: nnx.Module, path: str) -> None:
+    """Write every parameter of `model` to an .npz keyed by its path in the module tree."""
+    flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
+    arrays = {"/".join(map(str, key)): np.asarray(var[...]) for key, var in flat}
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def load_parameters(model: nnx.Module, path: str) -> None:
+    state = nnx.state(model, nnx.Param)
+    flat = nnx.to_flat_state(state)
+    with np.load(path) as saved:
+        names = set(saved.files)
+        for key, var in flat:
+            name = "/".join(map(str, key))
+            if name not in names:
+                raise ValueError(f"{path}: no parameter {name}")
+            value = saved[name]
+            if value.shape != var[...].shape:
+                raise ValueError(f"{path}: parameter {name} has shape {value.shape}, model expects {var[...].shape}")
+            var[...] = jnp.asarray(value)
+    nnx.update(model, nnx.from_flat_state(flat))
+
+
+def config_dict(config: NeuralReadMapperConfig) -> dict:
+    return dataclasses.asdict(config)
