@@ -4,8 +4,8 @@
     python benchmarks/bench_se.py [--size 5000000] [--reads 100000] [--threads 2] [--workdir DIR]
 
 Simulates a bacterial-size genome with repeats (benchmarks/genome.py), reads from it with
-`neuromap simulate` (150 bp, 1 % error, SNPs), builds both indexes, aligns with both tools at the
-same thread count, scores both with `neuromap evaluate`, and prints a Markdown report: the machine
+`neuromap simulate` (150 bp, 1 % error, SNPs), builds both indexes, aligns with neuromap (network
+on, and --no-neural) and minimap2 at the same thread count, scores both with `neuromap evaluate`, and prints a Markdown report: the machine
 and versions, then reads/s (and the ratio to minimap2), peak RSS, index build time, correct %,
 wrong reads at MAPQ >= 30 and the Brier score, then each tool's mapeval and calibration tables.
 Needs `minimap2` on PATH (Debian: apt-get install minimap2).
@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from benchmarks.genome import make_genome, write_fasta  # noqa: E402
 from neuromap import __version__  # noqa: E402
-from neuromap.evaluate import evaluate, format_report  # noqa: E402
+from neuromap.evaluate import evaluate, format_report, plot  # noqa: E402
 
 
 def tree_rss_kb(root: int) -> int:
@@ -105,6 +105,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--workdir", default=os.path.join(HERE, "work"))
+    ap.add_argument("--no-network", action="store_true", help="skip the network run (seeds + DP vs minimap2 only)")
+    ap.add_argument("--plot", help="write the mapeval/calibration plot of all runs to this PNG")
     args = ap.parse_args()
     if not shutil.which("minimap2"):
         sys.exit("minimap2 not found on PATH (Debian: apt-get install minimap2)")
@@ -122,29 +124,43 @@ def main() -> None:
     rows = []
     t_idx_nm, rss_idx_nm = run_measured([*neuromap, "index", w("genome.fa")])
     t_idx_mm, rss_idx_mm = run_measured(["minimap2", "-x", "sr", "-d", w("genome.mmi"), w("genome.fa")])
-    t_nm, rss_nm = run_measured([*neuromap, "align", "-t", str(args.threads), w("genome.fa"), w("reads.fq")], w("neuromap.sam"))
-    t_mm, rss_mm = run_measured(["minimap2", "-t", str(args.threads), "-ax", "sr", w("genome.mmi"), w("reads.fq")], w("minimap2.sam"))
-    ev_nm = evaluate(w("truth.tsv"), w("neuromap.sam"))
-    ev_mm = evaluate(w("truth.tsv"), w("minimap2.sam"))
-    for name, t, rss, t_idx, ev in (("neuromap --no-neural", t_nm, rss_nm, t_idx_nm, ev_nm), ("minimap2 -x sr", t_mm, rss_mm, t_idx_mm, ev_mm)):
-        wrong30 = next(r["wrong"] for r in ev["thresholds"] if r["mapq"] == 30)
-        rows.append((name, args.reads / t, args.reads / t / (args.reads / t_mm), rss, t_idx, ev["correct_pct"], wrong30, ev["brier"]))
+    runs = [
+        ("neuromap (network)", [*neuromap, "align", "-t", str(args.threads), w("genome.fa"), w("reads.fq")], "neuromap.sam", t_idx_nm),
+        ("neuromap --no-neural", [*neuromap, "align", "--no-neural", "-t", str(args.threads), w("genome.fa"), w("reads.fq")], "neuromap-no-neural.sam", t_idx_nm),
+        ("minimap2 -x sr", ["minimap2", "-t", str(args.threads), "-ax", "sr", w("genome.mmi"), w("reads.fq")], "minimap2.sam", t_idx_mm),
+    ]
+    if args.no_network:
+        runs = runs[1:]
+    measured = []
+    for name, cmd, out, t_idx in runs:
+        t, rss = run_measured(cmd, w(out))
+        measured.append((name, t, rss, t_idx, evaluate(w("truth.tsv"), w(out))))
+    t_mm = measured[-1][1]
+    for name, t, rss, t_idx, ev in measured:
+        wrong = {r["mapq"]: r["wrong"] for r in ev["thresholds"]}
+        rows.append((name, args.reads / t, t_mm / t, rss, t_idx, ev["correct_pct"], wrong[60], wrong[30], wrong[10], ev["brier"]))
+
+    import jax
 
     print("# Single-end benchmark\n")
     print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     print(f"- machine: {cpu_model()}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.platform()}")
-    print(f"- versions: neuromap {__version__}, Python {platform.python_version()}, {version_of(['minimap2', '--version']) and 'minimap2 ' + version_of(['minimap2', '--version'])}")
+    print(f"- versions: neuromap {__version__}, Python {platform.python_version()}, minimap2 {version_of(['minimap2', '--version'])}, "
+          f"JAX {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
     print(f"- data: {args.size:,} bp synthetic genome with repeats (seed {args.seed}), {args.reads:,} x {args.length} bp "
           f"single-end reads, 1 % sequencing error, SNP rate 0.001, indel rate 0.0001")
     print(f"- threads: {args.threads} for both tools; wall-clock times include start-up and index loading\n")
-    print("| tool | reads/s | ratio to minimap2 | peak RSS (MB) | index build (s) | correct % | wrong at MAPQ>=30 | Brier |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, rps, ratio, rss, t_idx, correct, wrong30, brier in rows:
-        print(f"| {name} | {rps:,.0f} | {ratio:.2f} | {rss} | {t_idx:.2f} | {correct:.3f} | {wrong30} | {brier:.5f} |")
+    print("| tool | reads/s | ratio to minimap2 | peak RSS (MB) | index build (s) | correct % | wrong at MAPQ>=60 | >=30 | >=10 | Brier |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, rps, ratio, rss, t_idx, correct, w60, w30, w10, brier in rows:
+        print(f"| {name} | {rps:,.0f} | {ratio:.2f} | {rss} | {t_idx:.2f} | {correct:.3f} | {w60} | {w30} | {w10} | {brier:.5f} |")
     print(f"\nindex build: neuromap/minimap2 time ratio {t_idx_nm / t_idx_mm:.1f}; "
           f"peak RSS while indexing: neuromap {rss_idx_nm} MB, minimap2 {rss_idx_mm} MB\n")
-    for name, ev in (("neuromap", ev_nm), ("minimap2", ev_mm)):
+    for name, _, _, _, ev in measured:
         print(f"## {name}\n\n```\n{format_report(ev)}```\n")
+    if args.plot:
+        plot([m[4] for m in measured], args.plot)
+        print(f"calibration plot: {os.path.relpath(args.plot, os.path.dirname(HERE))}")
 
 
 if __name__ == "__main__":

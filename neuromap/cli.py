@@ -66,7 +66,8 @@ def index(reference, prefix, kmer, window):
 @click.option("-x", "--preset", type=click.Choice(sorted(PRESETS)), default="sr", show_default=True, help="Preset: sr = short single-end Illumina reads.")
 @click.option("-R", "--read-group", metavar="STR", help=r"Read group header line, e.g. '@RG\tID:x\tSM:y'; its ID goes on every record as RG:Z.")
 @click.option("--index", "index_path", metavar="PATH", help="Use the index at PATH (default: REFERENCE.nmi, built if missing, rebuilt if stale).")
-@click.option("--no-neural", is_flag=True, help="Place reads by seeds and banded DP only (the only path in this release).")
+@click.option("--no-neural", is_flag=True, help="Place reads and compute MAPQ by seeds and banded DP only, without the network.")
+@click.option("--weights", "weights_dir", metavar="DIR", type=click.Path(file_okay=False), help="Use the model in DIR (from `neuromap train` + `neuromap calibrate`) instead of the shipped one.")
 @click.option("-N", "--max-candidates", type=click.IntRange(1, 64), default=8, show_default=True, help="Candidate placements per read aligned by the DP.")
 @click.option("--max-occ", type=click.IntRange(1), default=500, show_default=True, help="Ignore minimizers occurring more often than this in the reference.")
 @click.option("-A", "match", type=click.IntRange(1), default=1, show_default=True, help="Match score.")
@@ -77,12 +78,14 @@ def index(reference, prefix, kmer, window):
 @click.option("-T", "min_score", type=int, default=30, show_default=True, help="Reads whose best alignment scores below this are reported unmapped.")
 @click.option("--band", type=click.IntRange(1, 31), default=16, show_default=True, help="DP band half-width: longest indel aligned (longer ones are clipped).")
 @click.option("-K", "--batch-size", type=click.IntRange(1), default=4000, show_default=True, help="Reads per batch.")
-def align(reference, reads, output, threads, preset, read_group, index_path, no_neural, max_candidates, max_occ,
+def align(reference, reads, output, threads, preset, read_group, index_path, no_neural, weights_dir, max_candidates, max_occ,
           match, mismatch, gap_open, gap_extend, clip, min_score, band, batch_size):
     """Align READS (FASTQ or FASTA, plain or gzip; '-' for stdin) to REFERENCE.
 
-    Writes SAM with MAPQ and the tags NM, MD, AS and XS (runner-up score); unmapped reads are kept
-    with flag 4.
+    By default the NeuralReadMapper scores each read's candidate windows, chooses the window and the
+    start, and gives P(correct) and MAPQ; the banded DP describes the placement (CIGAR, NM, MD, AS).
+    Writes SAM with MAPQ and the tags NM, MD, AS, XS (runner-up score) and pc (P(correct));
+    unmapped reads are kept with flag 4.
     """
     from neuromap.align import Scoring
     from neuromap.index import open_index
@@ -102,7 +105,13 @@ def align(reference, reads, output, threads, preset, read_group, index_path, no_
         batch_size=batch_size,
         threads=threads,
         read_group_id=rg_id,
+        neural=not no_neural,
+        weights_dir=weights_dir,
     )
+    if opts.neural:
+        from neuromap.model import check_weights
+
+        check_weights(weights_dir)
     sink = SamSink(output, threads=threads)
     if output is None or output == "-":
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends us quietly, as for C tools
@@ -147,16 +156,20 @@ def simulate(reference, n_reads, read_length, seed, output, truth, error_rate, i
 
 
 @cli.command()
-@click.argument("alignments", type=click.Path(dir_okay=False))
+@click.argument("alignments", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--truth", required=True, type=click.Path(dir_okay=False), help="Truth TSV from `neuromap simulate`.")
 @click.option("--tolerance", type=click.IntRange(0), default=10, show_default=True, help="Allowed distance (bp) of the unclipped start from the true start.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def evaluate(alignments, truth, tolerance, as_json):
-    """Score ALIGNMENTS (SAM or BAM) against known read origins (like paftools.js mapeval)."""
-    from neuromap.evaluate import evaluate as run_eval, format_report, to_json
+@click.option("--plot", metavar="PNG", help="Draw the mapeval and calibration curves of every file into PNG (needs matplotlib).")
+def evaluate(alignments, truth, tolerance, as_json, plot):
+    """Score ALIGNMENTS (SAM or BAM files) against known read origins (like paftools.js mapeval)."""
+    from neuromap.evaluate import evaluate as run_eval, format_report, plot as draw, to_json
 
-    res = run_eval(truth, alignments, tolerance)
-    click.echo(to_json(res) if as_json else format_report(res), nl=False)
+    results = [run_eval(truth, path, tolerance) for path in alignments]
+    for res in results:
+        click.echo(to_json(res) if as_json else format_report(res), nl=False)
+    if plot:
+        draw(results, plot)
 
 
 @cli.command()
@@ -191,6 +204,23 @@ def train(out_dir, steps, batch_size, learning_rate, seed, validate_every, embed
     run_train(model_config, cfg, out_dir, progress=show, log=lambda m: click.echo(f"neuromap: {m}", err=True))
 
 
+@cli.command()
+@click.argument("weights_dir", type=click.Path(file_okay=False))
+@click.option("--genome-size", type=click.IntRange(100_000), default=1_000_000, show_default=True, help="Size of the held-out synthetic genome.")
+@click.option("-n", "--reads", "n_reads", type=click.IntRange(100), default=20_000, show_default=True, help="Held-out simulated reads.")
+@click.option("--seed", type=int, default=1001, show_default=True, help="Seed of the genome and reads (keep it apart from training and benchmarks).")
+def calibrate(weights_dir, genome_size, n_reads, seed):
+    """Fit the MAPQ calibration of the model in WEIGHTS_DIR (writes WEIGHTS_DIR/calibration.json)."""
+    import json as _json
+
+    from neuromap.calibrate import calibrate as run_calibrate
+
+    for name in ("params.npz", "config.json"):
+        if not os.path.exists(os.path.join(weights_dir, name)):
+            raise NeuromapError(f"{weights_dir}: no {name} (train a model with `neuromap train -o {weights_dir}`)")
+    click.echo(_json.dumps(run_calibrate(weights_dir, genome_size, n_reads, seed), indent=1))
+
+
 def main(argv=None) -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -216,6 +246,12 @@ def main(argv=None) -> None:
     except MemoryError:
         print("neuromap: error: out of memory", file=sys.stderr)
         sys.exit(1)
+    except Exception as exc:  # a bug: say so in one line; the traceback on request
+        if os.environ.get("NEUROMAP_DEBUG"):
+            raise
+        print(f"neuromap: error: internal error ({type(exc).__name__}: {exc}); rerun with NEUROMAP_DEBUG=1 "
+              "for the traceback and please report it", file=sys.stderr)
+        sys.exit(70)
 
 
 if __name__ == "__main__":

@@ -126,3 +126,46 @@ def format_report(res: dict) -> str:
 
 def to_json(res: dict) -> str:
     return json.dumps(res, indent=1) + "\n"
+
+
+def plot(results: list[dict], path: str) -> None:
+    """Two panels: the mapeval curve (wrong vs mapped fraction over MAPQ thresholds) and the
+    calibration curve (observed vs claimed error per MAPQ bin), one line per alignment file."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise NeuromapError("--plot needs matplotlib: pip install 'neuromap[plot]'") from None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for res in results:
+        label = os.path.basename(res["alignments"])
+        rows = [r for r in res["thresholds"] if r["mapped"]]
+        ax1.plot([r["wrong"] / max(res["reads"], 1) for r in rows], [r["mapped_fraction"] for r in rows], marker="o", label=label)
+        for r in rows:
+            ax1.annotate(str(r["mapq"]), (r["wrong"] / max(res["reads"], 1), r["mapped_fraction"]), fontsize=7)
+        cal = [c for c in res["calibration"] if c["reads"]]
+        claimed = [max(c["claimed_error"], 1e-7) for c in cal]
+        observed = [max(c["observed_error"], 1e-7) for c in cal]
+        ax2.scatter(claimed, observed, s=[10 + 40 * np.log10(1 + c["reads"]) for c in cal], label=label, alpha=0.7)
+    ax1.set_xscale("symlog", linthresh=1e-5)
+    ax1.set_xlabel("wrong mappings / all reads (MAPQ >= threshold)")
+    ax1.set_ylabel("mapped fraction (MAPQ >= threshold)")
+    ax1.set_title("mapeval: MAPQ thresholds 60 ... 0")
+    ax1.legend(fontsize=8)
+    lim = (1e-7, 1.0)
+    ax2.plot(lim, lim, color="grey", linestyle="--", linewidth=1)
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set_xlim(*lim)
+    ax2.set_ylim(*lim)
+    ax2.set_xlabel("claimed error 10^(-MAPQ/10), per MAPQ bin")
+    ax2.set_ylabel("observed error (1e-7 = none)")
+    ax2.set_title("calibration")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)

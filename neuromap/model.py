@@ -45,6 +45,17 @@ class Calibration:
             return cls(**{k: v for k, v in json.load(fh).items() if k in cls.__dataclass_fields__})
 
 
+def check_weights(weights_dir: str | None) -> None:
+    """A clear error, before any work, when a model directory is incomplete."""
+    from neuromap.errors import NeuromapError
+    from neuromap.operators.mapping.neural_mapper import WEIGHTS_DIR
+
+    directory = weights_dir or WEIGHTS_DIR
+    for name in ("params.npz", "config.json", "calibration.json"):
+        if not os.path.exists(os.path.join(directory, name)):
+            raise NeuromapError(f"{directory}: no {name}: not a complete neuromap model (use --no-neural, or train and calibrate one)")
+
+
 def _enable_compilation_cache() -> None:
     import jax
 
@@ -87,6 +98,10 @@ def _round_up(x: int, step: int) -> int:
     return max(step, -(-x // step) * step)
 
 
+def max_window(weights_dir: str | None = None) -> int:
+    return load_model(weights_dir)[0].reference_window
+
+
 def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights_dir: str | None = None) -> ModelScores:
     """Run the model on oriented reads `query` (P, Lq) against windows `target` (P, W)."""
     config, score, _ = load_model(weights_dir)
@@ -96,6 +111,8 @@ def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights
         return ModelScores(np.zeros(0, np.int64), z, z, z)
     if width > config.reference_window:
         raise ValueError(f"window {width} exceeds the model's reference_window {config.reference_window}")
+    # Pad the window to a bucketed width (N columns, never chosen) so shapes repeat across batches.
+    padded_width = min(_round_up(width, WIDTH_BUCKET), config.reference_window)
     chunk = config.read_length
     total = np.zeros((n_pairs, width), dtype=np.float64)
     quality = np.zeros(n_pairs, dtype=np.float64)
@@ -109,10 +126,10 @@ def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights
         codes = np.full((padded_pairs, read_width), 4, dtype=np.int32)
         codes[:n_pairs, : piece.shape[1]] = piece[:, :read_width]
         mask = (np.arange(read_width)[None, :] < np.pad(piece_len, (0, padded_pairs - n_pairs))[:, None]).astype(np.float32)
-        windows = np.full((padded_pairs, width), 4, dtype=np.int32)
-        windows[:n_pairs] = target
+        windows = np.full((padded_pairs, padded_width), 4, dtype=np.int32)
+        windows[:n_pairs, :width] = target
         scores, q = score(codes, mask, windows)
-        scores = np.asarray(scores[:n_pairs], dtype=np.float64)
+        scores = np.asarray(scores[:n_pairs, :width], dtype=np.float64)
         # This chunk starts `offset` bases into the read: its score at column p votes for a read
         # start at p - offset.
         shifted = np.full_like(scores, 0.0)

@@ -22,7 +22,7 @@ from neuromap.index import Index, load_index
 from neuromap.io.fastx import ReadBatch, batched, make_batch
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct
-from neuromap.model import load_model, score_pairs
+from neuromap.model import load_model, max_window, score_pairs
 from neuromap.seed import SeedParams, find_candidates
 from neuromap.windows import gather_windows, make_pairs
 
@@ -97,10 +97,25 @@ def _describe(index: Index, query: np.ndarray, qlen: np.ndarray, contig: np.ndar
     return score, window_start + ref_col, cigar, md, nm
 
 
-def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch:
+@dataclass
+class Placements:
+    """Every candidate of every read, scored, deduplicated and one chosen per read."""
+
+    cands: object
+    pairs: object
+    qlen: np.ndarray  # (P,) read length of each pair
+    pair_score: np.ndarray  # (P,) alignment score (AS of the placement in that window)
+    pair_start: np.ndarray  # (P,) window column where the path places the read start
+    ll: np.ndarray  # (n, slots) unscaled log-likelihood of each placement (-inf: none)
+    valid: np.ndarray  # (n, slots) real, non-duplicate placements
+    chosen: np.ndarray  # (n,) slot of the chosen placement
+    extra: np.ndarray  # (n,) placements found by seeding beyond the slots kept
+
+
+def place(batch: ReadBatch, index: Index, opts: AlignOptions) -> Placements:
+    """Seed, gather windows, score every candidate (network or DP) and choose one per read."""
     n = len(batch)
     n_slots = opts.seed.max_candidates
-    rows = np.arange(n)
     cands = find_candidates(batch.codes, batch.lengths, index, opts.seed)
     pairs = make_pairs(batch.codes, batch.lengths, cands, index, opts.margin)
     n_pairs = len(pairs.read)
@@ -120,11 +135,19 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
         pair_diag[members] = dp.end_slot  # the diagonal the alignment ends on
 
     if opts.neural:
-        model = score_pairs(pairs.query, qlen, pairs.target, opts.weights_dir)
-        pair_ll = model.log_likelihood * load_model(opts.weights_dir)[2].scale
-        pair_start = model.start
+        # Reads whose window is wider than the model takes (longer than about 370 bp: not Illumina
+        # short reads) keep the DP's placement and likelihood, on the network's probability scale.
+        fits = qlen + 2 * opts.margin <= max_window(opts.weights_dir)
+        pair_ll = pair_score.astype(np.float64) * opts.score_scale / likelihood_scale(opts)
+        pair_start = pair_diag.copy()
+        if fits.any():
+            members = np.flatnonzero(fits)
+            width = int(qlen[members].max())
+            model = score_pairs(pairs.query[members, :width], qlen[members], pairs.target[members, : width + 2 * opts.margin], opts.weights_dir)
+            pair_ll[members] = model.log_likelihood
+            pair_start[members] = model.start
     else:
-        pair_ll = pair_score.astype(np.float64) * opts.score_scale
+        pair_ll = pair_score.astype(np.float64)
         pair_start = pair_diag
 
     # Per read and slot. A placement starting where a likelier one of the same read starts (same
@@ -152,7 +175,26 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
     if len(tie_rows):
         chosen[tie_rows] = _tie_break(batch.names, tie_rows, [np.flatnonzero(ties[r]) for r in tie_rows])
     extra = np.maximum(cands.n_clusters - n_slots, 0)
-    p = p_correct(np.where(valid, ll, 0.0), valid, chosen, extra)
+    return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra)
+
+
+def likelihood_scale(opts: AlignOptions) -> float:
+    """Log-likelihood -> log-probability across a read's placements: the network's fitted
+    calibration (shipped with the weights), or `score_scale` for alignment scores."""
+    return load_model(opts.weights_dir)[2].scale if opts.neural else opts.score_scale
+
+
+def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch:
+    n = len(batch)
+    n_slots = opts.seed.max_candidates
+    rows = np.arange(n)
+    pl = place(batch, index, opts)
+    cands, pairs, qlen, valid, chosen = pl.cands, pl.pairs, pl.qlen, pl.valid, pl.chosen
+    pair_score, pair_start = pl.pair_score, pl.pair_start
+    n_pairs = len(pairs.read)
+    best_ll = np.where(valid, pl.ll, -np.inf).max(axis=1) if n_slots else np.full(n, -np.inf)
+    scale = likelihood_scale(opts)
+    p = p_correct(np.where(valid, pl.ll * scale, 0.0), valid, chosen, pl.extra)
     mapq = mapq_from_p(p)
 
     scores = np.full((n, n_slots), NEG, dtype=np.int64)
@@ -213,7 +255,8 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
         xs = f"\tXS:i:{res.sub_score[r]}" if res.sub_score[r] > NEG else ""
         out.append(
             f"{batch.names[r]}\t{flag}\t{names[res.contig[r]]}\t{res.pos[r] + 1}\t{res.mapq[r]}\t{res.cigar[r]}"
-            f"\t*\t0\t0\t{seq}\t{qual}\tNM:i:{res.nm[r]}\tMD:Z:{res.md[r]}\tAS:i:{res.score[r]}{xs}{rg}\n"
+            f"\t*\t0\t0\t{seq}\t{qual}\tNM:i:{res.nm[r]}\tMD:Z:{res.md[r]}\tAS:i:{res.score[r]}{xs}"
+            f"\tpc:f:{res.p_correct[r]:.6g}{rg}\n"
         )
     return "".join(out)
 

@@ -151,6 +151,48 @@ def simulate_reads(
         )
 
 
+def synthetic_genome(size: int, seed: int) -> dict[str, str]:
+    """A bacterial-like genome with the repeats that make mapping hard: a chromosome of `size` bp
+    with IS-element-like exact repeats (10 families x 5 copies of 1.3 kb), rRNA-operon-like near
+    repeats (7 copies of 5 kb, 0-2 % divergent), tandem repeats, AT-rich low-complexity stretches
+    and a 500-bp N gap, plus plasmids of 100 kb and 1 kb. Deterministic per seed."""
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 4, size).astype(np.uint8)
+
+    def plant(segment, at):
+        codes[at : at + len(segment)] = segment
+
+    def diverge(segment, rate):
+        seg = segment.copy()
+        sites = np.flatnonzero(rng.random(len(seg)) < rate)
+        seg[sites] = (seg[sites] + rng.integers(1, 4, len(sites))) % 4
+        return seg
+
+    if size < 100_000:
+        raise NeuromapError(f"synthetic genome size must be at least 100000 bp (got {size})")
+    spacing = min(6_000, (size - 20_000) // 80)  # repeats overlap (and overwrite) in small genomes
+    slots = rng.choice(np.arange(10_000, size - 10_000, spacing), size=10 * 5 + 7 + 20, replace=False)
+    s = iter(slots)
+    for _ in range(10):  # IS elements: identical copies
+        element = rng.integers(0, 4, 1_300).astype(np.uint8)
+        for _ in range(5):
+            plant(element, next(s))
+    operon = rng.integers(0, 4, 5_000).astype(np.uint8)
+    for rate in (0.0, 0.005, 0.005, 0.01, 0.01, 0.02, 0.02):  # rRNA-operon-like near repeats
+        plant(diverge(operon, rate), next(s))
+    for _ in range(10):  # tandem repeats
+        unit = rng.integers(0, 4, int(rng.integers(2, 60))).astype(np.uint8)
+        plant(np.tile(unit, 1_500 // len(unit)), next(s))
+    for _ in range(10):  # low complexity (AT-rich)
+        plant(rng.choice(np.array([0, 3], dtype=np.uint8), 1_000), next(s))
+    seq = _LETTERS[codes].tobytes().decode()
+    gap = size // 3
+    seq = seq[:gap] + "N" * 500 + seq[gap + 500 :]
+    plasmid1 = _LETTERS[rng.integers(0, 4, 100_000)].tobytes().decode()
+    plasmid2 = _LETTERS[rng.integers(0, 4, 1_000)].tobytes().decode()
+    return {"chromosome": seq, "plasmid1": plasmid1, "plasmid2": plasmid2}
+
+
 def _open_text(path: str):
     return gzip.open(path, "wt") if path.endswith(".gz") else open(path, "w")
 

@@ -1,0 +1,87 @@
+"""The shipped, trained model: it loads offline, localises reads, and knows a foreign read."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from neuromap.operators.mapping import NeuralReadMapper
+from neuromap.operators.mapping.neural_mapper import WEIGHTS_DIR
+from neuromap.train import TrainConfig, make_examples, one_hot
+
+from conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def model():
+    return NeuralReadMapper.pretrained()
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    # Training draws examples from seeds [seed, step], validation from [seed, 2**31 - 1];
+    # this seed is neither.
+    return make_examples(np.random.default_rng(987_654), 300, TrainConfig())
+
+
+@pytest.fixture(scope="module")
+def outputs(model, held_out):
+    reads, mask, windows, start = held_out
+    n, k, w = windows.shape
+    out = jax.jit(lambda r, m, t: model(r, t, m))(
+        one_hot(np.repeat(reads, k, axis=0)), np.repeat(mask, k, axis=0), one_hot(windows.reshape(n * k, w))
+    )
+    return {key: np.asarray(v).reshape((n, k) + np.asarray(v).shape[1:]) for key, v in out.items()}
+
+
+def test_shipped_files_and_card():
+    for name in ("params.npz", "config.json", "calibration.json", "CARD.md"):
+        assert os.path.exists(os.path.join(WEIGHTS_DIR, name)), name
+    assert os.path.getsize(os.path.join(WEIGHTS_DIR, "params.npz")) < 5 * 2**20  # fits a wheel
+    calibration = json.load(open(os.path.join(WEIGHTS_DIR, "calibration.json")))
+    assert calibration["scale"] > 0 and calibration["brier"] <= calibration["brier_unscaled"]
+
+
+def test_pretrained_is_trained_not_initial(model, held_out, outputs):
+    untrained = NeuralReadMapper(model.config)
+    reads, mask, windows, start = held_out
+    out = untrained(one_hot(reads[:50]), one_hot(windows[:50, 0]), mask[:50])
+    untrained_hits = np.mean(np.abs(np.asarray(out["best_position"]) - start[:50]) <= 2)
+    trained_hits = np.mean(np.abs(outputs["best_position"][:50, 0] - start[:50]) <= 2)
+    assert trained_hits > untrained_hits + 0.5
+
+
+def test_localises_held_out_reads_within_2bp(outputs, held_out):
+    start = held_out[3]
+    within = np.mean(np.abs(outputs["best_position"][:, 0] - start) <= 2)
+    assert within >= 0.95, within
+
+
+def test_foreign_read_gets_lower_confidence(outputs):
+    true_q, foreign_q = outputs["mapping_quality"][:, 0], outputs["mapping_quality"][:, 3]
+    assert np.mean(true_q > foreign_q) >= 0.95
+    assert np.mean(outputs["log_likelihood"][:, 0] > outputs["log_likelihood"][:, 3]) >= 0.99
+
+
+def test_align_runs_the_network_by_default(data_dir, tmp_path):
+    out = tmp_path / "nn.bam"
+    res = run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "-o", out])
+    assert res.returncode == 0, res.stderr
+    ev = json.loads(run_cli(["evaluate", "--json", "--truth", data_dir / "truth.tsv", out]).stdout)
+    assert ev["correct_pct"] > 98.5
+    assert next(r for r in ev["thresholds"] if r["mapq"] == 30)["wrong"] == 0
+    import pysam
+
+    with pysam.AlignmentFile(str(out)) as bam:
+        pcs = [r.get_tag("pc") for r in bam if not r.is_unmapped]
+    assert len(pcs) > 2900 and all(0.0 <= p <= 1.0 for p in pcs) and len(set(pcs)) > 2
+    # The switch gives the seeds + DP path, with its own (different) probabilities.
+    plain = run_cli(["align", "--no-neural", data_dir / "ref.fa", data_dir / "reads.fq"])
+    assert plain.returncode == 0 and "pc:f:" in plain.stdout
+
+
+def test_incomplete_weights_directory_is_a_clear_error(data_dir, tmp_path):
+    res = run_cli(["align", "--weights", tmp_path, data_dir / "ref.fa", data_dir / "reads.fq"])
+    assert res.returncode == 1 and "params.npz" in res.stderr and "Traceback" not in res.stderr
