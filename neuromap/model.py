@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-PAIR_BUCKET = 256
+PAIR_BUCKET = 64
 WIDTH_BUCKET = 32
 
 
@@ -116,28 +116,31 @@ def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights
     chunk = config.read_length
     total = np.zeros((n_pairs, width), dtype=np.float64)
     quality = np.zeros(n_pairs, dtype=np.float64)
-    padded_pairs = _round_up(n_pairs, PAIR_BUCKET)
     longest = int(qlen.max())
     for offset in range(0, longest, chunk):
-        piece = query[:, offset : offset + chunk]
         piece_len = np.clip(qlen - offset, 0, chunk)
-        live = piece_len > 0
         read_width = min(_round_up(int(piece_len.max()), WIDTH_BUCKET), chunk)
-        codes = np.full((padded_pairs, read_width), 4, dtype=np.int32)
-        codes[:n_pairs, : piece.shape[1]] = piece[:, :read_width]
-        mask = (np.arange(read_width)[None, :] < np.pad(piece_len, (0, padded_pairs - n_pairs))[:, None]).astype(np.float32)
-        windows = np.full((padded_pairs, padded_width), 4, dtype=np.int32)
-        windows[:n_pairs, :width] = target
-        scores, q = score(codes, mask, windows)
-        scores = np.asarray(scores[:n_pairs, :width], dtype=np.float64)
-        # This chunk starts `offset` bases into the read: its score at column p votes for a read
-        # start at p - offset.
-        shifted = np.full_like(scores, 0.0)
-        if offset < width:
-            shifted[:, : width - offset] = scores[:, offset:]
-        total += np.where(live[:, None], shifted, 0.0)
-        if offset == 0:
-            quality = np.asarray(q[:n_pairs], dtype=np.float64)
+        codes_all = query[:, offset : offset + read_width]
+        # A fixed number of pairs per call: one compiled shape, and the attention tensors of a call
+        # stay small (memory, not arithmetic, is what a whole batch at once would cost).
+        for lo in range(0, n_pairs, PAIR_BUCKET):
+            hi = min(lo + PAIR_BUCKET, n_pairs)
+            codes = np.full((PAIR_BUCKET, read_width), 4, dtype=np.int32)
+            codes[: hi - lo, : codes_all.shape[1]] = codes_all[lo:hi]
+            lens = np.zeros(PAIR_BUCKET, dtype=np.int64)
+            lens[: hi - lo] = piece_len[lo:hi]
+            mask = (np.arange(read_width)[None, :] < lens[:, None]).astype(np.float32)
+            windows = np.full((PAIR_BUCKET, padded_width), 4, dtype=np.int32)
+            windows[: hi - lo, :width] = target[lo:hi]
+            scores, q = score(codes, mask, windows)
+            scores = np.asarray(scores[: hi - lo, :width], dtype=np.float64)
+            # This chunk starts `offset` bases into the read: its score at column p votes for a
+            # read start at p - offset.
+            if offset < width:
+                live = piece_len[lo:hi, None] > 0
+                total[lo:hi, : width - offset] += np.where(live, scores[:, offset:], 0.0)
+            if offset == 0:
+                quality[lo:hi] = np.asarray(q[: hi - lo], dtype=np.float64)
     start = total.argmax(axis=1)
     best = total[np.arange(n_pairs), start]
     peak = total.max(axis=1, keepdims=True)

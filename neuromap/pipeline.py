@@ -110,6 +110,9 @@ class Placements:
     valid: np.ndarray  # (n, slots) real, non-duplicate placements
     chosen: np.ndarray  # (n,) slot of the chosen placement
     extra: np.ndarray  # (n,) placements found by seeding beyond the slots kept
+    exact: np.ndarray  # (P,) settled by the ungapped screen (no DP needed)
+    pair_diag: np.ndarray  # (P,) window column of the read start by the DP
+    dp_chunks: list  # (members, query, target, DPResult) of the pairs that went through the DP
 
 
 def place(batch: ReadBatch, index: Index, opts: AlignOptions) -> Placements:
@@ -127,12 +130,15 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions) -> Placements:
     pair_score = pair_score.astype(np.int64)
     pair_diag = np.full(n_pairs, opts.margin, dtype=np.int64)  # window column of the read start
     need_dp = np.flatnonzero(~exact)
+    dp_chunks = []  # kept so the chosen placements are described without aligning them again
     for lo in range(0, len(need_dp), opts.pair_chunk):
         members = need_dp[lo : lo + opts.pair_chunk]
         width = int(qlen[members].max())  # trim padding to this chunk's longest read
-        dp = banded_align(pairs.query[members, :width], qlen[members], pairs.target[members, : width + 2 * opts.margin], opts.margin, opts.scoring)
+        query, target = pairs.query[members, :width], pairs.target[members, : width + 2 * opts.margin]
+        dp = banded_align(query, qlen[members], target, opts.margin, opts.scoring)
         pair_score[members] = dp.score
         pair_diag[members] = dp.end_slot  # the diagonal the alignment ends on
+        dp_chunks.append((members, query, target, dp))
 
     if opts.neural:
         # Reads whose window is wider than the model takes (longer than about 370 bp: not Illumina
@@ -175,7 +181,7 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions) -> Placements:
     if len(tie_rows):
         chosen[tie_rows] = _tie_break(batch.names, tie_rows, [np.flatnonzero(ties[r]) for r in tie_rows])
     extra = np.maximum(cands.n_clusters - n_slots, 0)
-    return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra)
+    return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra, exact, pair_diag, dp_chunks)
 
 
 def likelihood_scale(opts: AlignOptions) -> float:
@@ -201,25 +207,51 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
     scores[pairs.read, pairs.slot] = pair_score
     runner = np.where(valid & (np.arange(n_slots)[None, :] != chosen[:, None]), scores, NEG).max(axis=1)
 
-    # Describe the chosen placement: the DP aligns around the start the path chose.
+    # Describe the chosen placement. Where the path's start agrees with the DP's (always without
+    # the network; almost always with it) the alignment already computed is traced back; where the
+    # network chose another start (a shift in a tandem repeat, say) the read is aligned again in a
+    # narrow band around the network's start, so the description follows the decision.
     slot_to_pair = np.full((n, n_slots), -1, dtype=np.int64)
     slot_to_pair[pairs.read, pairs.slot] = np.arange(n_pairs)
     has = cands.valid.any(axis=1) & np.isfinite(best_ll)
-    sel = np.flatnonzero(has)
-    chosen_pair = slot_to_pair[sel, chosen[sel]]
-    contig = cands.contig[sel, chosen[sel]]
     score = np.zeros(n, dtype=np.int64)
     pos = np.zeros(n, dtype=np.int64)
     cigar, md = ["*"] * n, [""] * n
     nm = np.zeros(n, dtype=np.int32)
-    if len(sel):
-        placed_start = pairs.window_start[chosen_pair] + pair_start[chosen_pair] - opts.margin
-        s, gpos, c, m, k = _describe(index, pairs.query[chosen_pair], qlen[chosen_pair], contig, placed_start, opts)
-        score[sel] = s
-        pos[sel] = gpos - index.contig_offsets[contig]
-        nm[sel] = k
-        for j, r in enumerate(sel):
+    chosen_pair = np.full(n, -1, dtype=np.int64)
+    chosen_pair[has] = slot_to_pair[np.flatnonzero(has), chosen[has]]
+    contig_of = cands.contig[rows, chosen]
+    agree = has & (np.abs(pair_start[np.maximum(chosen_pair, 0)] - pl.pair_diag[np.maximum(chosen_pair, 0)]) <= 4)
+
+    def put(reads, s, gpos, c, m, k):
+        score[reads] = s
+        pos[reads] = gpos - index.contig_offsets[contig_of[reads]]
+        nm[reads] = k
+        for j, r in enumerate(reads):
             cigar[r], md[r] = c[j], m[j]
+
+    fast = np.flatnonzero(agree & pl.exact[np.maximum(chosen_pair, 0)])
+    if len(fast):
+        cp = chosen_pair[fast]
+        c, m, k = ungapped_description(pairs.query[cp], qlen[cp], pairs.target[cp], opts.margin)
+        put(fast, pair_score[cp], pairs.window_start[cp] + opts.margin, c, m, k)
+    in_chunk = np.full(n_pairs, -1, dtype=np.int64)
+    local = np.zeros(n_pairs, dtype=np.int64)
+    for c_i, (members, _, _, _) in enumerate(pl.dp_chunks):
+        in_chunk[members] = c_i
+        local[members] = np.arange(len(members))
+    for c_i, (members, query, target, dp) in enumerate(pl.dp_chunks):
+        reads = np.flatnonzero(agree & (in_chunk[np.maximum(chosen_pair, 0)] == c_i))
+        if len(reads):
+            cp = chosen_pair[reads]
+            aln = traceback(dp, local[cp], query, target, qlen[members])
+            put(reads, pair_score[cp], pairs.window_start[cp] + aln.ref_start, aln.cigar, aln.md, aln.nm)
+    other = np.flatnonzero(has & ~agree)
+    if len(other):
+        cp = chosen_pair[other]
+        narrow = AlignOptions(scoring=opts.scoring, margin=4)
+        placed = pairs.window_start[cp] + pair_start[cp] - narrow.margin
+        put(other, *_describe(index, pairs.query[cp], qlen[cp], contig_of[other], placed, narrow))
     mapped = has & (score >= opts.min_score)
     return MappedBatch(
         mapped=mapped,

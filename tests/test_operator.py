@@ -165,3 +165,16 @@ def test_jit_and_gradients_to_every_parameter_and_the_inputs():
     assert nonzero == len(flat)
     for g in grads[1:]:
         assert jnp.all(jnp.isfinite(g)) and jnp.any(g != 0)
+
+
+def test_diagonal_sums_match_the_definition():
+    from neuromap.operators.mapping.neural_mapper import diagonal_sums
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 12, 5)).astype(np.float32)
+    mask = (rng.random((2, 5)) > 0.3).astype(np.float32)
+    expected = np.zeros((2, 12))
+    for b in range(2):
+        for s in range(12):
+            expected[b, s] = sum(logits[b, s + j, j] * mask[b, j] for j in range(5) if s + j < 12)
+    assert np.allclose(np.asarray(diagonal_sums(jnp.asarray(logits), jnp.asarray(mask))), expected, atol=1e-5)

@@ -104,6 +104,21 @@ class CrossBlock(nnx.Module):
         return x + self.dropout(self.mlp_out(jax.nn.gelu(self.mlp_in(self.norm_mlp(x)))))
 
 
+def diagonal_sums(logits: jax.Array, read_mask: jax.Array) -> jax.Array:
+    """scores[b, s] = sum_j read_mask[b, j] * logits[b, s + j, j] (terms past the window are 0).
+
+    Done by reshaping, not gathering: pad each read row j of the (R, W) matrix to width W + R,
+    flatten, pad R more, and read it back with rows one longer; row j is then shifted left by j.
+    """
+    batch, n_ref, n_read = logits.shape
+    width = n_ref + n_read
+    m = jnp.swapaxes(logits, 1, 2) * read_mask[:, :, None]  # (B, R, W)
+    m = jnp.pad(m, ((0, 0), (0, 0), (0, n_read)))  # (B, R, W + R)
+    flat = jnp.pad(m.reshape(batch, n_read * width), ((0, 0), (0, n_read)))
+    skewed = flat.reshape(batch, n_read, width + 1)[:, :, :n_ref]  # [j, s] = logits[s + j, j]
+    return jnp.sum(skewed, axis=1)
+
+
 class NeuralReadMapper(TemperatureOperator):
     """Scores every start position of a read in a reference window (see the module docstring).
 
@@ -141,13 +156,7 @@ class NeuralReadMapper(TemperatureOperator):
         q = self.query(t)
         k = self.key(r)
         logits = jnp.einsum("bwd,brd->bwr", q, k) / jnp.sqrt(jnp.float32(q.shape[-1]))
-        # Diagonal sums: score[s] = sum_j logits[s + j, j]; positions past the window add nothing.
-        starts = jnp.arange(n_ref)[:, None]
-        offsets = jnp.arange(n_read)[None, :]
-        rows = starts + offsets
-        inside = (rows < n_ref).astype(logits.dtype)
-        diag = logits[:, jnp.clip(rows, 0, n_ref - 1), jnp.broadcast_to(offsets, rows.shape)]
-        scores = jnp.sum(diag * inside[None] * read_mask[:, None, :], axis=-1)
+        scores = diagonal_sums(logits, read_mask)
         probs = self.soft_argmax(scores, axis=-1)
         best = jnp.argmax(scores, axis=-1)
         quality = self._quality(scores, best, read_mask)
