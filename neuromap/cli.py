@@ -185,10 +185,16 @@ def evaluate(alignments, truth, tolerance, as_json, plot):
 @click.option("--dropout", type=float, default=0.0, show_default=True, help="Dropout rate while training.")
 @click.option("--read-length", type=click.IntRange(1), default=320, show_default=True, help="Longest read the model accepts in one piece.")
 @click.option("--reference-window", type=click.IntRange(1), default=400, show_default=True, help="Longest reference window the model accepts.")
+@click.option("--min-read-length", type=click.IntRange(10), default=50, show_default=True, help="Shortest training read (longest: 150).")
+@click.option("--near-paralog", nargs=2, type=float, default=(0.01, 0.04), show_default=True, metavar="LO HI", help="Divergence range of the near-identical paralog window.")
 @click.option("--progress/--quiet", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 def train(out_dir, steps, batch_size, learning_rate, seed, validate_every, embedding_dim, num_heads, num_layers, dropout,
-          read_length, reference_window, progress):
-    """Train the NeuralReadMapper on simulated reads (CPU or GPU, whatever JAX sees)."""
+          read_length, reference_window, min_read_length, near_paralog, progress):
+    """Train the NeuralReadMapper on simulated reads (CPU or GPU, whatever JAX sees).
+
+    With a checkpoint in DIR training resumes from it up to --steps (the example generator follows
+    the options given now, so a run can continue on harder examples).
+    """
     from neuromap.operators.mapping import NeuralReadMapperConfig
     from neuromap.train import TrainConfig, train as run_train
 
@@ -199,7 +205,8 @@ def train(out_dir, steps, batch_size, learning_rate, seed, validate_every, embed
         )
     except ValueError as exc:
         raise NeuromapError(str(exc)) from None
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed, validate_every=validate_every)
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed, validate_every=validate_every,
+                      min_read_length=min_read_length, near_paralog=tuple(near_paralog))
     show = sys.stderr.isatty() if progress is None else progress
     run_train(model_config, cfg, out_dir, progress=show, log=lambda m: click.echo(f"neuromap: {m}", err=True))
 

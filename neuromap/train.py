@@ -2,7 +2,8 @@
 
 Each example is one read with `windows_per_read` reference windows:
   0  the window it comes from (with SNPs between sample and reference, sequencing errors, indels);
-  1  a near-identical paralog of that window (1-4 % divergent), the read at the same offset;
+  1  a near-identical paralog of that window (`near_paralog`, default 1-4 % divergent), the read
+     at the same offset;
   2  a diverged paralog (4-15 %);
   3  a foreign window (unrelated sequence).
 The sequences are random with a random GC content, and some carry low-complexity stretches and
@@ -54,6 +55,7 @@ class TrainConfig:
     validation_reads: int = 512
     max_error_rate: float = 0.03
     max_snp_rate: float = 0.01
+    near_paralog: tuple[float, float] = (0.01, 0.04)  # divergence of window 1 from the true one
 
 
 def _random_sequence(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -121,7 +123,7 @@ def make_examples(rng: np.random.Generator, n_reads: int, cfg: TrainConfig):
         mask[i, :length] = 1.0
         windows[i, 0] = window
         if K > 1:
-            windows[i, 1] = _mutate(rng, window, rng.uniform(0.01, 0.04))
+            windows[i, 1] = _mutate(rng, window, rng.uniform(*cfg.near_paralog))
         if K > 2:
             windows[i, 2] = _mutate(rng, window, rng.uniform(0.04, 0.15))
         for k in range(3, K):
