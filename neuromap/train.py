@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx, serialization
+from tqdm import tqdm
 
 from neuromap.operators.mapping.neural_mapper import (
     NeuralReadMapper,
@@ -248,20 +249,16 @@ def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, 
         log(f"resuming from step {step}")
     model.train()
     validation = make_examples(np.random.default_rng([cfg.seed, 2**31 - 1]), cfg.validation_reads, cfg)
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        tqdm = None
-    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, file=sys.stderr, unit="step") if tqdm else None
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, file=sys.stderr, unit="step")
     started = time.time()
     while step < cfg.steps:
         rng = np.random.default_rng([cfg.seed, step])
         reads, mask, windows, start = make_examples(rng, cfg.batch_size, cfg)
         loss, parts = train_step(model, optimizer, reads, mask, windows, start)
         step += 1
-        if bar:
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+        bar.update(1)
+        if progress:  # reading the loss waits for the device; only when someone is watching
+            bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
         if step % cfg.validate_every == 0 or step == cfg.steps:
             metrics = validate(model, validation)
             metrics.update(step=step, loss=float(loss), position_loss=float(parts[0]), window_loss=float(parts[1]),
@@ -269,8 +266,7 @@ def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, 
             history.append(metrics)
             log(json.dumps(metrics))
             save_checkpoint(out_dir, model, optimizer, step, history)
-    if bar:
-        bar.close()
+    bar.close()
     model.eval()
     save_parameters(model, os.path.join(out_dir, "params.npz"))
     with open(os.path.join(out_dir, "config.json"), "w") as fh:
