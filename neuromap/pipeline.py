@@ -221,6 +221,11 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
     chosen_pair = np.full(n, -1, dtype=np.int64)
     chosen_pair[has] = slot_to_pair[np.flatnonzero(has), chosen[has]]
     contig_of = cands.contig[rows, chosen]
+    if n_pairs == 0:  # no read of this batch has a candidate: all unmapped
+        return MappedBatch(
+            mapped=np.zeros(n, bool), contig=contig_of, pos=pos, reverse=np.zeros(n, bool), mapq=np.zeros(n, np.int32),
+            p_correct=np.zeros(n), score=np.zeros(n, np.int32), sub_score=np.full(n, NEG, np.int32), nm=nm, cigar=cigar, md=md,
+        )
     agree = has & (np.abs(pair_start[np.maximum(chosen_pair, 0)] - pl.pair_diag[np.maximum(chosen_pair, 0)]) <= 4)
 
     def put(reads, s, gpos, c, m, k):

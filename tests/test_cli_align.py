@@ -220,3 +220,13 @@ def test_fasta_reads_and_identical_repeat(data_dir, tmp_path):
     assert (rep1[2], int(rep1[3]) - 1) in (("chr1", 40_100), ("chr2", 20_100))
     assert "XS:i:150" in rep1 and "AS:i:150" in rep1
     assert uniq[4] == "60" and "XS" not in " ".join(uniq)
+
+
+@pytest.mark.parametrize("neural", [[], ["--no-neural"]])
+def test_batches_without_any_candidate(data_dir, tmp_path, neural):
+    fq = tmp_path / "n.fq"
+    fq.write_text("@n1\nNNNNNNNNNNNNNNNNNNNNNNNNNNNNNN\n+\nIIIIIIIIIIIIIIIIIIIIIIIIIIIIII\n@s1\nACGTAC\n+\nIIIIII\n")
+    res = run_cli(["align", *neural, data_dir / "ref.fa", fq])
+    assert res.returncode == 0, res.stderr
+    recs = records(res.stdout)
+    assert [r[0] for r in recs] == ["n1", "s1"] and all(int(r[1]) & 4 for r in recs)
