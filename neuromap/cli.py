@@ -6,8 +6,10 @@ import os
 import shlex
 import signal
 import sys
+import time
 
 import click
+from tqdm import tqdm
 
 from neuromap import __version__
 from neuromap.errors import NeuromapError
@@ -78,8 +80,10 @@ def index(reference, prefix, kmer, window):
 @click.option("-T", "min_score", type=int, default=30, show_default=True, help="Reads whose best alignment scores below this are reported unmapped.")
 @click.option("--band", type=click.IntRange(1, 31), default=16, show_default=True, help="DP band half-width: longest indel aligned (longer ones are clipped).")
 @click.option("-K", "--batch-size", type=click.IntRange(1), default=4000, show_default=True, help="Reads per batch.")
+@click.option("--stats", "stats_path", metavar="FILE.json", help="Write the run's figures (reads, mapped %, MAPQ>=30 %, reads/s, device) as JSON.")
+@click.option("--progress/--quiet", default=None, help="Progress bar and summary on stderr (default: bar only when stderr is a terminal, summary always; --quiet: neither).")
 def align(reference, reads, output, threads, preset, read_group, index_path, no_neural, weights_dir, max_candidates, max_occ,
-          match, mismatch, gap_open, gap_extend, clip, min_score, band, batch_size):
+          match, mismatch, gap_open, gap_extend, clip, min_score, band, batch_size, stats_path, progress):
     """Align READS (FASTQ or FASTA, plain or gzip; '-' for stdin) to REFERENCE.
 
     By default the NeuralReadMapper scores each read's candidate windows, chooses the window and the
@@ -91,7 +95,7 @@ def align(reference, reads, output, threads, preset, read_group, index_path, no_
     from neuromap.index import open_index
     from neuromap.io.fastx import read_fastx
     from neuromap.io.sam import SamSink, header_text, parse_read_group
-    from neuromap.pipeline import AlignOptions, align_records
+    from neuromap.pipeline import AlignOptions, RunStats, align_records
     from neuromap.seed import SeedParams
 
     rg_line, rg_id = parse_read_group(read_group) if read_group else (None, None)
@@ -112,22 +116,43 @@ def align(reference, reads, output, threads, preset, read_group, index_path, no_
         from neuromap.model import check_weights
 
         check_weights(weights_dir)
+    if stats_path:
+        parent = os.path.dirname(os.path.abspath(stats_path))
+        if not os.path.isdir(parent):
+            raise NeuromapError(f"{stats_path}: output directory {parent} does not exist")
     sink = SamSink(output, threads=threads)
     if output is None or output == "-":
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends us quietly, as for C tools
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    started = time.perf_counter()
+    totals = RunStats()
     try:
         idx = open_index(reference, index_path)
         command_line = "neuromap " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         header = header_text(idx.names, idx.contig_lengths, idx.md5, command_line, rg_line)
-        # The header goes out with the first batch, so input that is bad from its first record
-        # leaves no SAM at all, not even on stdout.
-        for text in align_records(read_fastx(reads), idx, opts):
-            sink.write(header + text)
-            header = ""
+        with tqdm(disable=not show_bar, unit=" reads", file=sys.stderr, desc="aligning", dynamic_ncols=True) as bar:
+            # The header goes out with the first batch, so input that is bad from its first record
+            # leaves no SAM at all, not even on stdout.
+            for text, figures in align_records(read_fastx(reads), idx, opts):
+                sink.write(header + text)
+                header = ""
+                totals.add(figures)
+                bar.update(figures.reads)
         sink.write(header)
         sink.commit()
     finally:
         sink.discard()
+    seconds = time.perf_counter() - started
+    summary = run_summary(totals, seconds, opts.neural)
+    if progress is not False:
+        click.echo(
+            f"neuromap: {summary['reads']} reads, {summary['mapped_pct']:.2f} % mapped, "
+            f"{summary['mapq30_pct']:.2f} % at MAPQ >= 30, {summary['reads_per_second']:.0f} reads/s "
+            f"({summary['placement']}, {summary['device']})",
+            err=True,
+        )
+    if stats_path:
+        write_json_atomic(stats_path, summary)
 
 
 @cli.command()
@@ -226,6 +251,40 @@ def calibrate(weights_dir, genome_size, n_reads, seed):
         if not os.path.exists(os.path.join(weights_dir, name)):
             raise NeuromapError(f"{weights_dir}: no {name} (train a model with `neuromap train -o {weights_dir}`)")
     click.echo(_json.dumps(run_calibrate(weights_dir, genome_size, n_reads, seed), indent=1))
+
+
+def run_summary(totals, seconds: float, neural: bool) -> dict:
+    device = "cpu"
+    if neural:
+        import jax
+
+        device = f"{jax.default_backend()} ({jax.devices()[0].device_kind})"
+    pct = lambda x: 100.0 * x / totals.reads if totals.reads else 0.0  # noqa: E731
+    return {
+        "program": "neuromap",
+        "version": __version__,
+        "reads": totals.reads,
+        "bases": totals.bases,
+        "mapped": totals.mapped,
+        "mapped_pct": pct(totals.mapped),
+        "mapq30": totals.mapq30,
+        "mapq30_pct": pct(totals.mapq30),
+        "unmapped": totals.reads - totals.mapped,
+        "seconds": round(seconds, 3),
+        "reads_per_second": totals.reads / seconds if seconds > 0 else 0.0,
+        "placement": "network" if neural else "seeds+DP",
+        "device": device,
+    }
+
+
+def write_json_atomic(path: str, data: dict) -> None:
+    import json
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, path)
 
 
 def main(argv=None) -> None:

@@ -298,9 +298,27 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
     return "".join(out)
 
 
-def _work(records: list, index: Index, opts: AlignOptions) -> str:
+@dataclass
+class RunStats:
+    """Figures of a run, summed over batches (printed at the end and written by --stats)."""
+
+    reads: int = 0
+    mapped: int = 0
+    mapq30: int = 0
+    bases: int = 0
+
+    def add(self, other: "RunStats") -> None:
+        self.reads += other.reads
+        self.mapped += other.mapped
+        self.mapq30 += other.mapq30
+        self.bases += other.bases
+
+
+def _work(records: list, index: Index, opts: AlignOptions) -> tuple[str, RunStats]:
     batch = make_batch(records)
-    return format_sam(batch, map_batch(batch, index, opts), index, opts.read_group_id)
+    res = map_batch(batch, index, opts)
+    stats = RunStats(len(batch), int(res.mapped.sum()), int((res.mapped & (res.mapq >= 30)).sum()), int(batch.lengths.sum()))
+    return format_sam(batch, res, index, opts.read_group_id), stats
 
 
 _WORKER_STATE: tuple[Index, AlignOptions] | None = None
@@ -312,13 +330,13 @@ def _init_worker(index_path: str, opts: AlignOptions) -> None:
     _WORKER_STATE = (load_index(index_path), opts)
 
 
-def _work_in_worker(records: list) -> str:
+def _work_in_worker(records: list) -> tuple[str, RunStats]:
     assert _WORKER_STATE is not None
     return _work(records, *_WORKER_STATE)
 
 
-def align_records(records: Iterable, index: Index, opts: AlignOptions) -> Iterator[str]:
-    """Yield SAM text per batch, in input order.
+def align_records(records: Iterable, index: Index, opts: AlignOptions) -> Iterator[tuple[str, RunStats]]:
+    """Yield (SAM text, figures) per batch, in input order.
 
     With threads > 1 the batches go to that many worker processes (numpy's small array
     operations hold the GIL, so threads would not scale); the index is memory-mapped, so its pages

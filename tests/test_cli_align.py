@@ -230,3 +230,21 @@ def test_batches_without_any_candidate(data_dir, tmp_path, neural):
     assert res.returncode == 0, res.stderr
     recs = records(res.stdout)
     assert [r[0] for r in recs] == ["n1", "s1"] and all(int(r[1]) & 4 for r in recs)
+
+
+def test_summary_stats_json_and_progress(data_dir, tmp_path):
+    stats = tmp_path / "run.json"
+    res = run_cli(["align", "--no-neural", data_dir / "ref.fa", data_dir / "reads.fq", "-o", tmp_path / "o.bam", "--stats", stats])
+    assert res.returncode == 0, res.stderr
+    figures = json.loads(stats.read_text())
+    assert figures["reads"] == 3000 and figures["bases"] == 450_000
+    assert figures["mapped"] + figures["unmapped"] == 3000 and figures["mapped_pct"] > 99
+    assert 90 < figures["mapq30_pct"] <= figures["mapped_pct"]
+    assert figures["placement"] == "seeds+DP" and figures["reads_per_second"] > 0
+    assert "3000 reads" in res.stderr.strip().splitlines()[-1]
+    assert "aligning" not in res.stderr  # stderr is not a terminal: no bar
+    quiet = run_cli(["align", "--no-neural", "--quiet", data_dir / "ref.fa", data_dir / "reads.fq", "-o", tmp_path / "q.bam"])
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    forced = run_cli(["align", "--no-neural", "--progress", data_dir / "ref.fa", data_dir / "reads.fq", "-o", tmp_path / "p.bam"])
+    assert "aligning" in forced.stderr and "reads" in forced.stderr
+    assert_clean_error(run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "--stats", tmp_path / "no" / "s.json"]), "does not exist")
