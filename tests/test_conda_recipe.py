@@ -1,0 +1,48 @@
+"""The bioconda recipe renders and says what pyproject.toml says (so the two never drift)."""
+
+import os
+import re
+import tomllib
+
+import jinja2
+import yaml
+
+from conftest import ROOT
+
+
+def render():
+    text = open(os.path.join(ROOT, "conda-recipe", "meta.yaml")).read()
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    pins = []
+
+    def pin_subpackage(name, max_pin=None, exact=False):
+        pins.append((name, max_pin))
+        return f"{name} >={{{{ version }}}},<next-{max_pin}"
+
+    rendered = env.from_string(text).render(PYTHON="python", pin_subpackage=pin_subpackage)
+    return yaml.safe_load(rendered), pins
+
+
+def split(requirement):
+    m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement)
+    return m.group(1).lower().replace("_", "-"), m.group(2).replace(" ", "")
+
+
+def test_recipe_matches_pyproject():
+    recipe, pins = render()
+    project = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))["project"]
+    assert recipe["package"]["name"] == project["name"]
+    assert recipe["package"]["version"] == project["version"]
+    assert recipe["build"]["noarch"] == "python"
+    assert pins == [("neuromap", "x.x")] and recipe["build"]["run_exports"]
+    # Entry points: the same console scripts.
+    scripts = {f"{k} = {v}" for k, v in project["scripts"].items()}
+    assert set(recipe["build"]["entry_points"]) == scripts
+    # Run requirements: the same packages with the same lower bounds, plus python.
+    run = dict(split(r) for r in recipe["requirements"]["run"])
+    assert run.pop("python") == ">=" + project["requires-python"].lstrip(">=")
+    assert run == dict(split(r) for r in project["dependencies"])
+    assert "neuromap --help" in recipe["test"]["commands"]
+    assert "neuromap" in recipe["test"]["imports"]
+    assert recipe["about"]["license"] == project["license"]["text"]
+    assert os.path.exists(os.path.join(ROOT, recipe["about"]["license_file"]))
