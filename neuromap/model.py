@@ -26,8 +26,6 @@ class ModelScores:
 
     start: np.ndarray  # (P,) int64 window column where the read starts
     log_likelihood: np.ndarray  # (P,) float64 logsumexp over starts
-    best_score: np.ndarray  # (P,) float64 score at `start`
-    quality: np.ndarray  # (P,) float64 mapping_quality of the window
 
 
 @dataclass
@@ -88,8 +86,7 @@ def load_model(weights_dir: str | None = None):
         m = nnx.merge(graphdef, params)
         read = jax.nn.one_hot(read_codes, 4, dtype=jnp.float32)  # codes >= 4 (N, pad) -> zero rows
         window = jax.nn.one_hot(window_codes, 4, dtype=jnp.float32)
-        out = m(read, window, read_mask)
-        return out["alignment_scores"], out["mapping_quality"]
+        return m(read, window, read_mask)["alignment_scores"]
 
     return model.config, (lambda *a: score(params, *a)), Calibration.load(directory)
 
@@ -107,15 +104,13 @@ def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights
     config, score, _ = load_model(weights_dir)
     n_pairs, width = target.shape
     if n_pairs == 0:
-        z = np.zeros(0)
-        return ModelScores(np.zeros(0, np.int64), z, z, z)
+        return ModelScores(np.zeros(0, np.int64), np.zeros(0))
     if width > config.reference_window:
         raise ValueError(f"window {width} exceeds the model's reference_window {config.reference_window}")
     # Pad the window to a bucketed width (N columns, never chosen) so shapes repeat across batches.
     padded_width = min(_round_up(width, WIDTH_BUCKET), config.reference_window)
     chunk = config.read_length
     total = np.zeros((n_pairs, width), dtype=np.float64)
-    quality = np.zeros(n_pairs, dtype=np.float64)
     longest = int(qlen.max())
     for offset in range(0, longest, chunk):
         piece_len = np.clip(qlen - offset, 0, chunk)
@@ -132,17 +127,14 @@ def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights
             mask = (np.arange(read_width)[None, :] < lens[:, None]).astype(np.float32)
             windows = np.full((PAIR_BUCKET, padded_width), 4, dtype=np.int32)
             windows[: hi - lo, :width] = target[lo:hi]
-            scores, q = score(codes, mask, windows)
+            scores = score(codes, mask, windows)
             scores = np.asarray(scores[: hi - lo, :width], dtype=np.float64)
             # This chunk starts `offset` bases into the read: its score at column p votes for a
             # read start at p - offset.
             if offset < width:
                 live = piece_len[lo:hi, None] > 0
                 total[lo:hi, : width - offset] += np.where(live, scores[:, offset:], 0.0)
-            if offset == 0:
-                quality[lo:hi] = np.asarray(q[: hi - lo], dtype=np.float64)
     start = total.argmax(axis=1)
-    best = total[np.arange(n_pairs), start]
     peak = total.max(axis=1, keepdims=True)
     log_likelihood = peak[:, 0] + np.log(np.exp(total - peak).sum(axis=1))
-    return ModelScores(start=start.astype(np.int64), log_likelihood=log_likelihood, best_score=best, quality=quality)
+    return ModelScores(start=start.astype(np.int64), log_likelihood=log_likelihood)
