@@ -210,12 +210,11 @@ def evaluate(alignments, truth, tolerance, as_json, plot):
 @click.option("--dropout", type=float, default=0.0, show_default=True, help="Dropout rate while training.")
 @click.option("--read-length", type=click.IntRange(1), default=320, show_default=True, help="Longest read the model accepts in one piece.")
 @click.option("--reference-window", type=click.IntRange(1), default=400, show_default=True, help="Longest reference window the model accepts.")
-@click.option("--base-identity/--no-base-identity", default=False, show_default=True, help="Add a learned base-identity term to the scoring cross-attention.")
 @click.option("--min-read-length", type=click.IntRange(10), default=50, show_default=True, help="Shortest training read (longest: 150).")
 @click.option("--near-paralog", nargs=2, type=float, default=(0.01, 0.04), show_default=True, metavar="LO HI", help="Divergence range of the near-identical paralog window.")
 @click.option("--progress/--quiet", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 def train(out_dir, steps, batch_size, learning_rate, seed, validate_every, embedding_dim, num_heads, num_layers, dropout,
-          read_length, reference_window, base_identity, min_read_length, near_paralog, progress):
+          read_length, reference_window, min_read_length, near_paralog, progress):
     """Train the NeuralReadMapper on simulated reads (CPU or GPU, whatever JAX sees).
 
     With a checkpoint in DIR training resumes from it up to --steps (the example generator follows
@@ -227,7 +226,7 @@ def train(out_dir, steps, batch_size, learning_rate, seed, validate_every, embed
     try:
         model_config = NeuralReadMapperConfig(
             read_length=read_length, reference_window=reference_window, embedding_dim=embedding_dim,
-            num_heads=num_heads, num_layers=num_layers, dropout_rate=dropout, base_identity=base_identity,
+            num_heads=num_heads, num_layers=num_layers, dropout_rate=dropout,
         )
     except ValueError as exc:
         raise NeuromapError(str(exc)) from None

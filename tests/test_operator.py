@@ -178,28 +178,3 @@ def test_diagonal_sums_match_the_definition():
         for s in range(12):
             expected[b, s] = sum(logits[b, s + j, j] * mask[b, j] for j in range(5) if s + j < 12)
     assert np.allclose(np.asarray(diagonal_sums(jnp.asarray(logits), jnp.asarray(mask))), expected, atol=1e-5)
-
-
-def test_base_identity_term_is_trainable_and_sharpens_single_mismatches():
-    config = NeuralReadMapperConfig(**TINY, base_identity=True)
-    model = NeuralReadMapper(config)
-    assert isinstance(model.identity_weight, nnx.Param)
-    read, ref = example(batch=2)
-
-    def loss(model):
-        out = model.apply({"read": read, "reference": ref}, None, None)[0]
-        return jnp.sum(out["log_likelihood"])
-
-    grads = nnx.grad(loss)(model)
-    assert float(jnp.abs(grads["identity_weight"][...])) > 0
-    # The term adds exactly weight x (matching bases on the diagonal) to each start's score.
-    out = {}
-    for w in (0.0, 2.0):
-        model.identity_weight[...] = jnp.asarray(w)
-        out[w] = model.apply({"read": read, "reference": ref}, None, None)[0]["alignment_scores"]
-    onehot_read, onehot_ref = np.asarray(read), np.asarray(ref)
-    n_ref, n_read = onehot_ref.shape[1], onehot_read.shape[1]
-    matches = np.array([[sum(float(onehot_ref[b, s + j] @ onehot_read[b, j]) for j in range(n_read) if s + j < n_ref)
-                         for s in range(n_ref)] for b in range(2)])
-    assert np.allclose(np.asarray(out[2.0] - out[0.0]), 2.0 * matches, atol=1e-3)
-    assert matches[0, 5] == 30 and matches[1, 6] == 30  # the reads' true starts: every base matches

@@ -49,7 +49,6 @@ class NeuralReadMapperConfig(TemperatureConfig):
     dropout_rate: float = 0.1
     kmer_kernel: int = 9  # width of the encoder's convolutions (bases)
     encoder_layers: int = 2  # residual convolutions in the k-mer encoder
-    base_identity: bool = False  # add a learned weight x [read base == reference base] to the scoring logits
 
     def validate(self) -> None:
         super().validate()
@@ -63,8 +62,6 @@ class NeuralReadMapperConfig(TemperatureConfig):
             raise ValueError(
                 f"embedding_dim ({self.embedding_dim}) must be divisible by num_heads ({self.num_heads})"
             )
-        if not isinstance(self.base_identity, bool):
-            raise ValueError(f"base_identity must be a bool (got {self.base_identity!r})")
         if not 0 <= self.dropout_rate < 1:
             raise ValueError(f"dropout_rate must be in [0, 1) (got {self.dropout_rate!r})")
 
@@ -140,8 +137,6 @@ class NeuralReadMapper(TemperatureOperator):
         self.query = nnx.Linear(d, d, rngs=rngs)
         self.key = nnx.Linear(d, d, rngs=rngs)
         self.quality = nnx.Linear(3, 1, rngs=rngs)
-        if config.base_identity:
-            self.identity_weight = nnx.Param(jnp.asarray(1.0, jnp.float32))
         self.eval()
 
     # -- the computation ------------------------------------------------------------------------
@@ -161,10 +156,6 @@ class NeuralReadMapper(TemperatureOperator):
         q = self.query(t)
         k = self.key(r)
         logits = jnp.einsum("bwd,brd->bwr", q, k) / jnp.sqrt(jnp.float32(q.shape[-1]))
-        if self.config.base_identity:
-            # The learned k-mer features change smoothly with one base; the identity of the bases
-            # themselves lets a single mismatch between two copies count in full.
-            logits = logits + self.identity_weight[...] * jnp.einsum("bwc,brc->bwr", reference, read)
         scores = diagonal_sums(logits, read_mask)
         probs = self.soft_argmax(scores, axis=-1)
         best = jnp.argmax(scores, axis=-1)
