@@ -258,7 +258,8 @@ def run_summary(totals, seconds: float, neural: bool) -> dict:
     if neural:
         import jax
 
-        device = f"{jax.default_backend()} ({jax.devices()[0].device_kind})"
+        backend, kind = jax.default_backend(), jax.devices()[0].device_kind
+        device = backend if kind.lower() == backend.lower() else f"{backend} ({kind})"
     pct = lambda x: 100.0 * x / totals.reads if totals.reads else 0.0  # noqa: E731
     return {
         "program": "neuromap",
