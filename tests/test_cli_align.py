@@ -26,6 +26,7 @@ def test_sorted_indexed_bam_is_accurate(data_dir, tmp_path):
     assert res.returncode == 0, res.stderr
     assert out.exists() and (tmp_path / "out.bam.bai").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bam", "out.bam.bai"]  # no leftovers
+    pysam.quickcheck(str(out))  # samtools quickcheck: header, EOF block; raises when broken
     with pysam.AlignmentFile(str(out)) as bam:
         assert bam.header["HD"]["SO"] == "coordinate"
         assert [sq["SN"] for sq in bam.header["SQ"]] == ["chr1", "chr2", "plasmid"]

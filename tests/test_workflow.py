@@ -52,6 +52,7 @@ def test_snakemake_scatters_aligns_and_merges(workdir, data_dir):
     for sample, n_reads in (("big", 3000), ("small", 100)):
         bam = workdir / "out" / f"{sample}.bam"
         assert (workdir / "out" / f"{sample}.bam.bai").exists()
+        pysam.quickcheck(str(bam))
         with pysam.AlignmentFile(str(bam)) as fh:
             assert fh.header["HD"]["SO"] == "coordinate"
             assert [rg["ID"] for rg in fh.header["RG"]] == [sample]

@@ -1,0 +1,78 @@
+"""Property tests of the reader: valid records come back exactly once and intact; a file cut
+anywhere gives a prefix of its records or a clean error, never a wrong record."""
+
+import gzip
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from neuromap.errors import NeuromapError
+from neuromap.io.fastx import Record, read_fastx
+
+names = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=300).filter(lambda n: not n.startswith("@"))
+seqs = st.text(alphabet="ACGTNacgtnRY", min_size=0, max_size=300)
+
+
+@st.composite
+def fastq_records(draw):
+    n = draw(st.integers(min_value=1, max_value=8))
+    out = []
+    for _ in range(n):
+        seq = draw(seqs)
+        qual = draw(st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=len(seq), max_size=len(seq)))
+        out.append(Record(draw(names), seq, qual, ""))
+    return out
+
+
+def to_fastq(records, crlf=False, blank_lines=False):
+    nl = "\r\n" if crlf else "\n"
+    parts = []
+    for r in records:
+        parts.append(f"@{r.name}{nl}{r.seq}{nl}+{nl}{r.qual}{nl}")
+        if blank_lines:
+            parts.append(nl)
+    return "".join(parts).encode()
+
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(fastq_records(), st.booleans(), st.booleans(), st.booleans())
+def test_valid_records_come_back_exactly(tmp_path, records, crlf, blank_lines, compress):
+    data = to_fastq(records, crlf, blank_lines)
+    path = tmp_path / ("r.fq.gz" if compress else "r.fq")
+    path.write_bytes(gzip.compress(data) if compress else data)
+    assert list(read_fastx(str(path))) == records
+
+
+@SETTINGS
+@given(fastq_records(), st.data())
+def test_a_cut_file_gives_a_prefix_or_a_clean_error(tmp_path, records, data):
+    raw = to_fastq(records)
+    cut = data.draw(st.integers(min_value=1, max_value=len(raw) - 1))
+    path = tmp_path / "cut.fq"
+    path.write_bytes(raw[:cut])
+    try:
+        got = list(read_fastx(str(path)))
+    except NeuromapError as exc:
+        assert str(path) in str(exc)
+        return
+    assert got == records[: len(got)]
+    # Without an error, the cut fell on a record boundary (give or take the final newline).
+    assert len(to_fastq(got)) in (cut, cut + 1)
+
+
+@SETTINGS
+@given(fastq_records(), st.data())
+def test_a_cut_gzip_stream_is_an_error(tmp_path, records, data):
+    packed = gzip.compress(to_fastq(records))
+    cut = data.draw(st.integers(min_value=10, max_value=len(packed) - 1))
+    path = tmp_path / "cut.fq.gz"
+    path.write_bytes(packed[:cut])
+    try:
+        got = list(read_fastx(str(path)))
+    except NeuromapError as exc:
+        assert str(path) in str(exc)
+    else:
+        raise AssertionError(f"truncated gzip accepted ({len(got)} records)")
