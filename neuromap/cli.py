@@ -43,7 +43,8 @@ def cli():
 @click.option("-o", "--output", "prefix", metavar="PREFIX", help="Write the index to PREFIX.nmi instead of REFERENCE.nmi.")
 @click.option("-k", "kmer", type=int, default=21, show_default=True, help="Minimizer k-mer length (5-31).")
 @click.option("-w", "window", type=int, default=11, show_default=True, help="Minimizer window: one minimizer per w consecutive k-mers.")
-def index(reference, prefix, kmer, window):
+@click.option("--progress/--quiet", default=None, help="Progress bar on stderr (default: when stderr is a terminal); --quiet also drops the summary line.")
+def index(reference, prefix, kmer, window, progress):
     """Build the minimizer index of REFERENCE (FASTA, plain or gzip).
 
     The index is a directory REFERENCE.nmi (numpy arrays loaded memory-mapped, plus meta.json with
@@ -51,13 +52,15 @@ def index(reference, prefix, kmer, window):
     """
     from neuromap.index import build_index, load_index
 
-    path = build_index(reference, prefix, k=kmer, w=window)
+    show = sys.stderr.isatty() if progress is None else progress
+    path = build_index(reference, prefix, k=kmer, w=window, show_progress=show)
     idx = load_index(path)
-    click.echo(
-        f"neuromap: indexed {len(idx.names)} contigs, {int(idx.contig_lengths.sum())} bp, "
-        f"{idx.meta['n_minimizers']} minimizers (k={idx.k}, w={idx.w}) -> {path}",
-        err=True,
-    )
+    if progress is not False:
+        click.echo(
+            f"neuromap: indexed {len(idx.names)} contigs, {int(idx.contig_lengths.sum())} bp, "
+            f"{idx.meta['n_minimizers']} minimizers (k={idx.k}, w={idx.w}) -> {path}",
+            err=True,
+        )
 
 
 @cli.command()

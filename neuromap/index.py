@@ -100,8 +100,9 @@ def _reference_stat(path: str) -> dict:
     return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: int = DEFAULT_W) -> str:
-    """Build the index of `reference`; returns the index directory path."""
+def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: int = DEFAULT_W, show_progress: bool = False) -> str:
+    """Build the index of `reference`; returns the index directory path. `show_progress` draws a
+    bar on stderr over the bases sketched."""
     if not 5 <= k <= 31:
         raise NeuromapError(f"k must be between 5 and 31 (got {k})")
     if not 1 <= w <= 255:
@@ -114,7 +115,10 @@ def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: i
         raise NeuromapError(f"{target}: output directory {parent} does not exist")
     stat_before = _reference_stat(reference) if reference != "-" else None
     ref = read_reference(reference)
-    positions, hashes, reverse = sketch_sequence(ref.seq, k, w)
+    from tqdm import tqdm
+
+    with tqdm(total=len(ref.seq), disable=not show_progress, unit="bp", unit_scale=True, desc="indexing", file=sys.stderr) as bar:
+        positions, hashes, reverse = sketch_sequence(ref.seq, k, w, progress=bar.update)
     order = np.lexsort((positions, hashes))  # by hash, then position: deterministic
     pos_dtype = np.uint32 if len(ref.seq) < 2**32 else np.int64
     meta = {

@@ -84,8 +84,9 @@ def sketch_rows(codes: np.ndarray, k: int, w: int):
     return row, pos, hashes[row, pos], is_reverse[row, pos]
 
 
-def sketch_sequence(codes: np.ndarray, k: int, w: int, chunk: int = 1 << 22):
-    """Minimizers of one long sequence, in chunks of bounded memory.
+def sketch_sequence(codes: np.ndarray, k: int, w: int, chunk: int = 1 << 22, progress=None):
+    """Minimizers of one long sequence, in chunks of bounded memory; `progress(n)` (optional) is
+    told how many more bases are done after each chunk.
 
     Returns (positions int64, hashes uint64, is_reverse bool), sorted by position.
     """
@@ -100,6 +101,8 @@ def sketch_sequence(codes: np.ndarray, k: int, w: int, chunk: int = 1 << 22):
         positions.append(pos.astype(np.int64) + start)
         hashes.append(h)
         strands.append(rev)
+        if progress is not None:
+            progress(min(chunk, len(codes) - start))
     pos = np.concatenate(positions)
     pos, first = np.unique(pos, return_index=True)
     return pos, np.concatenate(hashes)[first], np.concatenate(strands)[first]

@@ -134,3 +134,13 @@ def test_gzipped_reference(tmp_path):
     gz.write_bytes(gzip.compress(open(plain, "rb").read()))
     a, b = load_index(build_index(plain)), load_index(build_index(str(gz)))
     assert np.array_equal(a.mm_hash, b.mm_hash) and a.meta["reference"]["sha256"] == b.meta["reference"]["sha256"]
+
+
+def test_index_progress_and_quiet(tmp_path):
+    ref = fasta(tmp_path / "ref.fa", {"a": rand(20_000)})
+    shown = run_cli(["index", "--progress", ref])
+    assert shown.returncode == 0 and "indexing" in shown.stderr and "indexed 1 contigs" in shown.stderr
+    quiet = run_cli(["index", "--quiet", ref])
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    plain = run_cli(["index", ref])  # stderr is not a terminal: the summary line only
+    assert "indexing" not in plain.stderr and "indexed 1 contigs" in plain.stderr
