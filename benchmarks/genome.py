@@ -12,20 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from neuromap.simulate import synthetic_genome  # noqa: E402
-
-
-def write_fasta(path: str, contigs: dict[str, str]) -> None:
-    with open(path, "w") as fh:
-        for name, seq in contigs.items():
-            fh.write(f">{name}\n")
-            for i in range(0, len(seq), 80):
-                fh.write(seq[i : i + 80] + "\n")
-
-
-def make_genome(size: int, seed: int) -> dict[str, str]:
-    return synthetic_genome(size, seed)
-
+from neuromap.simulate import synthetic_genome, write_fasta  # noqa: E402
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

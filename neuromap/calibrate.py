@@ -19,7 +19,7 @@ from neuromap.index import build_index, load_index
 from neuromap.io.fastx import batched, make_batch, read_fastx
 from neuromap.mapq import p_correct
 from neuromap.pipeline import AlignOptions, place
-from neuromap.simulate import simulate_reads, synthetic_genome, write_simulation
+from neuromap.simulate import simulate_reads, synthetic_genome, write_fasta, write_simulation
 
 
 def _log_loss(p: np.ndarray, right: np.ndarray) -> float:
@@ -31,9 +31,7 @@ def collect(weights_dir: str | None, genome_size: int, n_reads: int, seed: int, 
     """Align simulated reads; return per read the placements' log-likelihoods, which is chosen,
     the unscored extra placements and whether the choice is right."""
     ref = os.path.join(workdir, "calibration.fa")
-    with open(ref, "w") as fh:
-        for name, seq in synthetic_genome(genome_size, seed).items():
-            fh.write(f">{name}\n{seq}\n")
+    write_fasta(ref, synthetic_genome(genome_size, seed))
     reads, truth_path = os.path.join(workdir, "reads.fq"), os.path.join(workdir, "truth.tsv")
     write_simulation(simulate_reads(ref, n_reads, 150, seed=seed + 1, snp_rate=0.001, indel_rate=0.0001), reads, truth_path)
     truth = {}

@@ -218,15 +218,11 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
     pos = np.zeros(n, dtype=np.int64)
     cigar, md = ["*"] * n, [""] * n
     nm = np.zeros(n, dtype=np.int32)
+    sel = np.flatnonzero(has)  # reads with a placement; everything below indexes only these
     chosen_pair = np.full(n, -1, dtype=np.int64)
-    chosen_pair[has] = slot_to_pair[np.flatnonzero(has), chosen[has]]
+    chosen_pair[sel] = slot_to_pair[sel, chosen[sel]]
     contig_of = cands.contig[rows, chosen]
-    if n_pairs == 0:  # no read of this batch has a candidate: all unmapped
-        return MappedBatch(
-            mapped=np.zeros(n, bool), contig=contig_of, pos=pos, reverse=np.zeros(n, bool), mapq=np.zeros(n, np.int32),
-            p_correct=np.zeros(n), score=np.zeros(n, np.int32), sub_score=np.full(n, NEG, np.int32), nm=nm, cigar=cigar, md=md,
-        )
-    agree = has & (np.abs(pair_start[np.maximum(chosen_pair, 0)] - pl.pair_diag[np.maximum(chosen_pair, 0)]) <= 4)
+    agree_sel = np.abs(pair_start[chosen_pair[sel]] - pl.pair_diag[chosen_pair[sel]]) <= 4
 
     def put(reads, s, gpos, c, m, k):
         score[reads] = s
@@ -235,7 +231,7 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
         for j, r in enumerate(reads):
             cigar[r], md[r] = c[j], m[j]
 
-    fast = np.flatnonzero(agree & pl.exact[np.maximum(chosen_pair, 0)])
+    fast = sel[agree_sel & pl.exact[chosen_pair[sel]]]
     if len(fast):
         cp = chosen_pair[fast]
         c, m, k = ungapped_description(pairs.query[cp], qlen[cp], pairs.target[cp], opts.margin)
@@ -246,12 +242,12 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
         in_chunk[members] = c_i
         local[members] = np.arange(len(members))
     for c_i, (members, query, target, dp) in enumerate(pl.dp_chunks):
-        reads = np.flatnonzero(agree & (in_chunk[np.maximum(chosen_pair, 0)] == c_i))
+        reads = sel[agree_sel & (in_chunk[chosen_pair[sel]] == c_i)]
         if len(reads):
             cp = chosen_pair[reads]
             aln = traceback(dp, local[cp], query, target, qlen[members])
             put(reads, pair_score[cp], pairs.window_start[cp] + aln.ref_start, aln.cigar, aln.md, aln.nm)
-    other = np.flatnonzero(has & ~agree)
+    other = sel[~agree_sel]
     if len(other):
         cp = chosen_pair[other]
         narrow = AlignOptions(scoring=opts.scoring, margin=4)

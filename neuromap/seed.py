@@ -97,9 +97,9 @@ def find_candidates(codes: np.ndarray, lengths: np.ndarray, index: Index, params
     starts = np.flatnonzero(new_cluster)
     sizes = np.diff(np.append(starts, total))
     # Support counts distinct read positions, so a tandem repeat cannot vote twice with one k-mer.
-    pair_key = cluster.astype(np.int64) * (int(hit_pos.max()) + 1) + hit_pos
-    distinct = np.unique(pair_key)
-    support = np.bincount(distinct // (int(hit_pos.max()) + 1), minlength=n_cl).astype(np.int32)
+    stride = int(hit_pos.max()) + 1
+    distinct = np.unique(cluster.astype(np.int64) * stride + hit_pos)
+    support = np.bincount(distinct // stride, minlength=n_cl).astype(np.int32)
     cl_row = hit_row[starts]
     cl_strand = strand[starts]
     cl_diag = diagonal[starts + sizes // 2]  # the median hit's diagonal

@@ -193,6 +193,14 @@ def synthetic_genome(size: int, seed: int) -> dict[str, str]:
     return {"chromosome": seq, "plasmid1": plasmid1, "plasmid2": plasmid2}
 
 
+def write_fasta(path: str, contigs: dict[str, str], width: int = 80) -> None:
+    with open(path, "w") as fh:
+        for name, seq in contigs.items():
+            fh.write(f">{name}\n")
+            for i in range(0, len(seq), width):
+                fh.write(seq[i : i + width] + "\n")
+
+
 def _open_text(path: str):
     return gzip.open(path, "wt") if path.endswith(".gz") else open(path, "w")
 

@@ -34,6 +34,14 @@ def to_fastq(records, crlf=False, blank_lines=False):
     return "".join(parts).encode()
 
 
+def write_cut(tmp_path, name, raw, data, lowest):
+    """Write `raw` cut at a drawn byte (at least `lowest`, before the end) to tmp_path/name."""
+    cut = data.draw(st.integers(min_value=lowest, max_value=len(raw) - 1))
+    path = tmp_path / name
+    path.write_bytes(raw[:cut])
+    return path, cut
+
+
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -49,10 +57,7 @@ def test_valid_records_come_back_exactly(tmp_path, records, crlf, blank_lines, c
 @SETTINGS
 @given(fastq_records(), st.data())
 def test_a_cut_file_gives_a_prefix_or_a_clean_error(tmp_path, records, data):
-    raw = to_fastq(records)
-    cut = data.draw(st.integers(min_value=1, max_value=len(raw) - 1))
-    path = tmp_path / "cut.fq"
-    path.write_bytes(raw[:cut])
+    path, cut = write_cut(tmp_path, "cut.fq", to_fastq(records), data, 1)
     try:
         got = list(read_fastx(str(path)))
     except NeuromapError as exc:
@@ -66,10 +71,7 @@ def test_a_cut_file_gives_a_prefix_or_a_clean_error(tmp_path, records, data):
 @SETTINGS
 @given(fastq_records(), st.data())
 def test_a_cut_gzip_stream_is_an_error(tmp_path, records, data):
-    packed = gzip.compress(to_fastq(records))
-    cut = data.draw(st.integers(min_value=10, max_value=len(packed) - 1))
-    path = tmp_path / "cut.fq.gz"
-    path.write_bytes(packed[:cut])
+    path, _ = write_cut(tmp_path, "cut.fq.gz", gzip.compress(to_fastq(records)), data, 10)
     try:
         got = list(read_fastx(str(path)))
     except NeuromapError as exc:
