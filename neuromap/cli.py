@@ -193,6 +193,8 @@ def evaluate(alignments, truth, tolerance, as_json, plot):
     """Score ALIGNMENTS (SAM or BAM files) against known read origins (like paftools.js mapeval)."""
     from neuromap.evaluate import evaluate as run_eval, format_report, plot as draw, to_json
 
+    if plot and not os.path.isdir(os.path.dirname(os.path.abspath(plot))):
+        raise NeuromapError(f"{plot}: output directory {os.path.dirname(os.path.abspath(plot))} does not exist")
     results = [run_eval(truth, path, tolerance) for path in alignments]
     for res in results:
         click.echo(to_json(res) if as_json else format_report(res), nl=False)

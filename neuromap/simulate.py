@@ -10,6 +10,7 @@ fraction of 1-bp insertions and deletions. Truth is reported in reference coordi
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -206,11 +207,21 @@ def _open_text(path: str):
 
 
 def write_simulation(reads: Iterator[SimRead], fastq: str, truth: str) -> int:
+    """Write reads and truth to temporary files, renamed into place only when both are complete."""
+    tmp_fq = f"{fastq}.tmp-{os.getpid()}" + (".gz" if fastq.endswith(".gz") else "")
+    tmp_truth = f"{truth}.tmp-{os.getpid()}"
     n = 0
-    with _open_text(fastq) as fq, open(truth, "w") as tsv:
-        tsv.write("#name\tcontig\tstart\tend\tstrand\n")
-        for rd in reads:
-            fq.write(f"@{rd.name}\n{rd.seq}\n+\n{rd.qual}\n")
-            tsv.write(f"{rd.name}\t{rd.contig}\t{rd.start}\t{rd.end}\t{rd.strand}\n")
-            n += 1
+    try:
+        with _open_text(tmp_fq) as fq, open(tmp_truth, "w") as tsv:
+            tsv.write("#name\tcontig\tstart\tend\tstrand\n")
+            for rd in reads:
+                fq.write(f"@{rd.name}\n{rd.seq}\n+\n{rd.qual}\n")
+                tsv.write(f"{rd.name}\t{rd.contig}\t{rd.start}\t{rd.end}\t{rd.strand}\n")
+                n += 1
+        os.replace(tmp_fq, fastq)
+        os.replace(tmp_truth, truth)
+    finally:
+        for tmp in (tmp_fq, tmp_truth):
+            if os.path.exists(tmp):
+                os.remove(tmp)
     return n

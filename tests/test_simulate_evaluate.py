@@ -70,3 +70,27 @@ def test_simulate_cli_and_bad_truth(data_dir, tmp_path):
     bad = tmp_path / "bad.tsv"
     bad.write_text("r1\tc\tx\t1\t+\n")
     assert_clean_error(run_cli(["evaluate", "--truth", bad, tmp_path / "t.tsv"]), "bad.tsv", "line 1")
+
+
+def test_evaluate_and_simulate_bad_paths(data_dir, tmp_path):
+    truth = data_dir / "truth.tsv"
+    assert_clean_error(run_cli(["evaluate", "--truth", truth, tmp_path / "missing.sam"]), "missing.sam", "no such file")
+    junk = tmp_path / "junk.sam"
+    junk.write_bytes(b"\x00\x01not a sam file\n\xff\xfe")
+    assert_clean_error(run_cli(["evaluate", "--truth", truth, junk]), "junk.sam")
+    sam = tmp_path / "a.sam"
+    sam.write_text("@SQ\tSN:chr1\tLN:220000\n")
+    res = run_cli(["evaluate", "--truth", truth, sam, "--plot", tmp_path / "no" / "p.png"])
+    assert_clean_error(res, "does not exist")
+    assert res.stdout == ""
+    res = run_cli(["simulate", data_dir / "ref.fa", "-n", "5", "-o", tmp_path / "no" / "r.fq", "--truth", tmp_path / "t.tsv"])
+    assert_clean_error(res, "does not exist")
+    assert not (tmp_path / "t.tsv").exists()
+
+
+def test_failed_simulation_leaves_nothing(tmp_path):
+    short = tmp_path / "short.fa"
+    short.write_text(">c\nACGTACGT\n")  # no contig long enough for 150-bp reads
+    res = run_cli(["simulate", short, "-n", "5", "-o", tmp_path / "r.fq", "--truth", tmp_path / "t.tsv"])
+    assert_clean_error(res, "short.fa", "long enough")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["short.fa"]
