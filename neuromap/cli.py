@@ -170,14 +170,22 @@ def align(reference, reads, output, threads, preset, read_group, index_path, no_
 @click.option("--snp-rate", type=float, default=0.0, show_default=True, help="SNP rate of the simulated sample against the reference.")
 @click.option("--indel-rate", type=float, default=0.0, show_default=True, help="Rate of small (1-5 bp) indel variants.")
 @click.option("--prefix", default="sim", show_default=True, help="Read name prefix.")
-def simulate(reference, n_reads, read_length, seed, output, truth, error_rate, indel_fraction, snp_rate, indel_rate, prefix):
-    """Simulate Illumina-like reads from REFERENCE with known origins."""
-    from neuromap.simulate import simulate_reads, write_simulation
+@click.option("-2", "--mate2", metavar="FASTQ", help="Simulate FR pairs: mate 1 goes to -o, mate 2 here, -n counts pairs; names end in /1 and /2.")
+@click.option("--fragment-mean", type=float, default=400.0, show_default=True, help="Mean fragment (insert) length of pairs.")
+@click.option("--fragment-std", type=float, default=50.0, show_default=True, help="Standard deviation of the fragment length.")
+def simulate(reference, n_reads, read_length, seed, output, truth, error_rate, indel_fraction, snp_rate, indel_rate, prefix, mate2, fragment_mean, fragment_std):
+    """Simulate Illumina-like reads (or pairs, with --mate2) from REFERENCE with known origins."""
+    from neuromap.simulate import simulate_pairs, simulate_reads, write_simulation
 
-    for path in (output, truth):
+    for path in (output, truth) + ((mate2,) if mate2 else ()):
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise NeuromapError(f"{path}: output directory {parent} does not exist")
+    if mate2:
+        pairs = simulate_pairs(reference, n_reads, read_length, seed, fragment_mean, fragment_std, error_rate, indel_fraction, snp_rate, indel_rate, prefix)
+        n = write_simulation(pairs, output, truth, mate2)
+        click.echo(f"neuromap: simulated {n} pairs -> {output}, {mate2}, truth -> {truth}", err=True)
+        return
     reads = simulate_reads(reference, n_reads, read_length, seed, error_rate, indel_fraction, snp_rate, indel_rate, prefix)
     n = write_simulation(reads, output, truth)
     click.echo(f"neuromap: simulated {n} reads -> {output}, truth -> {truth}", err=True)

@@ -44,12 +44,17 @@ def evaluate(truth_path: str, alignments: str, tolerance: int = 10) -> dict:
     mapq_list, wrong_list = [], []
     seen = set()
     unmapped = 0
+    paired = proper = 0
     try:
         with pysam.AlignmentFile(alignments, "r", check_sq=False) as fh:
             for rec in fh:
                 if rec.is_secondary or rec.is_supplementary:
                     continue
                 name = rec.query_name
+                if rec.is_paired:  # mates share a QNAME; the truth names them name/1 and name/2
+                    name += "/1" if rec.is_read1 else "/2"
+                    paired += 1
+                    proper += rec.is_proper_pair and not rec.is_unmapped
                 if name not in truth or name in seen:
                     continue
                 seen.add(name)
@@ -103,6 +108,8 @@ def evaluate(truth_path: str, alignments: str, tolerance: int = 10) -> dict:
         "calibration": calibration,
         "brier": float(np.mean((claimed - wrong) ** 2)) if len(mapq) else 0.0,
         "tolerance": tolerance,
+        "paired_reads": paired,
+        "proper_pair_pct": 100.0 * proper / paired if paired else None,
     }
 
 
@@ -111,6 +118,10 @@ def format_report(res: dict) -> str:
         f"# {res['alignments']}",
         f"reads\t{res['reads']}\tmapped\t{res['mapped']}\tunmapped\t{res['unmapped']}\tmissing\t{res['missing']}",
         f"correct\t{res['correct']}\t({res['correct_pct']:.3f}%)\twrong\t{res['wrong']}\tbrier\t{res['brier']:.6f}",
+    ]
+    if res.get("proper_pair_pct") is not None:
+        out.append(f"paired_reads\t{res['paired_reads']}\tproper_pairs\t{res['proper_pair_pct']:.3f}%")
+    out += [
         "",
         "MAPQ>=\tmapped\twrong\tmapped_frac\terror_rate",
     ]

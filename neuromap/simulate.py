@@ -69,6 +69,73 @@ def make_haplotype(name: str, codes: np.ndarray, rng: np.random.Generator, snp_r
     return Haplotype(name, hap, to_ref)
 
 
+def _haplotypes(reference: str, rng: np.random.Generator, min_length: int, snp_rate: float, indel_rate: float) -> list[Haplotype]:
+    haps = []
+    for rec in read_fastx(reference):
+        codes = BASE_CODE[np.frombuffer(rec.seq.encode("ascii"), dtype=np.uint8)]
+        if len(codes) >= min_length:
+            haps.append(make_haplotype(rec.name, codes, rng, snp_rate, indel_rate))
+    return haps
+
+
+def _check_args(read_length: int, error_rate: float) -> None:
+    if read_length < 1:
+        raise NeuromapError(f"read length must be positive (got {read_length})")
+    if not 0 <= error_rate < 0.5:
+        raise NeuromapError(f"error rate must be in [0, 0.5) (got {error_rate})")
+
+
+def _sequence(template: np.ndarray, read_length: int, rng: np.random.Generator, error_rate: float, indel_fraction: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sequence a read from `template` (oriented as read): (codes, Phred qualities, template bases used)."""
+    shape = 0.4 + 1.8 * (np.arange(read_length) / max(read_length - 1, 1)) ** 2
+    span = len(template)
+    p_err = np.clip(error_rate * shape * rng.lognormal(-0.125, 0.5, read_length), 1e-4, 0.6)
+    quals = np.clip(np.rint(-10 * np.log10(p_err)), 2, 41).astype(np.int64)
+    p_err = 10.0 ** (-quals / 10.0)
+    errors = (rng.random(read_length) < p_err) & (error_rate > 0)  # 0 means error-free
+    kinds = rng.random(read_length)  # < indel_fraction/2 insertion, < indel_fraction deletion
+    ins = errors & (kinds < indel_fraction / 2)
+    dele = errors & ~ins & (kinds < indel_fraction)
+    subs = errors & ~ins & ~dele
+    pieces, t, r = [], 0, 0
+    for j in np.flatnonzero(ins | dele):
+        pieces.append(template[t : t + (j - r)])
+        t += j - r
+        r = j
+        if ins[j]:
+            pieces.append(rng.integers(0, 4, 1).astype(np.uint8))
+            r += 1
+        else:
+            t += 1
+    pieces.append(template[t : t + (read_length - r)])
+    t += read_length - r
+    read = np.concatenate(pieces)[:read_length].copy()
+    sub_at = np.flatnonzero(subs[: len(read)] & (read < 4))
+    read[sub_at] = (read[sub_at] + rng.integers(1, 4, len(sub_at))) % 4
+    quals = quals[: len(read)]
+    quals[read >= 4] = 2
+    return read, quals, min(t, span)
+
+
+def _oriented(codes: np.ndarray, reverse: bool) -> np.ndarray:
+    return np.where(codes < 4, 3 - codes, codes)[::-1] if reverse else codes
+
+
+def _sim_read(name: str, hap: Haplotype, lo: int, hi: int, reverse: bool, read_length: int, rng, error_rate, indel_fraction) -> SimRead:
+    """A read from haplotype bases [lo, hi): from lo forward, or from hi backwards when reverse."""
+    read, quals, consumed = _sequence(_oriented(hap.codes[lo:hi], reverse), read_length, rng, error_rate, indel_fraction)
+    hap_lo, hap_hi = (hi - consumed, hi) if reverse else (lo, lo + consumed)
+    return SimRead(
+        name=name,
+        seq=_LETTERS[read].tobytes().decode(),
+        qual=(quals + 33).astype(np.uint8).tobytes().decode(),
+        contig=hap.name,
+        start=int(hap.to_ref[hap_lo]),
+        end=int(hap.to_ref[hap_hi - 1]) + 1,
+        strand="-" if reverse else "+",
+    )
+
+
 def simulate_reads(
     reference: str,
     n_reads: int,
@@ -80,76 +147,71 @@ def simulate_reads(
     indel_rate: float = 0.0,
     name_prefix: str = "sim",
 ) -> Iterator[SimRead]:
-    if read_length < 1:
-        raise NeuromapError(f"read length must be positive (got {read_length})")
-    if not 0 <= error_rate < 0.5:
-        raise NeuromapError(f"error rate must be in [0, 0.5) (got {error_rate})")
+    _check_args(read_length, error_rate)
     rng = np.random.default_rng(seed)
     slack = 8 + int(read_length * error_rate * indel_fraction * 4)
-    haps = []
-    for rec in read_fastx(reference):
-        codes = BASE_CODE[np.frombuffer(rec.seq.encode("ascii"), dtype=np.uint8)]
-        if len(codes) >= read_length + slack:
-            haps.append(make_haplotype(rec.name, codes, rng, snp_rate, indel_rate))
+    span = read_length + slack
+    haps = _haplotypes(reference, rng, span, snp_rate, indel_rate)
     if not haps:
         raise NeuromapError(f"{reference}: no contig is long enough for {read_length} bp reads")
-    weights = np.array([len(h.codes) - read_length - slack + 1 for h in haps], dtype=np.float64)
+    weights = np.array([len(h.codes) - span + 1 for h in haps], dtype=np.float64)
     weights /= weights.sum()
     width = len(str(n_reads))
-    shape = 0.4 + 1.8 * (np.arange(read_length) / max(read_length - 1, 1)) ** 2
     made = 0
     while made < n_reads:
         hap = haps[rng.choice(len(haps), p=weights)]
-        span = read_length + slack
         start = int(rng.integers(0, len(hap.codes) - span + 1))
-        template = hap.codes[start : start + span]
-        if np.count_nonzero(template[:read_length] >= 4) > 0.05 * read_length:
+        if np.count_nonzero(hap.codes[start : start + read_length] >= 4) > 0.05 * read_length:
             continue  # real sequencers give little from assembly gaps
         reverse = bool(rng.random() < 0.5)
-        if reverse:
-            template = np.where(template < 4, 3 - template, template)[::-1]
-        p_err = np.clip(error_rate * shape * rng.lognormal(-0.125, 0.5, read_length), 1e-4, 0.6)
-        quals = np.clip(np.rint(-10 * np.log10(p_err)), 2, 41).astype(np.int64)
-        p_err = 10.0 ** (-quals / 10.0)
-        errors = (rng.random(read_length) < p_err) & (error_rate > 0)  # 0 means error-free
-        kinds = rng.random(read_length)  # < indel_fraction/2 insertion, < indel_fraction deletion
-        ins = errors & (kinds < indel_fraction / 2)
-        dele = errors & ~ins & (kinds < indel_fraction)
-        subs = errors & ~ins & ~dele
-        pieces, t, r = [], 0, 0
-        for j in np.flatnonzero(ins | dele):
-            pieces.append(template[t : t + (j - r)])
-            t += j - r
-            r = j
-            if ins[j]:
-                pieces.append(rng.integers(0, 4, 1).astype(np.uint8))
-                r += 1
-            else:
-                t += 1
-        pieces.append(template[t : t + (read_length - r)])
-        t += read_length - r
-        read = np.concatenate(pieces)[:read_length].copy()
-        sub_at = np.flatnonzero(subs[: len(read)] & (read < 4))
-        read[sub_at] = (read[sub_at] + rng.integers(1, 4, len(sub_at))) % 4
-        quals[read >= 4] = 2
-        consumed = min(t, span)
-        # Reference interval covered by the template bases this read used.
-        if reverse:
-            hap_lo, hap_hi = start + span - consumed, start + span
-        else:
-            hap_lo, hap_hi = start, start + consumed
-        ref_lo = int(hap.to_ref[hap_lo])
-        ref_hi = int(hap.to_ref[hap_hi - 1]) + 1
         made += 1
-        yield SimRead(
-            name=f"{name_prefix}{made:0{width}d}",
-            seq=_LETTERS[read].tobytes().decode(),
-            qual=(quals + 33).astype(np.uint8).tobytes().decode(),
-            contig=hap.name,
-            start=ref_lo,
-            end=ref_hi,
-            strand="-" if reverse else "+",
-        )
+        yield _sim_read(f"{name_prefix}{made:0{width}d}", hap, start, start + span, reverse, read_length, rng, error_rate, indel_fraction)
+
+
+def simulate_pairs(
+    reference: str,
+    n_pairs: int,
+    read_length: int = 150,
+    seed: int = 1,
+    fragment_mean: float = 400.0,
+    fragment_std: float = 50.0,
+    error_rate: float = 0.01,
+    indel_fraction: float = 0.05,
+    snp_rate: float = 0.0,
+    indel_rate: float = 0.0,
+    name_prefix: str = "sim",
+) -> Iterator[tuple[SimRead, SimRead]]:
+    """Illumina-like FR pairs: a fragment of normal length (at least one read plus slack) is drawn
+    uniformly; mate 1 reads it from one end, mate 2 from the other end on the opposite strand."""
+    _check_args(read_length, error_rate)
+    if fragment_mean <= 0 or fragment_std < 0:
+        raise NeuromapError(f"fragment length must be positive with a non-negative spread (got {fragment_mean}, {fragment_std})")
+    rng = np.random.default_rng(seed)
+    slack = 8 + int(read_length * error_rate * indel_fraction * 4)
+    span = read_length + slack
+    longest = span + int(fragment_mean + 4 * fragment_std)
+    haps = _haplotypes(reference, rng, span, snp_rate, indel_rate)
+    if not haps:
+        raise NeuromapError(f"{reference}: no contig is long enough for {read_length} bp reads")
+    weights = np.array([len(h.codes) - span + 1 for h in haps], dtype=np.float64)
+    weights /= weights.sum()
+    width = len(str(n_pairs))
+    made = 0
+    while made < n_pairs:
+        hap = haps[rng.choice(len(haps), p=weights)]
+        frag = int(np.clip(np.rint(rng.normal(fragment_mean, fragment_std)), span, min(longest, len(hap.codes))))
+        start = int(rng.integers(0, len(hap.codes) - frag + 1))
+        end = start + frag
+        if max(np.count_nonzero(hap.codes[start : start + read_length] >= 4), np.count_nonzero(hap.codes[end - read_length : end] >= 4)) > 0.05 * read_length:
+            continue
+        flip = bool(rng.random() < 0.5)  # mate 1 on the reverse strand
+        made += 1
+        name = f"{name_prefix}{made:0{width}d}"
+        fwd = _sim_read("", hap, start, start + span, False, read_length, rng, error_rate, indel_fraction)
+        rev = _sim_read("", hap, end - span, end, True, read_length, rng, error_rate, indel_fraction)
+        m1, m2 = (rev, fwd) if flip else (fwd, rev)
+        m1.name, m2.name = f"{name}/1", f"{name}/2"
+        yield m1, m2
 
 
 def synthetic_genome(size: int, seed: int) -> dict[str, str]:
@@ -206,22 +268,24 @@ def _open_text(path: str):
     return gzip.open(path, "wt") if path.endswith(".gz") else open(path, "w")
 
 
-def write_simulation(reads: Iterator[SimRead], fastq: str, truth: str) -> int:
-    """Write reads and truth to temporary files, renamed into place only when both are complete."""
-    tmp_fq = f"{fastq}.tmp-{os.getpid()}" + (".gz" if fastq.endswith(".gz") else "")
-    tmp_truth = f"{truth}.tmp-{os.getpid()}"
+def write_simulation(reads: Iterator, fastq: str, truth: str, mate2: str | None = None) -> int:
+    """Write reads (or pairs of reads, when `mate2` names the second FASTQ) and their truth to
+    temporary files, renamed into place only when all are complete. Returns reads (or pairs) written."""
+    outputs = [fastq, truth] + ([mate2] if mate2 else [])
+    tmps = [f"{p}.tmp-{os.getpid()}" + (".gz" if p.endswith(".gz") else "") for p in outputs]
     n = 0
     try:
-        with _open_text(tmp_fq) as fq, open(tmp_truth, "w") as tsv:
+        with _open_text(tmps[0]) as fq, open(tmps[1], "w") as tsv, (_open_text(tmps[2]) if mate2 else _open_text(os.devnull)) as fq2:
             tsv.write("#name\tcontig\tstart\tend\tstrand\n")
-            for rd in reads:
-                fq.write(f"@{rd.name}\n{rd.seq}\n+\n{rd.qual}\n")
-                tsv.write(f"{rd.name}\t{rd.contig}\t{rd.start}\t{rd.end}\t{rd.strand}\n")
+            for item in reads:
+                for rd, out in zip(item, (fq, fq2)) if mate2 else ((item, fq),):
+                    out.write(f"@{rd.name}\n{rd.seq}\n+\n{rd.qual}\n")
+                    tsv.write(f"{rd.name}\t{rd.contig}\t{rd.start}\t{rd.end}\t{rd.strand}\n")
                 n += 1
-        os.replace(tmp_fq, fastq)
-        os.replace(tmp_truth, truth)
+        for tmp, path in zip(tmps, outputs):
+            os.replace(tmp, path)
     finally:
-        for tmp in (tmp_fq, tmp_truth):
+        for tmp in tmps:
             if os.path.exists(tmp):
                 os.remove(tmp)
     return n

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make test-data/: a small reference with planted repeats and its simulated reads + truth.
+"""Make test-data/: a small reference with planted repeats, its simulated reads and pairs + truth.
 
     python test-data/make_test_data.py
 
@@ -16,7 +16,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from neuromap.simulate import simulate_reads, write_simulation  # noqa: E402
+from neuromap.simulate import simulate_pairs, simulate_reads, write_simulation  # noqa: E402
 
 LETTERS = np.frombuffer(b"ACGT", dtype=np.uint8)
 
@@ -62,6 +62,9 @@ def main():
     write_fasta(ref, make_reference(rng))
     reads = simulate_reads(ref, 3000, 150, seed=7, error_rate=0.01, snp_rate=0.001, indel_rate=0.0001)
     write_simulation(reads, os.path.join(HERE, "reads.fq"), os.path.join(HERE, "truth.tsv"))
+    # Pairs: 2 x 150 bp, fragments 400 +- 50 bp; truth names carry /1 and /2.
+    pairs = simulate_pairs(ref, 1000, 150, seed=8, fragment_mean=400, fragment_std=50, error_rate=0.01, snp_rate=0.001, indel_rate=0.0001)
+    write_simulation(pairs, os.path.join(HERE, "reads_1.fq"), os.path.join(HERE, "truth_pairs.tsv"), mate2=os.path.join(HERE, "reads_2.fq"))
 
 
 if __name__ == "__main__":

@@ -245,3 +245,49 @@ def batched(records: Iterator[Record], batch_size: int) -> Iterator[list[Record]
             batch = []
     if batch:
         yield batch
+
+
+def mate_name(name: str) -> str:
+    """A mate's read name without its /1 or /2 suffix (the shared QNAME of the pair)."""
+    return name[:-2] if len(name) > 2 and name[-2] == "/" and name[-1] in "12" else name
+
+
+def _check_mates(r1: Record, r2: Record, where: str) -> tuple[Record, Record]:
+    n1, n2 = mate_name(r1.name), mate_name(r2.name)
+    if n1 != n2:
+        raise NeuromapError(f"{where}: mate names differ ({r1.name!r} vs {r2.name!r}); are the files paired and in the same order?")
+    return Record(n1, r1.seq, r1.qual, r1.comment), Record(n2, r2.seq, r2.qual, r2.comment)
+
+
+def read_pairs(path1: str, path2: str) -> Iterator[tuple[Record, Record]]:
+    """Mates from two files in lockstep. A name mismatch or a file that ends first is an error
+    naming both files and the record: a silent mis-pairing would corrupt every later pair."""
+    if path1 == path2 and path1 != "-":
+        raise NeuromapError(f"{path1}: given as both mate files (use -p for interleaved pairs)")
+    if path1 == "-" and path2 == "-":
+        raise NeuromapError("stdin given for both mate files (use -p for interleaved pairs on stdin)")
+    it1, it2 = read_fastx(path1), read_fastx(path2)
+    recno = 0
+    while True:
+        r1 = next(it1, None)
+        r2 = next(it2, None)
+        recno += 1
+        if r1 is None and r2 is None:
+            return
+        if r1 is None or r2 is None:
+            short, long_ = (path1, path2) if r1 is None else (path2, path1)
+            raise NeuromapError(f"{short} ends at record {recno - 1} but {long_} has more records: the mate files have different lengths")
+        yield _check_mates(r1, r2, f"{path1} / {path2}: record {recno}")
+
+
+def read_interleaved(path: str) -> Iterator[tuple[Record, Record]]:
+    """Mates from one file in which each read is followed by its mate (bwa's -p)."""
+    label = "<stdin>" if path == "-" else path
+    it = read_fastx(path)
+    recno = 0
+    for r1 in it:
+        recno += 2
+        r2 = next(it, None)
+        if r2 is None:
+            raise NeuromapError(f"{label}: odd number of records: record {recno - 1} ({r1.name!r}) has no mate (interleaved input, -p)")
+        yield _check_mates(r1, r2, f"{label}: records {recno - 1} and {recno} (interleaved, -p)")
