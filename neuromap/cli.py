@@ -66,9 +66,12 @@ def index(reference, prefix, kmer, window, progress):
 @cli.command()
 @click.argument("reference", type=click.Path(dir_okay=False))
 @click.argument("reads", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("mates", required=False, type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-p", "--interleaved", is_flag=True, help="READS holds pairs, each read followed by its mate (bwa's -p).")
+@click.option("-I", "--insert-size", metavar="MEAN[,STD]", help="Insert size of pairs in bp (STD defaults to 10 % of MEAN). Default: estimated from the first pairs and reported on stderr.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE: .bam is coordinate-sorted and indexed (.bai), anything else is SAM. Default: SAM on stdout.")
 @click.option("-t", "--threads", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker processes mapping batches in parallel (the output does not depend on it).")
-@click.option("-x", "--preset", type=click.Choice(sorted(PRESETS)), default="sr", show_default=True, help="Preset: sr = short single-end Illumina reads.")
+@click.option("-x", "--preset", type=click.Choice(sorted(PRESETS)), default="sr", show_default=True, help="Preset: sr = short Illumina reads, single or paired.")
 @click.option("-R", "--read-group", metavar="STR", help=r"Read group header line, e.g. '@RG\tID:x\tSM:y'; its ID goes on every record as RG:Z.")
 @click.option("--index", "index_path", metavar="PATH", help="Use the index at PATH (default: REFERENCE.nmi, built if missing, rebuilt if stale).")
 @click.option("--no-neural", is_flag=True, help="Place reads and compute MAPQ by seeds and banded DP only, without the network.")
@@ -85,14 +88,17 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("-K", "--batch-size", type=click.IntRange(1), default=4000, show_default=True, help="Reads per batch.")
 @click.option("--stats", "stats_path", metavar="FILE.json", help="Write the run's figures (reads, mapped %, MAPQ>=30 %, reads/s, device) as JSON.")
 @click.option("--progress/--quiet", default=None, help="Progress bar and summary on stderr (default: bar only when stderr is a terminal, summary always; --quiet: neither).")
-def align(reference, reads, output, threads, preset, read_group, index_path, no_neural, weights_dir, max_candidates, max_occ,
+def align(reference, reads, mates, interleaved, insert_size, output, threads, preset, read_group, index_path, no_neural, weights_dir, max_candidates, max_occ,
           match, mismatch, gap_open, gap_extend, clip, min_score, band, batch_size, stats_path, progress):
-    """Align READS (FASTQ or FASTA, plain or gzip; '-' for stdin) to REFERENCE.
+    """Align READS (FASTQ or FASTA, plain or gzip; '-' for stdin) to REFERENCE; with MATES too,
+    READS and MATES are the two files of paired-end reads (R1 and R2), read in lockstep.
 
     By default the NeuralReadMapper scores each read's candidate windows, chooses the window and the
     start, and gives P(correct) and MAPQ; the banded DP describes the placement (CIGAR, NM, MD, AS).
     Writes SAM with MAPQ and the tags NM, MD, AS, XS (runner-up score) and pc (P(correct));
-    unmapped reads are kept with flag 4.
+    unmapped reads are kept with flag 4. Pairs are placed jointly (each mate's likelihood times
+    the insert-size likelihood), a mate without a good placement is searched for where its partner
+    points, and records carry mate fields, TLEN and the tags MC and MQ.
     """
     from neuromap.align import Scoring
     from neuromap.index import open_index
@@ -101,9 +107,18 @@ def align(reference, reads, output, threads, preset, read_group, index_path, no_
     from neuromap.pipeline import AlignOptions, RunStats, align_records
     from neuromap.seed import SeedParams
 
+    from neuromap.io.fastx import read_interleaved, read_pairs
+    from neuromap.pairing import parse_insert
+
     rg_line, rg_id = parse_read_group(read_group) if read_group else (None, None)
-    if reads != "-" and not os.path.exists(reads):
-        raise NeuromapError(f"{reads}: no such file")
+    for path in (reads, mates):
+        if path is not None and path != "-" and not os.path.exists(path):
+            raise NeuromapError(f"{path}: no such file")
+    if interleaved and mates:
+        raise click.UsageError("-p (interleaved pairs in READS) cannot be combined with a MATES file")
+    if insert_size and not (interleaved or mates):
+        raise click.UsageError("-I applies to paired reads (give MATES, or -p)")
+    paired = bool(mates) or interleaved
     opts = AlignOptions(
         seed=SeedParams(max_candidates=max_candidates, max_occ=max_occ),
         scoring=Scoring(match=match, mismatch=mismatch, gap_open=gap_open, gap_extend=gap_extend, clip=clip),
@@ -114,6 +129,8 @@ def align(reference, reads, output, threads, preset, read_group, index_path, no_
         read_group_id=rg_id,
         neural=not no_neural,
         weights_dir=weights_dir,
+        paired=paired,
+        insert=parse_insert(insert_size) if insert_size else None,
     )
     if opts.neural:
         from neuromap.model import check_weights
@@ -136,7 +153,15 @@ def align(reference, reads, output, threads, preset, read_group, index_path, no_
         with tqdm(disable=not show_bar, unit=" reads", file=sys.stderr, desc="aligning", dynamic_ncols=True) as bar:
             # The header goes out with the first batch, so input that is bad from its first record
             # leaves no SAM at all, not even on stdout.
-            for text, figures in align_records(read_fastx(reads), idx, opts):
+            records = read_pairs(reads, mates) if mates else read_interleaved(reads) if interleaved else read_fastx(reads)
+
+            def on_insert(model, samples):
+                if progress is not False:
+                    note = model.describe() if model else (
+                        f"too few uniquely placed pairs ({samples}) to estimate the insert size; mates placed on their own (give -I)")
+                    tqdm.write(f"neuromap: {note}", file=sys.stderr)
+
+            for text, figures in align_records(records, idx, opts, on_insert):
                 sink.write(header + text)
                 header = ""
                 totals.add(figures)
@@ -150,7 +175,9 @@ def align(reference, reads, output, threads, preset, read_group, index_path, no_
     if progress is not False:
         click.echo(
             f"neuromap: {summary['reads']} reads, {summary['mapped_pct']:.2f} % mapped, "
-            f"{summary['mapq30_pct']:.2f} % at MAPQ >= 30, {summary['reads_per_second']:.0f} reads/s "
+            f"{summary['mapq30_pct']:.2f} % at MAPQ >= 30, "
+            + (f"{summary['properly_paired_pct']:.2f} % properly paired, " if totals.paired else "")
+            + f"{summary['reads_per_second']:.0f} reads/s "
             f"({summary['placement']}, {summary['device']})",
             err=True,
         )
@@ -284,6 +311,9 @@ def run_summary(totals, seconds: float, neural: bool) -> dict:
         "mapq30": totals.mapq30,
         "mapq30_pct": pct(totals.mapq30),
         "unmapped": totals.reads - totals.mapped,
+        "paired": totals.paired,
+        "properly_paired": totals.proper,
+        "properly_paired_pct": pct(totals.proper),
         "seconds": round(seconds, 3),
         "reads_per_second": totals.reads / seconds if seconds > 0 else 0.0,
         "placement": "network" if neural else "seeds+DP",

@@ -8,10 +8,11 @@ depend on the number of threads.
 from __future__ import annotations
 
 import multiprocessing
+import re
 import signal
 import zlib
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -23,7 +24,8 @@ from neuromap.io.fastx import ReadBatch, batched, make_batch
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct
 from neuromap.model import load_model, max_window, score_pairs
-from neuromap.seed import SeedParams, find_candidates
+from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
+from neuromap.seed import Candidates, SeedParams, find_candidates
 from neuromap.windows import gather_windows, make_pairs
 
 
@@ -40,6 +42,8 @@ class AlignOptions:
     read_group_id: str | None = None
     neural: bool = False  # the NeuralReadMapper chooses placement and MAPQ (seeds + DP otherwise)
     weights_dir: str | None = None  # None: the weights shipped in the package
+    paired: bool = False  # records are (mate 1, mate 2) tuples
+    insert: InsertModel | None = None  # given with -I; None: estimated from the first pairs
 
 
 @dataclass
@@ -115,11 +119,13 @@ class Placements:
     dp_chunks: list  # (members, query, target, DPResult) of the pairs that went through the DP
 
 
-def place(batch: ReadBatch, index: Index, opts: AlignOptions) -> Placements:
-    """Seed, gather windows, score every candidate (network or DP) and choose one per read."""
+def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates | None = None) -> Placements:
+    """Seed (unless `cands` are given), gather windows, score every candidate (network or DP) and
+    choose one per read."""
     n = len(batch)
-    n_slots = opts.seed.max_candidates
-    cands = find_candidates(batch.codes, batch.lengths, index, opts.seed)
+    if cands is None:
+        cands = find_candidates(batch.codes, batch.lengths, index, opts.seed)
+    n_slots = cands.valid.shape[1]
     pairs = make_pairs(batch.codes, batch.lengths, cands, index, opts.margin)
     n_pairs = len(pairs.read)
     qlen = batch.lengths[pairs.read]
@@ -180,7 +186,7 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions) -> Placements:
     tie_rows = np.flatnonzero(ties.sum(axis=1) > 1)
     if len(tie_rows):
         chosen[tie_rows] = _tie_break(batch.names, tie_rows, [np.flatnonzero(ties[r]) for r in tie_rows])
-    extra = np.maximum(cands.n_clusters - n_slots, 0)
+    extra = np.maximum(cands.n_clusters - opts.seed.max_candidates, 0)
     return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra, exact, pair_diag, dp_chunks)
 
 
@@ -191,16 +197,24 @@ def likelihood_scale(opts: AlignOptions) -> float:
 
 
 def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch:
-    n = len(batch)
-    n_slots = opts.seed.max_candidates
-    rows = np.arange(n)
     pl = place(batch, index, opts)
-    cands, pairs, qlen, valid, chosen = pl.cands, pl.pairs, pl.qlen, pl.valid, pl.chosen
+    return describe(index, opts, pl, pl.chosen, single_p(pl, opts))
+
+
+def single_p(pl: Placements, opts: AlignOptions) -> np.ndarray:
+    """P(correct) of each read's chosen placement from its own placements alone."""
+    return p_correct(np.where(pl.valid, pl.ll * likelihood_scale(opts), 0.0), pl.valid, pl.chosen, pl.extra)
+
+
+def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarray, p: np.ndarray) -> MappedBatch:
+    """Per-read results for the `chosen` slots (CIGAR, NM, MD, AS, XS) with P(correct) `p`."""
+    n = len(chosen)
+    n_slots = pl.valid.shape[1]
+    rows = np.arange(n)
+    cands, pairs, qlen, valid = pl.cands, pl.pairs, pl.qlen, pl.valid
     pair_score, pair_start = pl.pair_score, pl.pair_start
     n_pairs = len(pairs.read)
     best_ll = np.where(valid, pl.ll, -np.inf).max(axis=1) if n_slots else np.full(n, -np.inf)
-    scale = likelihood_scale(opts)
-    p = p_correct(np.where(valid, pl.ll * scale, 0.0), valid, chosen, pl.extra)
     mapq = mapq_from_p(p)
 
     scores = np.full((n, n_slots), NEG, dtype=np.int64)
@@ -269,27 +283,86 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
     )
 
 
-def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: str | None) -> str:
-    """SAM text for one batch, in input order; per-read Python only at this edge."""
+_CIGAR_OP = re.compile(r"(\d+)([MIDNSHP=X])")
+
+
+def ref_span(cigar: str) -> int:
+    """Reference bases a CIGAR covers."""
+    return sum(int(n) for n, op in _CIGAR_OP.findall(cigar) if op in "MDN=X")
+
+
+@dataclass
+class PairFields:
+    """What SAM needs to link mates: read r's mate is `mate[r]`; mate 1 of pair i is read i."""
+
+    n: int  # pairs
+    proper: np.ndarray  # (2n,) bool
+
+
+def proper_pairs(res: MappedBatch, index: Index, model) -> np.ndarray:
+    """(2n,) both mates mapped FR on one contig with an insert in the model's proper range."""
+    n = len(res.mapped) // 2
+    if model is None or n == 0:
+        return np.zeros(2 * n, dtype=bool)
+    end = res.pos + np.array([ref_span(c) if c != "*" else 0 for c in res.cigar], dtype=np.int64)
+    a, b = np.arange(n), np.arange(n, 2 * n)
+    fwd_start = np.where(res.reverse[a], res.pos[b], res.pos[a])
+    rev_end = np.where(res.reverse[a], end[a], end[b])
+    ins = rev_end - fwd_start
+    ok = res.mapped[a] & res.mapped[b] & (res.contig[a] == res.contig[b]) & (res.reverse[a] != res.reverse[b])
+    ok &= (ins >= model.low) & (ins <= model.high)
+    return np.concatenate([ok, ok])
+
+
+def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: str | None, pairs: PairFields | None = None) -> str:
+    """SAM text for one batch, in input order (for pairs: mate 1 then mate 2 of each pair);
+    per-read Python only at this edge."""
     rg = f"\tRG:Z:{read_group_id}" if read_group_id else ""
     out = []
     names = index.names
-    for r in range(len(batch)):
+    n_reads = len(batch)
+    order = range(n_reads) if pairs is None else [r for i in range(pairs.n) for r in (i, i + pairs.n)]
+    for r in order:
         seq = batch.seqs[r] or "*"
         qual = batch.quals[r] or "*"
-        if not res.mapped[r]:
-            out.append(f"{batch.names[r]}\t4\t*\t0\t0\t*\t*\t0\t0\t{seq}\t{qual}{rg}\n")
-            continue
-        flag = 0
-        if res.reverse[r]:
-            flag = 16
+        mapped = res.mapped[r]
+        flag = 0 if mapped else 4
+        if mapped and res.reverse[r]:
+            flag |= 16
             seq = reverse_complement(seq)
             qual = qual[::-1] if qual != "*" else qual
+        rname, pos = (names[res.contig[r]], int(res.pos[r]) + 1) if mapped else ("*", 0)
+        rnext, pnext, tlen, mate_tags = "*", 0, 0, ""
+        if pairs is not None:
+            m = (r + pairs.n) % n_reads
+            flag |= 1 | (0x40 if r < pairs.n else 0x80)
+            if pairs.proper[r]:
+                flag |= 2
+            if res.mapped[m]:
+                flag |= 0x20 if res.reverse[m] else 0
+                mate_ctg, mate_pos = names[res.contig[m]], int(res.pos[m]) + 1
+                if not mapped:  # an unmapped read is placed at its mate (SAM spec)
+                    rname, pos = mate_ctg, mate_pos
+                rnext = "=" if mate_ctg == rname else mate_ctg
+                pnext = mate_pos
+                mate_tags = f"\tMC:Z:{res.cigar[m]}\tMQ:i:{res.mapq[m]}"
+                if mapped and rnext == "=":
+                    left = min(res.pos[r], res.pos[m])
+                    right = max(res.pos[r] + ref_span(res.cigar[r]), res.pos[m] + ref_span(res.cigar[m]))
+                    leftmost = res.pos[r] < res.pos[m] or (res.pos[r] == res.pos[m] and r < pairs.n)
+                    tlen = int(right - left) * (1 if leftmost else -1)
+            else:
+                flag |= 8
+                if mapped:
+                    rnext, pnext = "=", pos
+        if not mapped:
+            out.append(f"{batch.names[r]}\t{flag}\t{rname}\t{pos}\t0\t*\t{rnext}\t{pnext}\t0\t{seq}\t{qual}{mate_tags}{rg}\n")
+            continue
         xs = f"\tXS:i:{res.sub_score[r]}" if res.sub_score[r] > NEG else ""
         out.append(
-            f"{batch.names[r]}\t{flag}\t{names[res.contig[r]]}\t{res.pos[r] + 1}\t{res.mapq[r]}\t{res.cigar[r]}"
-            f"\t*\t0\t0\t{seq}\t{qual}\tNM:i:{res.nm[r]}\tMD:Z:{res.md[r]}\tAS:i:{res.score[r]}{xs}"
-            f"\tpc:f:{res.p_correct[r]:.6g}{rg}\n"
+            f"{batch.names[r]}\t{flag}\t{rname}\t{pos}\t{res.mapq[r]}\t{res.cigar[r]}"
+            f"\t{rnext}\t{pnext}\t{tlen}\t{seq}\t{qual}\tNM:i:{res.nm[r]}\tMD:Z:{res.md[r]}\tAS:i:{res.score[r]}{xs}"
+            f"\tpc:f:{res.p_correct[r]:.6g}{mate_tags}{rg}\n"
         )
     return "".join(out)
 
@@ -302,19 +375,59 @@ class RunStats:
     mapped: int = 0
     mapq30: int = 0
     bases: int = 0
+    paired: int = 0  # reads that are mates of a pair
+    proper: int = 0  # reads flagged as part of a proper pair
 
     def add(self, other: "RunStats") -> None:
         self.reads += other.reads
         self.mapped += other.mapped
         self.mapq30 += other.mapq30
         self.bases += other.bases
+        self.paired += other.paired
+        self.proper += other.proper
 
 
-def _work(records: list, index: Index, opts: AlignOptions) -> tuple[str, RunStats]:
-    batch = make_batch(records)
-    res = map_batch(batch, index, opts)
+def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertModel | None, samples: np.ndarray) -> tuple[MappedBatch, InsertModel | None, np.ndarray]:
+    """Map a batch of 2n mates (mate 1 of pair i is read i, mate 2 is read n + i).
+
+    Without an insert-size model yet, one is estimated from `samples` (inserts of earlier
+    batches) plus this batch's uniquely seeded pairs; returns the model used (None: too few pairs
+    so far, mates placed on their own) and the samples collected.
+    """
+    n = len(batch) // 2
+    cands = find_candidates(batch.codes, batch.lengths, index, opts.seed)
+    if model is None:
+        samples = np.concatenate([samples, seed_inserts(cands, batch.lengths, n)])
+        model = estimate_insert(samples)
+    if model is None:
+        pl = place(batch, index, opts, cands)
+        return describe(index, opts, pl, pl.chosen, single_p(pl, opts)), None, samples
+    cands = add_rescued(cands, batch.codes, batch.lengths, n, index, model)
+    pl = place(batch, index, opts, cands)
+    slots = pl.valid.shape[1]
+    start = np.full((2 * n, slots), 0, dtype=np.int64)
+    start[pl.pairs.read, pl.pairs.slot] = pl.pairs.window_start + pl.pair_start
+    choice = choose_pairs(
+        np.where(pl.valid, pl.ll * likelihood_scale(opts), -np.inf), pl.valid, start, pl.cands.reverse, pl.cands.contig,
+        batch.lengths, pl.extra, pl.chosen, single_p(pl, opts), batch.names, model, int(index.contig_lengths.sum()),
+    )
+    return describe(index, opts, pl, choice.chosen, choice.p), model, samples
+
+
+def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | None = None, samples: np.ndarray | None = None):
+    """One batch: (SAM text, figures, insert model used, insert samples so far)."""
+    if not opts.paired:
+        batch = make_batch(records)
+        res = map_batch(batch, index, opts)
+        pair_fields = None
+    else:
+        batch = make_batch([r1 for r1, _ in records] + [r2 for _, r2 in records])
+        res, model, samples = map_pairs(batch, index, opts, model, np.zeros(0, np.int64) if samples is None else samples)
+        pair_fields = PairFields(len(records), proper_pairs(res, index, model))
     stats = RunStats(len(batch), int(res.mapped.sum()), int((res.mapped & (res.mapq >= 30)).sum()), int(batch.lengths.sum()))
-    return format_sam(batch, res, index, opts.read_group_id), stats
+    if pair_fields is not None:
+        stats.paired, stats.proper = len(batch), int(pair_fields.proper.sum())
+    return format_sam(batch, res, index, opts.read_group_id, pair_fields), stats, model, samples
 
 
 _WORKER_STATE: tuple[Index, AlignOptions] | None = None
@@ -326,38 +439,66 @@ def _init_worker(index_path: str, opts: AlignOptions) -> None:
     _WORKER_STATE = (load_index(index_path), opts)
 
 
-def _work_in_worker(records: list) -> tuple[str, RunStats]:
+def _work_in_worker(records: list, model=None, samples=None):
     assert _WORKER_STATE is not None
-    return _work(records, *_WORKER_STATE)
+    return _work(records, *_WORKER_STATE, model, samples)
 
 
-def align_records(records: Iterable, index: Index, opts: AlignOptions) -> Iterator[tuple[str, RunStats]]:
-    """Yield (SAM text, figures) per batch, in input order.
+def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert=None) -> Iterator[tuple[str, RunStats]]:
+    """Yield (SAM text, figures) per batch, in input order. `records` are Records, or
+    (mate 1, mate 2) tuples when `opts.paired`.
 
     With threads > 1 the batches go to that many worker processes (numpy's small array
     operations hold the GIL, so threads would not scale); the index is memory-mapped, so its pages
     are shared between them. At most 2 x threads batches are in flight, which bounds memory.
+
+    Pairs: until the insert size is known (from -I, or estimated from the first batches), each
+    batch is mapped only after the previous one, so the estimate, and thus the output, is the same
+    whatever the number of threads. `on_insert(model, samples)` is called once: when the model is
+    fixed, or at the end if there were too few pairs to estimate it.
     """
-    batches = batched(iter(records), opts.batch_size)
-    if opts.threads <= 1:
-        for recs in batches:
-            yield _work(recs, index, opts)
-        return
-    context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
-    pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker, initargs=(index.path, opts))
+    per_batch = max(1, opts.batch_size // 2) if opts.paired else opts.batch_size
+    batches = batched(iter(records), per_batch)
+    model = opts.insert
+    samples = np.zeros(0, np.int64)
+    if model is not None and on_insert is not None and opts.paired:
+        on_insert(model, 0)
+    pool = None
+    if opts.threads > 1:
+        context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
+        pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker, initargs=(index.path, opts))
+
+    def submit(recs, *args):
+        if pool is None:
+            done: Future = Future()
+            done.set_result(_work(recs, index, opts, *args))
+            return done
+        # Workers are spawned inside submit(); a child inherits an ignored SIGINT through exec
+        # and Python then leaves it ignored, so Ctrl-C during its start-up prints nothing.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            return pool.submit(_work_in_worker, recs, *args)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     try:
         pending: deque = deque()
         for recs in batches:
-            # Workers are spawned inside submit(); a child inherits an ignored SIGINT through exec
-            # and Python then leaves it ignored, so Ctrl-C during its start-up prints nothing.
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
-                pending.append(pool.submit(_work_in_worker, recs))
-            finally:
-                signal.signal(signal.SIGINT, previous)
+            if opts.paired and model is None:
+                text, stats, found, samples = submit(recs, None, samples).result()
+                if found is not None:
+                    model = found
+                    if on_insert is not None:
+                        on_insert(model, len(samples))
+                yield text, stats
+                continue
+            pending.append(submit(recs, model))
             if len(pending) >= 2 * opts.threads:
-                yield pending.popleft().result()
+                yield pending.popleft().result()[:2]
         while pending:
-            yield pending.popleft().result()
+            yield pending.popleft().result()[:2]
+        if opts.paired and model is None and on_insert is not None:
+            on_insert(None, len(samples))
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)

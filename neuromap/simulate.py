@@ -189,7 +189,7 @@ def simulate_pairs(
     rng = np.random.default_rng(seed)
     slack = 8 + int(read_length * error_rate * indel_fraction * 4)
     span = read_length + slack
-    longest = span + int(fragment_mean + 4 * fragment_std)
+    longest = max(span, int(fragment_mean + 4 * fragment_std))
     haps = _haplotypes(reference, rng, span, snp_rate, indel_rate)
     if not haps:
         raise NeuromapError(f"{reference}: no contig is long enough for {read_length} bp reads")

@@ -26,7 +26,7 @@ def pytest_collection_modifyitems(config, items):
 def data_dir(tmp_path_factory):
     """A private copy of test-data/ (reference, reads, truth) with its index built once."""
     d = tmp_path_factory.mktemp("data")
-    for name in ("ref.fa", "reads.fq", "truth.tsv"):
+    for name in ("ref.fa", "reads.fq", "truth.tsv", "reads_1.fq", "reads_2.fq", "truth_pairs.tsv"):
         shutil.copy(os.path.join(TEST_DATA, name), d / name)
     res = run_cli(["index", str(d / "ref.fa")])
     assert res.returncode == 0, res.stderr

@@ -1,0 +1,281 @@
+"""Paired-end reads: the insert-size model, mate rescue and the joint choice of both mates.
+
+A batch of n pairs is one batch of 2n reads (mate 1 of pair i is read i, mate 2 is read n + i),
+so seeding, scoring (network or DP) and description are exactly the single-end stages. Pairing adds:
+
+* the insert-size model, estimated from pairs whose mates each seed to one place only, FR
+  oriented on one contig (outliers beyond 2 IQR dropped, as bwa does), or given with -I;
+* rescue: where one mate's top placement has no partner candidate at a concordant distance,
+  the window the insert size points to is searched for the partner (exact 11-mers voting on a
+  diagonal) and the hit joins the partner's candidates, scored like any other by the model/DP;
+* the joint choice: every combination of the two mates' placements gets
+  log L(mate 1) + log L(mate 2) + log P(insert), where P(insert) mixes the fitted normal
+  density (concordant FR pairs) with a small discordant probability spread uniformly over the
+  genome. The best combination is chosen; each mate's P(correct) is the posterior mass of the
+  combinations that place it where it was placed, so a mate in a repeat gets the confidence its
+  uniquely placed partner lends it (and no more).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from neuromap.index import Index
+from neuromap.seed import Candidates
+from neuromap.windows import gather_windows, reverse_complement_codes
+
+MIN_PAIRS = 25  # confidently placed pairs needed to estimate the insert size
+MAX_INSERT = 10_000  # longer "inserts" of uniquely seeded mates are not fragments (SVs, chimeras)
+P_DISCORDANT = 1e-3  # prior probability that a pair is not a normal FR fragment
+RESCUE_K = 11  # exact k-mer length of the rescue search
+RESCUE_ANCHORS = 2  # placements of a mate around which its partner is searched for
+RESCUE_MIN_VOTES = 2
+
+
+@dataclass(frozen=True)
+class InsertModel:
+    """Insert-size distribution (normal) and the range of a proper pair: as bwa, the wider of
+    mean +- 4 sd and the quartiles -+ 3 IQR (about mean +- 4.7 sd for a normal distribution)."""
+
+    mean: float
+    std: float
+    pairs: int  # pairs it was estimated from; 0 when given by the user
+    q1: float | None = None
+    q3: float | None = None
+
+    @property
+    def low(self) -> float:
+        """Shortest insert of a proper pair (at least 1)."""
+        low = self.mean - 4 * self.std
+        if self.q1 is not None and self.q3 is not None:
+            low = min(low, self.q1 - 3 * (self.q3 - self.q1))
+        return max(1.0, low)
+
+    @property
+    def high(self) -> float:
+        high = self.mean + 4 * self.std
+        if self.q1 is not None and self.q3 is not None:
+            high = max(high, self.q3 + 3 * (self.q3 - self.q1))
+        return high
+
+    def describe(self) -> str:
+        source = f"estimated from {self.pairs} pairs" if self.pairs else "given with -I"
+        return f"insert size mean {self.mean:.1f}, sd {self.std:.1f}, orientation FR ({source}); proper pairs {self.low:.0f}-{self.high:.0f} bp"
+
+    def log_pair_term(self, concordant: np.ndarray, insert: np.ndarray, genome_length: int) -> np.ndarray:
+        """log P(the two placements | one fragment): FR on one contig -> normal density mixed with
+        the discordant floor; anything else -> the floor (uniform over the genome)."""
+        floor = np.log(P_DISCORDANT) - np.log(max(genome_length, 1))
+        z = (insert - self.mean) / self.std
+        normal = np.log1p(-P_DISCORDANT) - 0.5 * z * z - np.log(self.std * np.sqrt(2 * np.pi))
+        return np.where(concordant, np.logaddexp(normal, floor), floor)
+
+
+def parse_insert(text: str) -> InsertModel:
+    """-I MEAN[,STD] (bwa's form; STD defaults to 10 % of MEAN)."""
+    from neuromap.errors import NeuromapError
+
+    parts = text.split(",")
+    try:
+        mean = float(parts[0])
+        std = float(parts[1]) if len(parts) > 1 else 0.1 * mean
+    except ValueError:
+        raise NeuromapError(f"-I: expected MEAN[,STD] in bp (got {text!r})") from None
+    if len(parts) > 2 or not (mean > 0 and std > 0 and np.isfinite(mean) and np.isfinite(std)):
+        raise NeuromapError(f"-I: expected a positive MEAN[,STD] in bp (got {text!r})")
+    return InsertModel(mean, std, 0)
+
+
+def _fr_insert(diag_a, rev_a, len_a, diag_b, rev_b, len_b):
+    """Insert of placements a and b read as an FR pair: end of the reverse mate - start of the forward one."""
+    fwd_start = np.where(rev_a, diag_b, diag_a)
+    rev_end = np.where(rev_a, diag_a + len_a, diag_b + len_b)
+    return rev_end - fwd_start
+
+
+def seed_inserts(cands: Candidates, lengths: np.ndarray, n: int) -> np.ndarray:
+    """Inserts of pairs whose mates each seed to exactly one placement, FR on one contig."""
+    unique = (cands.n_clusters == 1) & cands.valid[:, 0]
+    ok = unique[:n] & unique[n:]
+    ok &= cands.contig[:n, 0] == cands.contig[n:, 0]
+    ok &= cands.reverse[:n, 0] != cands.reverse[n:, 0]
+    ins = _fr_insert(cands.diagonal[:n, 0], cands.reverse[:n, 0], lengths[:n].astype(np.int64),
+                     cands.diagonal[n:, 0], cands.reverse[n:, 0], lengths[n:].astype(np.int64))
+    ok &= (ins > 0) & (ins <= MAX_INSERT)
+    return ins[ok].astype(np.int64)
+
+
+def estimate_insert(inserts: np.ndarray) -> InsertModel | None:
+    """Mean and sd of the inserts within 2 IQR of the quartiles; None with too few pairs."""
+    if len(inserts) < MIN_PAIRS:
+        return None
+    q1, q3 = np.percentile(inserts, [25, 75])
+    iqr = q3 - q1
+    kept = inserts[(inserts >= q1 - 2 * iqr) & (inserts <= q3 + 2 * iqr)].astype(np.float64)
+    if len(kept) < MIN_PAIRS:
+        return None
+    return InsertModel(float(kept.mean()), max(float(kept.std()), 1.0), int(len(kept)), float(q1), float(q3))
+
+
+def _kmers(codes: np.ndarray, k: int) -> np.ndarray:
+    """(T, W) codes -> (T, W-k+1) integer k-mers; -1 where the k-mer holds N or padding."""
+    if codes.shape[1] < k:
+        return np.full((codes.shape[0], 0), -1, dtype=np.int64)
+    win = np.lib.stride_tricks.sliding_window_view(codes, k, axis=1)
+    value = (win.astype(np.int64) * (4 ** np.arange(k - 1, -1, -1, dtype=np.int64))).sum(axis=2)
+    return np.where((win < 4).all(axis=2), value, -1)
+
+
+def _vote(query: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per task, the diagonal (target column of query column 0) with the most exact k-mer hits."""
+    t = query.shape[0]
+    qk, rk = _kmers(query, RESCUE_K), _kmers(target, RESCUE_K)
+    span = 4**RESCUE_K
+    q_task, q_pos = np.nonzero(qk >= 0)
+    r_task, r_pos = np.nonzero(rk >= 0)
+    q_key = q_task * span + qk[q_task, q_pos]
+    r_key = r_task * span + rk[r_task, r_pos]
+    order = np.argsort(r_key, kind="stable")
+    r_key, r_pos = r_key[order], r_pos[order]
+    lo = np.searchsorted(r_key, q_key, side="left")
+    count = np.minimum(np.searchsorted(r_key, q_key, side="right") - lo, 8)  # low complexity: cap
+    total = int(count.sum())
+    best = np.zeros(t, dtype=np.int64)
+    votes = np.zeros(t, dtype=np.int64)
+    if total == 0:
+        return best, votes
+    hit_q = np.repeat(np.arange(len(q_key)), count)
+    hit_r = np.repeat(lo, count) + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
+    offset = query.shape[1]
+    diag = r_pos[hit_r] - q_pos[hit_q] + offset  # >= 0
+    n_diag = target.shape[1] + offset
+    tally = np.bincount(q_task[hit_q] * n_diag + diag, minlength=t * n_diag).reshape(t, n_diag)
+    best = tally.argmax(axis=1)  # leftmost on ties: deterministic
+    votes = tally[np.arange(t), best]
+    return best - offset, votes
+
+
+def add_rescued(cands: Candidates, codes: np.ndarray, lengths: np.ndarray, n: int, index: Index, model: InsertModel) -> Candidates:
+    """Candidates with RESCUE_ANCHORS more slots per read, filled where a search of the window
+    the insert size points to (from one of the partner's top placements) finds the read."""
+    n_reads, slots = cands.valid.shape
+    partner = np.concatenate([np.arange(n, 2 * n), np.arange(n)])
+    anchors = min(RESCUE_ANCHORS, slots)
+    out = Candidates(
+        valid=np.concatenate([cands.valid, np.zeros((n_reads, anchors), bool)], axis=1),
+        diagonal=np.concatenate([cands.diagonal, np.zeros((n_reads, anchors), np.int64)], axis=1),
+        reverse=np.concatenate([cands.reverse, np.zeros((n_reads, anchors), bool)], axis=1),
+        contig=np.concatenate([cands.contig, np.zeros((n_reads, anchors), np.int32)], axis=1),
+        support=np.concatenate([cands.support, np.zeros((n_reads, anchors), np.int32)], axis=1),
+        n_clusters=cands.n_clusters,
+    )
+    if n == 0 or anchors == 0:
+        return out
+    length = lengths.astype(np.int64)
+    # For read r and anchor slot j of its partner p: does r already have a concordant candidate?
+    p_diag, p_rev, p_ctg = cands.diagonal[partner, :anchors], cands.reverse[partner, :anchors], cands.contig[partner, :anchors]
+    p_len = length[partner][:, None]
+    ins = _fr_insert(p_diag[:, :, None], p_rev[:, :, None], p_len[:, :, None],
+                     cands.diagonal[:, None, :], cands.reverse[:, None, :], length[:, None, None])
+    concordant = (
+        cands.valid[:, None, :]
+        & (cands.contig[:, None, :] == p_ctg[:, :, None])
+        & (cands.reverse[:, None, :] != p_rev[:, :, None])
+        & (ins >= model.low) & (ins <= model.high)
+    ).any(axis=2)
+    need = cands.valid[partner, :anchors] & ~concordant & (length[:, None] >= RESCUE_K)
+    read, j = np.nonzero(need)
+    if len(read) == 0:
+        return out
+    a_diag, a_rev, a_ctg, a_len = p_diag[read, j], p_rev[read, j], p_ctg[read, j], length[partner[read]]
+    r_len = length[read]
+    # Range of the rescued read's start (its diagonal) for an insert within [low, high].
+    lo_start = np.where(a_rev, a_diag + a_len - int(model.high), a_diag + int(model.low) - r_len)
+    hi_start = np.where(a_rev, a_diag + a_len - int(model.low), a_diag + int(np.ceil(model.high)) - r_len)
+    c_lo = index.contig_offsets[a_ctg]
+    c_hi = c_lo + index.contig_lengths[a_ctg]
+    win_lo = np.clip(lo_start, c_lo, c_hi)
+    width = int((hi_start - lo_start).max() + r_len.max())
+    target = gather_windows(index, a_ctg, win_lo, width)
+    # The rescued read lies on the strand opposite to its anchor.
+    rev = ~a_rev
+    rc = reverse_complement_codes(codes[read], lengths[read])
+    query = np.where(rev[:, None], rc, codes[read])
+    diag, votes = _vote(query, target)
+    found = votes >= RESCUE_MIN_VOTES
+    read, j = read[found], j[found]
+    out.valid[read, slots + j] = True
+    out.diagonal[read, slots + j] = win_lo[found] + diag[found]
+    out.reverse[read, slots + j] = rev[found]
+    out.contig[read, slots + j] = a_ctg[found]
+    out.support[read, slots + j] = votes[found]
+    return out
+
+
+@dataclass
+class PairChoice:
+    chosen: np.ndarray  # (2n,) slot chosen for each read
+    p: np.ndarray  # (2n,) P(correct) of each read's placement, given its mate
+    joint: np.ndarray  # (n,) bool: chosen jointly (both mates had placements)
+
+
+def choose_pairs(
+    log_p: np.ndarray,
+    valid: np.ndarray,
+    start: np.ndarray,
+    reverse: np.ndarray,
+    contig: np.ndarray,
+    lengths: np.ndarray,
+    extra: np.ndarray,
+    single_chosen: np.ndarray,
+    single_p: np.ndarray,
+    names: list[str],
+    model: InsertModel,
+    genome_length: int,
+) -> PairChoice:
+    """Joint choice of the two mates' placements (see the module docstring).
+
+    log_p: (2n, S) log-probability scale likelihood of each placement; start: global reference
+    position of each placement's first base; extra: placements found but not scored (counted as
+    likely as the weakest scored one, and discordant).
+    """
+    import zlib
+
+    n = log_p.shape[0] // 2
+    chosen, p = single_chosen.copy(), single_p.copy()
+    both = valid[:n].any(axis=1) & valid[n:].any(axis=1)
+    rows = np.flatnonzero(both)
+    if len(rows) == 0:
+        return PairChoice(chosen, p, both)
+    a, b = rows, rows + n
+    length = lengths.astype(np.int64)
+    la = np.where(valid[a], log_p[a], -np.inf)
+    lb = np.where(valid[b], log_p[b], -np.inf)
+    ins = _fr_insert(start[a][:, :, None], reverse[a][:, :, None], length[a][:, None, None],
+                     start[b][:, None, :], reverse[b][:, None, :], length[b][:, None, None])
+    concordant = (contig[a][:, :, None] == contig[b][:, None, :]) & (reverse[a][:, :, None] != reverse[b][:, None, :]) & (ins > 0)
+    joint = la[:, :, None] + lb[:, None, :] + model.log_pair_term(concordant, ins, genome_length)
+    s = joint.shape[1]
+    flat = joint.reshape(len(rows), s * s)
+    best = flat.max(axis=1)
+    pick = flat.argmax(axis=1)
+    ties = flat == best[:, None]
+    for i in np.flatnonzero(ties.sum(axis=1) > 1):  # equal combinations: by a hash of the name
+        options = np.flatnonzero(ties[i])
+        pick[i] = options[zlib.crc32(names[rows[i]].encode()) % len(options)]
+    ca, cb = pick // s, pick % s
+    w = np.exp(joint - best[:, None, None])  # -inf -> 0
+    total = w.sum(axis=(1, 2))
+    floor = np.log(P_DISCORDANT) - np.log(max(genome_length, 1))
+    for mine, other, lm, lo in ((a, b, la, lb), (b, a, lb, la)):
+        weakest = np.where(np.isfinite(lm), lm, np.inf).min(axis=1)
+        other_mass = np.log(np.exp(lo - lo.max(axis=1, keepdims=True)).sum(axis=1)) + lo.max(axis=1)
+        with np.errstate(divide="ignore"):
+            total = total + np.exp(np.log(extra[mine]) + weakest + other_mass + floor - best)
+    r = np.arange(len(rows))
+    chosen[a], chosen[b] = ca, cb
+    p[a] = w[r, ca, :].sum(axis=1) / total
+    p[b] = w[r, :, cb].sum(axis=1) / total
+    return PairChoice(chosen, p, both)
