@@ -36,9 +36,27 @@ def test_map_batch_equals_map(data_dir, chr1):
     assert a.map_batch(seqs) == [list(a.map(s)) for s in seqs]
 
 
-def test_paired_and_unknown_preset_are_clear_errors(data_dir, chr1):
+@pytest.mark.parametrize("neural", [True, False])
+def test_map_pair(data_dir, chr1, neural):
+    # Mate 1 inside the exact repeat chr1:40000-41500 (= chr2:20000-21500), mate 2 unique.
+    a = Aligner(str(data_dir / "ref.fa"), neural=neural, insert_size=(400, 50))
+    m1, m2 = chr1[41_300:41_450], reverse_complement(chr1[41_550:41_700])
+    h1, h2 = list(a.map(m1, m2))
+    assert (h1.read_num, h1.ctg, h1.r_st, h1.strand) == (1, "chr1", 41_300, 1)
+    assert (h2.read_num, h2.ctg, h2.r_st, h2.r_en, h2.strand) == (2, "chr1", 41_550, 41_700, -1)
+    assert h1.is_proper_pair and h2.is_proper_pair and h1.mapq >= 30  # placed by its unique mate
+    assert [h.mapq for h in a.map(m1)] == [3]  # alone it is a coin toss
+
+
+def test_map_pairs_estimates_insert_size(data_dir):
+    r1 = [r.seq for r in read_fastx(str(data_dir / "reads_1.fq"))][:300]
+    r2 = [r.seq for r in read_fastx(str(data_dir / "reads_2.fq"))][:300]
     a = Aligner(str(data_dir / "ref.fa"), neural=False)
-    with pytest.raises(NeuromapError, match="paired-end"):
-        list(a.map(chr1[:150], chr1[400:550]))
+    out = a.map_pairs(zip(r1, r2))
+    assert len(out) == 300 and 350 < a.insert.mean < 450
+    assert sum(h1[0].is_proper_pair for h1, _ in out if h1) > 290
+
+
+def test_unknown_preset_is_a_clear_error(data_dir):
     with pytest.raises(NeuromapError, match="preset"):
         Aligner(str(data_dir / "ref.fa"), preset="map-ont")

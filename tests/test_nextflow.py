@@ -56,5 +56,30 @@ def test_meta_environment_and_tests_files():
     assert "bioconda" in env["channels"] and any("neuromap" in d for d in env["dependencies"])
     nf_test = open(os.path.join(MODULE, "tests", "main.nf.test")).read()
     assert 'process "NEUROMAP_ALIGN"' in nf_test and "-stub" in nf_test
+    assert "paired-end reads" in nf_test and "reads_2.fq" in nf_test
     pipeline = open(os.path.join(ROOT, "workflows", "nextflow", "main.nf")).read()
-    assert "include { NEUROMAP_ALIGN }" in pipeline
+    assert "include { NEUROMAP_ALIGN }" in pipeline and "fromFilePairs" in pipeline
+
+
+def test_script_command_with_two_read_files_is_a_valid_paired_run(data_dir, tmp_path):
+    """Nextflow expands `$reads` of a two-file sample to "R1 R2": run the module's command line
+    as Nextflow would render it and check the BAM is paired."""
+    import pysam
+
+    script = block(main_nf(), "script")
+    command = script[script.index("neuromap align") : script.index("cat <<-END_VERSIONS")]
+    # Groovy's "\\" is one backslash in the rendered bash script.
+    rendered = command.replace("\\\\", "\\").replace("\\\n", " ")
+    for var, value in (("$task.cpus", "1"), ("${prefix}", "s1"), ("${meta.id}", "s1"), ("$args", "--no-neural"),
+                       ("$reference", str(data_dir / "ref.fa")), ("$reads", f"{data_dir / 'reads_1.fq'} {data_dir / 'reads_2.fq'}")):
+        rendered = rendered.replace(var, value)
+    import shlex
+
+    argv = shlex.split(rendered)
+    assert argv[:2] == ["neuromap", "align"]
+    res = run_cli(argv[1:], cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    with pysam.AlignmentFile(str(tmp_path / "s1.bam")) as fh:
+        recs = list(fh)
+        assert fh.header["RG"][0]["ID"] == "s1"
+    assert len(recs) == 2000 and all(r.is_paired for r in recs)

@@ -41,7 +41,8 @@ def run_snakemake(workdir, config):
 def test_snakemake_scatters_aligns_and_merges(workdir, data_dir):
     config = {
         "reference": str(data_dir / "ref.fa"),
-        "samples": {"big": [str(data_dir / "reads.fq")], "small": str(workdir / "small.fq.gz")},
+        "samples": {"big": [str(data_dir / "reads.fq")], "small": str(workdir / "small.fq.gz"),
+                    "pe": [str(data_dir / "reads_1.fq"), str(data_dir / "reads_2.fq")]},
         "outdir": "out",
         "scatter": 3,
         "threads": 1,
@@ -49,7 +50,7 @@ def test_snakemake_scatters_aligns_and_merges(workdir, data_dir):
     }
     res = run_snakemake(workdir, config)
     assert res.returncode == 0, res.stdout + res.stderr
-    for sample, n_reads in (("big", 3000), ("small", 100)):
+    for sample, n_reads in (("big", 3000), ("small", 100), ("pe", 2000)):
         bam = workdir / "out" / f"{sample}.bam"
         assert (workdir / "out" / f"{sample}.bam.bai").exists()
         pysam.quickcheck(str(bam))
@@ -61,6 +62,12 @@ def test_snakemake_scatters_aligns_and_merges(workdir, data_dir):
         assert len(recs) == n_reads and {r.get_tag("RG") for r in recs} == {sample}
         starts = [(r.reference_id, r.reference_start) for r in recs if not r.is_unmapped]
         assert starts == sorted(starts)
+    # Pairs: scattered as whole pairs (chunks are interleaved, aligned with -p), mates kept together.
+    with pysam.AlignmentFile(str(workdir / "out" / "pe.bam")) as fh:
+        recs = list(fh)
+    assert all(r.is_paired for r in recs)
+    assert sorted((r.query_name, r.is_read1) for r in recs) == sorted((f"sim{i:04d}", m) for i in range(1, 1001) for m in (True, False))
+    assert sum(r.is_proper_pair for r in recs) >= 0.98 * len(recs)
     # Scattering changes nothing: the same records as one `neuromap align` of all reads.
     direct = workdir / "direct.bam"
     assert run_cli(["align", "--no-neural", data_dir / "ref.fa", data_dir / "reads.fq", "-o", direct]).returncode == 0
@@ -68,7 +75,7 @@ def test_snakemake_scatters_aligns_and_merges(workdir, data_dir):
     assert not (workdir / "out" / "chunks").exists() or not any((workdir / "out" / "chunks").rglob("*.bam"))
 
 
-def test_paired_sample_is_refused_with_a_clear_message(workdir, data_dir):
-    config = {"reference": str(data_dir / "ref.fa"), "samples": {"p": [str(data_dir / "reads.fq"), str(data_dir / "reads.fq")]}, "outdir": "out"}
+def test_three_files_for_a_sample_is_refused_with_a_clear_message(workdir, data_dir):
+    config = {"reference": str(data_dir / "ref.fa"), "samples": {"p": [str(data_dir / "reads.fq")] * 3}, "outdir": "out"}
     res = run_snakemake(workdir, config)
-    assert res.returncode != 0 and "single-end" in res.stdout + res.stderr
+    assert res.returncode != 0 and "R1 and R2" in res.stdout + res.stderr

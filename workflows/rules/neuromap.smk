@@ -1,6 +1,6 @@
 # Reusable neuromap rules. `include:` this file from your own Snakefile and set in `config`:
 #   reference:  path to the reference FASTA
-#   samples:    {sample name: [reads.fq.gz]}   (single-end; pairs arrive with neuromap's pairing)
+#   samples:    {sample name: [reads.fq.gz]} single-end, or [R1.fq.gz, R2.fq.gz] paired-end
 #   outdir:     where {sample}.bam and {sample}.bam.bai go
 #   scatter:    read chunks per sample aligned as separate jobs (1 = no scatter)
 #   threads:    worker processes per alignment job
@@ -14,15 +14,19 @@ NEUROMAP_INDEX = os.path.join(NEUROMAP_OUT, "index", "reference.nmi")
 for _sample, _files in config["samples"].items():
     if isinstance(_files, str):
         config["samples"][_sample] = [_files]
-    elif len(_files) != 1:
+    elif len(_files) not in (1, 2):
         raise ValueError(
-            f"sample {_sample!r}: {len(_files)} FASTQ files given; this workflow aligns single-end "
-            "samples (one file each) until neuromap supports read pairs"
+            f"sample {_sample!r}: {len(_files)} FASTQ files given; give one (single-end) "
+            "or two (R1 and R2 of paired-end reads)"
         )
 
 
 def neuromap_reads(wildcards):
-    return config["samples"][wildcards.sample][0]
+    return config["samples"][wildcards.sample]
+
+
+def neuromap_paired(wildcards):
+    return len(config["samples"][wildcards.sample]) == 2
 
 
 rule neuromap_index:
@@ -47,8 +51,10 @@ rule neuromap_scatter:
         os.path.join(NEUROMAP_OUT, "logs", "{sample}.scatter.log"),
     params:
         script=os.path.join(workflow.basedir, "scripts", "split_fastq.py"),
+        # Pairs are checked in lockstep and each chunk holds them interleaved (aligned with -p).
+        pairs=lambda wc: "--pairs" if neuromap_paired(wc) else "",
     shell:
-        "python {params.script} {input} {output} 2> {log}"
+        "python {params.script} {params.pairs} {input} {output} 2> {log}"
 
 
 rule neuromap_align:
@@ -67,8 +73,9 @@ rule neuromap_align:
     params:
         extra=config.get("extra", ""),
         rg=lambda wc: f"@RG\\tID:{wc.sample}\\tSM:{wc.sample}",
+        pairs=lambda wc: "-p" if neuromap_paired(wc) else "",
     shell:
-        "neuromap align -t {threads} --index {input.index} -R '{params.rg}' {params.extra} "
+        "neuromap align -t {threads} --index {input.index} -R '{params.rg}' {params.pairs} {params.extra} "
         "{input.reference} {input.reads} -o {output.bam} 2> {log}"
 
 
