@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -40,6 +41,10 @@ class Reference:
     sha256: str
 
 
+# SAM 1.6, section 1.2.1: the characters a reference sequence name may hold.
+_SAM_NAME = re.compile(r"[0-9A-Za-z!#$%&+./:;?@^_|~-][0-9A-Za-z!#$%&*+./:;=?@^_|~-]*")
+
+
 def index_path_for(reference: str, prefix: str | None = None) -> str:
     base = prefix if prefix is not None else reference
     return base if base.endswith(".nmi") else base + ".nmi"
@@ -59,6 +64,8 @@ def read_reference(path: str) -> Reference:
         if rec.name in seen:
             raise NeuromapError(f"{path}: record {number}: duplicate contig name {rec.name!r}")
         seen.add(rec.name)
+        if not _SAM_NAME.fullmatch(rec.name):
+            raise NeuromapError(f"{path}: record {number}: contig name {rec.name!r} is not allowed in SAM (it may not start with '*' or '=', nor hold commas, quotes or brackets)")
         if not rec.seq:
             print(f"neuromap: note: {path}: contig {rec.name!r} is empty and is left out", file=sys.stderr)
             continue
@@ -134,7 +141,10 @@ def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: i
         ],
         "n_minimizers": int(len(order)),
     }
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(target) + ".tmp-", dir=parent)
+    try:
+        tmp = tempfile.mkdtemp(prefix=os.path.basename(target) + ".tmp-", dir=parent)
+    except OSError as exc:
+        raise NeuromapError(f"{target}: cannot write the index in {parent}: {exc.strerror or exc}") from None
     try:
         np.save(os.path.join(tmp, "seq.npy"), ref.seq)
         np.save(os.path.join(tmp, "contig_offsets.npy"), ref.offsets)
@@ -145,8 +155,10 @@ def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: i
         with open(os.path.join(tmp, "meta.json"), "w") as fh:
             json.dump(meta, fh, indent=1)
         _install(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):  # a full disk, a file-size limit, a quota
+            raise NeuromapError(f"{target}: cannot write the index: {exc.strerror or exc}") from None
         raise
     return target
 

@@ -32,6 +32,8 @@ P_DISCORDANT = 1e-3  # prior probability that a pair is not a normal FR fragment
 RESCUE_K = 11  # exact k-mer length of the rescue search
 RESCUE_ANCHORS = 2  # placements of a mate around which its partner is searched for
 RESCUE_MIN_VOTES = 2
+RESCUE_HITS = 4  # placements kept per rescue window (shifts in a tandem repeat all tie)
+RESCUE_SEPARATION = 12  # rescued placements at least this far apart (diagonals of one indel merge)
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,10 @@ def _kmers(codes: np.ndarray, k: int) -> np.ndarray:
     return np.where((win < 4).all(axis=2), value, -1)
 
 
-def _vote(query: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per task, the diagonal (target column of query column 0) with the most exact k-mer hits."""
+def _vote(query: np.ndarray, target: np.ndarray, expect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per task, up to RESCUE_HITS diagonals (target column of query column 0) with the most
+    exact k-mer hits, at least RESCUE_SEPARATION apart; among equal votes the one nearest to
+    `expect` (the mean insert) first. Returns (t, RESCUE_HITS) diagonals and votes (0: none)."""
     t = query.shape[0]
     qk, rk = _kmers(query, RESCUE_K), _kmers(target, RESCUE_K)
     span = 4**RESCUE_K
@@ -140,35 +144,43 @@ def _vote(query: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray
     order = np.argsort(r_key, kind="stable")
     r_key, r_pos = r_key[order], r_pos[order]
     lo = np.searchsorted(r_key, q_key, side="left")
-    count = np.minimum(np.searchsorted(r_key, q_key, side="right") - lo, 8)  # low complexity: cap
+    count = np.minimum(np.searchsorted(r_key, q_key, side="right") - lo, 64)  # low complexity: cap
     total = int(count.sum())
-    best = np.zeros(t, dtype=np.int64)
-    votes = np.zeros(t, dtype=np.int64)
+    diags = np.zeros((t, RESCUE_HITS), dtype=np.int64)
+    votes = np.zeros((t, RESCUE_HITS), dtype=np.int64)
     if total == 0:
-        return best, votes
+        return diags, votes
     hit_q = np.repeat(np.arange(len(q_key)), count)
     hit_r = np.repeat(lo, count) + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
     offset = query.shape[1]
     diag = r_pos[hit_r] - q_pos[hit_q] + offset  # >= 0
     n_diag = target.shape[1] + offset
-    tally = np.bincount(q_task[hit_q] * n_diag + diag, minlength=t * n_diag).reshape(t, n_diag)
-    best = tally.argmax(axis=1)  # leftmost on ties: deterministic
-    votes = tally[np.arange(t), best]
-    return best - offset, votes
+    tally = np.bincount(q_task[hit_q] * n_diag + diag, minlength=t * n_diag).reshape(t, n_diag).astype(np.int64)
+    distance = np.abs(np.arange(n_diag)[None, :] - offset - expect[:, None])
+    rows = np.arange(t)
+    for j in range(RESCUE_HITS):
+        # Votes first, then nearness to the expected insert (distance < n_diag breaks ties only).
+        best = (tally * (n_diag + 1) - distance).argmax(axis=1)
+        votes[:, j] = tally[rows, best]
+        diags[:, j] = best - offset
+        near = np.abs(np.arange(n_diag)[None, :] - best[:, None]) < RESCUE_SEPARATION
+        tally[near] = 0
+    return diags, votes
 
 
 def add_rescued(cands: Candidates, codes: np.ndarray, lengths: np.ndarray, n: int, index: Index, model: InsertModel) -> Candidates:
-    """Candidates with RESCUE_ANCHORS more slots per read, filled where a search of the window
-    the insert size points to (from one of the partner's top placements) finds the read."""
+    """Candidates with RESCUE_ANCHORS x RESCUE_HITS more slots per read, filled where a search of
+    the window the insert size points to (from one of the partner's top placements) finds the read."""
     n_reads, slots = cands.valid.shape
     partner = np.concatenate([np.arange(n, 2 * n), np.arange(n)])
     anchors = min(RESCUE_ANCHORS, slots)
+    more = anchors * RESCUE_HITS
     out = Candidates(
-        valid=np.concatenate([cands.valid, np.zeros((n_reads, anchors), bool)], axis=1),
-        diagonal=np.concatenate([cands.diagonal, np.zeros((n_reads, anchors), np.int64)], axis=1),
-        reverse=np.concatenate([cands.reverse, np.zeros((n_reads, anchors), bool)], axis=1),
-        contig=np.concatenate([cands.contig, np.zeros((n_reads, anchors), np.int32)], axis=1),
-        support=np.concatenate([cands.support, np.zeros((n_reads, anchors), np.int32)], axis=1),
+        valid=np.concatenate([cands.valid, np.zeros((n_reads, more), bool)], axis=1),
+        diagonal=np.concatenate([cands.diagonal, np.zeros((n_reads, more), np.int64)], axis=1),
+        reverse=np.concatenate([cands.reverse, np.zeros((n_reads, more), bool)], axis=1),
+        contig=np.concatenate([cands.contig, np.zeros((n_reads, more), np.int32)], axis=1),
+        support=np.concatenate([cands.support, np.zeros((n_reads, more), np.int32)], axis=1),
         n_clusters=cands.n_clusters,
     )
     if n == 0 or anchors == 0:
@@ -203,14 +215,16 @@ def add_rescued(cands: Candidates, codes: np.ndarray, lengths: np.ndarray, n: in
     rev = ~a_rev
     rc = reverse_complement_codes(codes[read], lengths[read])
     query = np.where(rev[:, None], rc, codes[read])
-    diag, votes = _vote(query, target)
-    found = votes >= RESCUE_MIN_VOTES
-    read, j = read[found], j[found]
-    out.valid[read, slots + j] = True
-    out.diagonal[read, slots + j] = win_lo[found] + diag[found]
-    out.reverse[read, slots + j] = rev[found]
-    out.contig[read, slots + j] = a_ctg[found]
-    out.support[read, slots + j] = votes[found]
+    expect = np.where(a_rev, a_diag + a_len - int(model.mean), a_diag + int(model.mean) - r_len) - win_lo
+    diag, votes = _vote(query, target, expect)
+    task, h = np.nonzero(votes >= RESCUE_MIN_VOTES)
+    col = slots + j[task] * RESCUE_HITS + h
+    rd = read[task]
+    out.valid[rd, col] = True
+    out.diagonal[rd, col] = win_lo[task] + diag[task, h]
+    out.reverse[rd, col] = rev[task]
+    out.contig[rd, col] = a_ctg[task]
+    out.support[rd, col] = votes[task, h]
     return out
 
 
@@ -238,8 +252,7 @@ def choose_pairs(
     """Joint choice of the two mates' placements (see the module docstring).
 
     log_p: (2n, S) log-probability scale likelihood of each placement; start: global reference
-    position of each placement's first base; extra: placements found but not scored (counted as
-    likely as the weakest scored one, and discordant).
+    position of each placement's first base; extra: placements found but not scored (see below).
     """
     import zlib
 
@@ -256,7 +269,8 @@ def choose_pairs(
     ins = _fr_insert(start[a][:, :, None], reverse[a][:, :, None], length[a][:, None, None],
                      start[b][:, None, :], reverse[b][:, None, :], length[b][:, None, None])
     concordant = (contig[a][:, :, None] == contig[b][:, None, :]) & (reverse[a][:, :, None] != reverse[b][:, None, :]) & (ins > 0)
-    joint = la[:, :, None] + lb[:, None, :] + model.log_pair_term(concordant, ins, genome_length)
+    pair_term = model.log_pair_term(concordant, ins, genome_length)
+    joint = la[:, :, None] + lb[:, None, :] + pair_term
     s = joint.shape[1]
     flat = joint.reshape(len(rows), s * s)
     best = flat.max(axis=1)
@@ -266,16 +280,32 @@ def choose_pairs(
         options = np.flatnonzero(ties[i])
         pick[i] = options[zlib.crc32(names[rows[i]].encode()) % len(options)]
     ca, cb = pick // s, pick % s
+    r = np.arange(len(rows))
     w = np.exp(joint - best[:, None, None])  # -inf -> 0
     total = w.sum(axis=(1, 2))
+    num_a = w[r, ca, :].sum(axis=1)
+    num_b = w[r, :, cb].sum(axis=1)
+    # Placements found by seeding but not scored (beyond -N): each counted as likely as the
+    # weakest scored one, paired with the chosen partner. Whether they lie at a concordant
+    # distance is unknown; they are taken to resemble the scored non-chosen placements: in a
+    # tandem array those are all concordant (so are the extras: low MAPQ), in a dispersed
+    # family they are not (so the partner still decides).
     floor = np.log(P_DISCORDANT) - np.log(max(genome_length, 1))
-    for mine, other, lm, lo in ((a, b, la, lb), (b, a, lb, la)):
+    for mine, lm, lo, own, partner, term in ((a, la, lb, ca, cb, pair_term[r, :, cb]), (b, lb, la, cb, ca, pair_term[r, ca, :])):
+        others = np.isfinite(lm)
+        others[r, own] = False
+        n_others = others.sum(axis=1)
+        resemble = np.where(others, np.exp(term), 0.0).sum(axis=1) / np.maximum(n_others, 1)
+        resemble = np.where(n_others > 0, resemble, np.exp(floor))
         weakest = np.where(np.isfinite(lm), lm, np.inf).min(axis=1)
-        other_mass = np.log(np.exp(lo - lo.max(axis=1, keepdims=True)).sum(axis=1)) + lo.max(axis=1)
         with np.errstate(divide="ignore"):
-            total = total + np.exp(np.log(extra[mine]) + weakest + other_mass + floor - best)
-    r = np.arange(len(rows))
+            mass = extra[mine] * np.exp(weakest + lo[r, partner] - best) * resemble
+        total = total + mass
+        if mine is a:
+            num_b = num_b + mass  # the partner (b) stays where it was placed
+        else:
+            num_a = num_a + mass
     chosen[a], chosen[b] = ca, cb
-    p[a] = w[r, ca, :].sum(axis=1) / total
-    p[b] = w[r, :, cb].sum(axis=1) / total
+    p[a] = num_a / total
+    p[b] = num_b / total
     return PairChoice(chosen, p, both)

@@ -129,10 +129,11 @@ def test_stdin_and_gzip_input_give_the_same_records(data_dir, tmp_path):
     assert records(a.stdout) == records(b.stdout.decode())
 
 
-def test_output_is_identical_whatever_the_thread_count(data_dir):
+@pytest.mark.parametrize("neural", [True, False])
+def test_output_is_identical_whatever_the_thread_count(data_dir, neural):
     outs = []
     for t in ("1", "2", "3"):
-        res = run_cli(["align", "-t", t, "-K", "700", data_dir / "ref.fa", data_dir / "reads.fq"])
+        res = run_cli(["align", *([] if neural else ["--no-neural"]), "-t", t, "-K", "700", data_dir / "ref.fa", data_dir / "reads.fq"])
         assert res.returncode == 0
         outs.append("\n".join(l for l in res.stdout.splitlines() if not l.startswith("@PG")))
     assert outs[0] == outs[1] == outs[2]

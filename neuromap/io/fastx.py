@@ -27,6 +27,7 @@ for _i, _b in enumerate(b"ACGT"):
     BASE_CODE[_b] = _i
     BASE_CODE[_b + 32] = _i  # lowercase
 N_CODE = 4
+MAX_NAME = 254  # longest QNAME SAM and BAM can hold
 
 
 
@@ -184,6 +185,8 @@ def _parse_fastq(handle: BinaryIO, label: str, first: bytes, lineno: int) -> Ite
         name, comment = _split_header(header)
         if not name:
             raise NeuromapError(f"{label}: record {recno}, line {lineno}: empty read name")
+        if len(name) > MAX_NAME:
+            raise NeuromapError(f"{label}: record {recno}, line {lineno}: read name longer than {MAX_NAME} characters (SAM's limit)")
         seq_line = readline()
         plus_line = readline()
         qual_line = readline()
