@@ -78,11 +78,19 @@ def _haplotypes(reference: str, rng: np.random.Generator, min_length: int, snp_r
     return haps
 
 
-def _check_args(read_length: int, error_rate: float) -> None:
+def _setup(reference: str, seed: int, read_length: int, error_rate: float, indel_fraction: float, snp_rate: float, indel_rate: float):
+    """(rng, template span, haplotypes, haplotype sampling weights) for a simulation."""
     if read_length < 1:
         raise NeuromapError(f"read length must be positive (got {read_length})")
     if not 0 <= error_rate < 0.5:
         raise NeuromapError(f"error rate must be in [0, 0.5) (got {error_rate})")
+    rng = np.random.default_rng(seed)
+    span = read_length + 8 + int(read_length * error_rate * indel_fraction * 4)  # slack for deletions
+    haps = _haplotypes(reference, rng, span, snp_rate, indel_rate)
+    if not haps:
+        raise NeuromapError(f"{reference}: no contig is long enough for {read_length} bp reads")
+    weights = np.array([len(h.codes) - span + 1 for h in haps], dtype=np.float64)
+    return rng, span, haps, weights / weights.sum()
 
 
 def _sequence(template: np.ndarray, read_length: int, rng: np.random.Generator, error_rate: float, indel_fraction: float) -> tuple[np.ndarray, np.ndarray, int]:
@@ -147,15 +155,7 @@ def simulate_reads(
     indel_rate: float = 0.0,
     name_prefix: str = "sim",
 ) -> Iterator[SimRead]:
-    _check_args(read_length, error_rate)
-    rng = np.random.default_rng(seed)
-    slack = 8 + int(read_length * error_rate * indel_fraction * 4)
-    span = read_length + slack
-    haps = _haplotypes(reference, rng, span, snp_rate, indel_rate)
-    if not haps:
-        raise NeuromapError(f"{reference}: no contig is long enough for {read_length} bp reads")
-    weights = np.array([len(h.codes) - span + 1 for h in haps], dtype=np.float64)
-    weights /= weights.sum()
+    rng, span, haps, weights = _setup(reference, seed, read_length, error_rate, indel_fraction, snp_rate, indel_rate)
     width = len(str(n_reads))
     made = 0
     while made < n_reads:
@@ -183,18 +183,10 @@ def simulate_pairs(
 ) -> Iterator[tuple[SimRead, SimRead]]:
     """Illumina-like FR pairs: a fragment of normal length (at least one read plus slack) is drawn
     uniformly; mate 1 reads it from one end, mate 2 from the other end on the opposite strand."""
-    _check_args(read_length, error_rate)
     if fragment_mean <= 0 or fragment_std < 0:
         raise NeuromapError(f"fragment length must be positive with a non-negative spread (got {fragment_mean}, {fragment_std})")
-    rng = np.random.default_rng(seed)
-    slack = 8 + int(read_length * error_rate * indel_fraction * 4)
-    span = read_length + slack
+    rng, span, haps, weights = _setup(reference, seed, read_length, error_rate, indel_fraction, snp_rate, indel_rate)
     longest = max(span, int(fragment_mean + 4 * fragment_std))
-    haps = _haplotypes(reference, rng, span, snp_rate, indel_rate)
-    if not haps:
-        raise NeuromapError(f"{reference}: no contig is long enough for {read_length} bp reads")
-    weights = np.array([len(h.codes) - span + 1 for h in haps], dtype=np.float64)
-    weights /= weights.sum()
     width = len(str(n_pairs))
     made = 0
     while made < n_pairs:
