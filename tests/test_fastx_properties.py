@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from neuromap.errors import NeuromapError
 from neuromap.io.fastx import Record, read_fastx
 
-names = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=300).filter(lambda n: not n.startswith("@"))
+# Up to SAM's 254 characters (longer names are refused: see test_name_longer_than_sam_allows);
+# qualities may hold '@' and '+', also at their start.
+names = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=254).filter(lambda n: not n.startswith("@"))
 seqs = st.text(alphabet="ACGTNacgtnRY", min_size=0, max_size=300)
 
 
@@ -78,6 +80,42 @@ def test_a_cut_gzip_stream_is_an_error(tmp_path, records, data):
         assert str(path) in str(exc)
     else:
         raise AssertionError(f"truncated gzip accepted ({len(got)} records)")
+
+
+@SETTINGS
+@given(fastq_records(), st.data(), st.booleans())
+def test_a_flipped_byte_gives_records_or_a_clean_error(tmp_path, records, data, compress):
+    """Any byte replaced by any other: a clean error naming the file, or (where the result is
+    still valid FASTQ, e.g. a base changed) records that are each well-formed; never a crash.
+    In gzip the CRC catches it: an error, or (a flip in the header's flag/time/OS bytes) the
+    records unchanged."""
+    raw = to_fastq(records)
+    if compress:
+        raw = gzip.compress(raw)
+    at = data.draw(st.integers(min_value=0, max_value=len(raw) - 1))
+    new = data.draw(st.integers(min_value=0, max_value=255).filter(lambda b: b != raw[at]))
+    path = tmp_path / ("flip.fq.gz" if compress else "flip.fq")
+    path.write_bytes(raw[:at] + bytes([new]) + raw[at + 1 :])
+    try:
+        got = list(read_fastx(str(path)))
+    except NeuromapError as exc:
+        assert str(path) in str(exc) and "\n" not in str(exc)
+        return
+    for rec in got:
+        assert rec.name and (rec.qual is None or len(rec.qual) == len(rec.seq))
+    if compress:
+        assert got == records
+
+
+def test_name_longer_than_sam_allows(tmp_path):
+    path = tmp_path / "long.fq"
+    path.write_text(f"@ok\nACGT\n+\nIIII\n@{'x' * 255}\nACGT\n+\nIIII\n")
+    try:
+        list(read_fastx(str(path)))
+    except NeuromapError as exc:
+        assert "record 2" in str(exc) and "254" in str(exc)
+    else:
+        raise AssertionError("a 255-character name was accepted")
 
 
 sam_names = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="@"), min_size=1, max_size=254)
