@@ -150,6 +150,11 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
         # Reads whose window is wider than the model takes (longer than about 370 bp: not Illumina
         # short reads) keep the DP's placement and likelihood, on the network's probability scale.
         fits = qlen + 2 * opts.margin <= max_window(opts.weights_dir)
+        # A read with a single placement (no other candidate, none beyond -N) has P(correct) = 1
+        # whatever its likelihood, and a lone mate's likelihood cancels in the pair posterior:
+        # there the network has nothing to decide, and the DP's start stands.
+        contested = (cands.valid.sum(axis=1) > 1) | (cands.n_clusters > opts.seed.max_candidates)
+        fits &= contested[pairs.read]
         pair_ll = pair_score.astype(np.float64) * opts.score_scale / likelihood_scale(opts)
         pair_start = pair_diag.copy()
         if fits.any():
