@@ -294,12 +294,11 @@ def calibrate(weights_dir, genome_size, n_reads, seed):
 
 
 def run_summary(totals, seconds: float, neural: bool) -> dict:
-    device = "cpu"
-    if neural:
-        import jax
+    device = totals.device or "cpu"  # told by the processes that ran the network
+    if neural and not totals.device:  # no read reached the network (e.g. an empty input)
+        from neuromap.model import device_name
 
-        backend, kind = jax.default_backend(), jax.devices()[0].device_kind
-        device = backend if kind.lower() == backend.lower() else f"{backend} ({kind})"
+        device = device_name()
     pct = lambda x: 100.0 * x / totals.reads if totals.reads else 0.0  # noqa: E731
     return {
         "program": "neuromap",

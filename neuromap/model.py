@@ -46,9 +46,9 @@ class Calibration:
 def check_weights(weights_dir: str | None) -> None:
     """A clear error, before any work, when a model directory is incomplete."""
     from neuromap.errors import NeuromapError
-    from neuromap.operators.mapping.neural_mapper import WEIGHTS_DIR
+    from neuromap.weights import SHIPPED
 
-    directory = weights_dir or WEIGHTS_DIR
+    directory = weights_dir or SHIPPED
     for name in ("params.npz", "config.json", "calibration.json"):
         if not os.path.exists(os.path.join(directory, name)):
             raise NeuromapError(f"{directory}: no {name}: not a complete neuromap model (use --no-neural, or train and calibrate one)")
@@ -93,6 +93,15 @@ def load_model(weights_dir: str | None = None):
 
 def _round_up(x: int, step: int) -> int:
     return max(step, -(-x // step) * step)
+
+
+@lru_cache(maxsize=1)
+def device_name() -> str:
+    """The device the network runs on, e.g. "cpu" or "gpu (NVIDIA H200)"."""
+    import jax
+
+    backend, kind = jax.default_backend(), jax.devices()[0].device_kind
+    return backend if kind.lower() == backend.lower() else f"{backend} ({kind})"
 
 
 def max_window(weights_dir: str | None = None) -> int:

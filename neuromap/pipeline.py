@@ -23,7 +23,7 @@ from neuromap.index import Index, load_index
 from neuromap.io.fastx import ReadBatch, batched, make_batch
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct
-from neuromap.model import load_model, max_window, score_pairs
+from neuromap.model import device_name, load_model, max_window, score_pairs
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
 from neuromap.windows import gather_windows, make_pairs
@@ -382,6 +382,7 @@ class RunStats:
     bases: int = 0
     paired: int = 0  # reads that are mates of a pair
     proper: int = 0  # reads flagged as part of a proper pair
+    device: str = ""  # where the network ran (told by the process that ran it)
 
     def add(self, other: "RunStats") -> None:
         self.reads += other.reads
@@ -390,6 +391,7 @@ class RunStats:
         self.bases += other.bases
         self.paired += other.paired
         self.proper += other.proper
+        self.device = self.device or other.device
 
 
 def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertModel | None, samples: np.ndarray) -> tuple[MappedBatch, InsertModel | None, np.ndarray]:
@@ -432,6 +434,8 @@ def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | 
     stats = RunStats(len(batch), int(res.mapped.sum()), int((res.mapped & (res.mapq >= 30)).sum()), int(batch.lengths.sum()))
     if pair_fields is not None:
         stats.paired, stats.proper = len(batch), int(pair_fields.proper.sum())
+    if opts.neural:
+        stats.device = device_name()
     return format_sam(batch, res, index, opts.read_group_id, pair_fields), stats, model, samples
 
 

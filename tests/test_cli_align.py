@@ -250,3 +250,21 @@ def test_summary_stats_json_and_progress(data_dir, tmp_path):
     forced = run_cli(["align", "--no-neural", "--progress", data_dir / "ref.fa", data_dir / "reads.fq", "-o", tmp_path / "p.bam"])
     assert "aligning" in forced.stderr and "reads" in forced.stderr
     assert_clean_error(run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "--stats", tmp_path / "no" / "s.json"]), "does not exist")
+
+
+def test_parent_process_does_not_load_jax_with_workers(data_dir, tmp_path):
+    """With -t 2 the workers run the network; the parent only reads, orders and writes, so it
+    need not carry JAX's runtime (hundreds of MB of peak RSS)."""
+    code = (
+        "import sys\n"
+        "from neuromap.cli import main\n"
+        "try:\n"
+        f"    main(['align', '-t', '2', '--quiet', {str(data_dir / 'ref.fa')!r}, {str(data_dir / 'reads.fq')!r}, '-o', {str(tmp_path / 'o.sam')!r}])\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print('jax' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"
+    assert len(records((tmp_path / "o.sam").read_text())) == 3000

@@ -35,8 +35,7 @@ import numpy as np
 from flax import nnx
 
 from neuromap.operators.base import TemperatureConfig, TemperatureOperator
-
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "weights")
+from neuromap.weights import SHIPPED as WEIGHTS_DIR
 
 
 @dataclass(frozen=True)
