@@ -85,7 +85,7 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("-L", "clip", type=click.IntRange(0), default=5, show_default=True, help="Clipping penalty (soft clip instead of aligning to the read's end).")
 @click.option("-T", "min_score", type=int, default=30, show_default=True, help="Reads whose best alignment scores below this are reported unmapped.")
 @click.option("--band", type=click.IntRange(1, 31), default=16, show_default=True, help="DP band half-width: longest indel aligned (longer ones are clipped).")
-@click.option("-K", "--batch-size", type=click.IntRange(1), default=4000, show_default=True, help="Reads per batch.")
+@click.option("-K", "--batch-size", type=click.IntRange(1), default=4000, show_default=True, help="Reads per batch (pairs: mates counted, so half as many pairs).")
 @click.option("--stats", "stats_path", metavar="FILE.json", help="Write the run's figures (reads, mapped %, MAPQ>=30 %, reads/s, device) as JSON.")
 @click.option("--progress/--quiet", default=None, help="Progress bar and summary on stderr (default: bar only when stderr is a terminal, summary always; --quiet: neither).")
 def align(reference, reads, mates, interleaved, insert_size, output, threads, preset, read_group, index_path, no_neural, weights_dir, max_candidates, max_occ,
@@ -93,8 +93,9 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     """Align READS (FASTQ or FASTA, plain or gzip; '-' for stdin) to REFERENCE; with MATES too,
     READS and MATES are the two files of paired-end reads (R1 and R2), read in lockstep.
 
-    By default the NeuralReadMapper scores each read's candidate windows, chooses the window and the
-    start, and gives P(correct) and MAPQ; the banded DP describes the placement (CIGAR, NM, MD, AS).
+    By default the NeuralReadMapper scores the candidate windows of each read that has more than
+    one, chooses the window and the start, and gives P(correct) and MAPQ; the banded DP describes
+    the placement (CIGAR, NM, MD, AS).
     Writes SAM with MAPQ and the tags NM, MD, AS, XS (runner-up score) and pc (P(correct));
     unmapped reads are kept with flag 4. Pairs are placed jointly (each mate's likelihood times
     the insert-size likelihood), a mate without a good placement is searched for where its partner
