@@ -180,3 +180,25 @@ def test_every_valid_record_comes_out_once_intact(data_dir, tmp_path_factory):
         assert got == [(r.name, r.seq.upper(), r.qual) for r in records]
 
     check()
+
+
+@SETTINGS
+@given(fastq_records(), st.data(), st.booleans())
+def test_a_wrong_quality_length_is_an_error_naming_the_record(tmp_path, records, data, compress):
+    bad = data.draw(st.integers(min_value=0, max_value=len(records) - 1))
+    delta = data.draw(st.sampled_from([-1, 1, 5]))
+    rec = records[bad]
+    if len(rec.qual) + delta < 0:
+        delta = 1
+    qual = rec.qual[: len(rec.qual) + delta] if delta < 0 else rec.qual + "I" * delta
+    broken = records[:bad] + [Record(rec.name, rec.seq, qual, "")] + records[bad + 1 :]
+    raw = to_fastq(broken)
+    path = tmp_path / ("q.fq.gz" if compress else "q.fq")
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    try:
+        list(read_fastx(str(path)))
+    except NeuromapError as exc:
+        assert str(path) in str(exc)
+        assert f"record {bad + 1} " in str(exc), str(exc)  # four lines a record: the broken one
+    else:
+        raise AssertionError("a quality string of the wrong length was accepted")
