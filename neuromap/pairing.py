@@ -156,7 +156,7 @@ def _vote(query: np.ndarray, target: np.ndarray, expect: np.ndarray) -> tuple[np
     diag = r_pos[hit_r] - q_pos[hit_q] + offset  # >= 0
     n_diag = target.shape[1] + offset
     tally = np.bincount(q_task[hit_q] * n_diag + diag, minlength=t * n_diag).reshape(t, n_diag).astype(np.int64)
-    distance = np.abs(np.arange(n_diag)[None, :] - offset - expect[:, None])
+    distance = np.minimum(np.abs(np.arange(n_diag)[None, :] - offset - expect[:, None]), n_diag)
     rows = np.arange(t)
     for j in range(RESCUE_HITS):
         # Votes first, then nearness to the expected insert (distance < n_diag breaks ties only).
