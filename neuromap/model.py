@@ -16,8 +16,21 @@ from functools import lru_cache
 
 import numpy as np
 
-PAIR_BUCKET = 64
 WIDTH_BUCKET = 32
+
+
+@lru_cache(maxsize=1)
+def pair_bucket() -> int:
+    """(read, window) pairs per model call: one compiled shape. Small on a CPU (the attention
+    tensors of a call stay in cache), large on an accelerator (it wants big launches).
+    NEUROMAP_PAIR_BUCKET overrides. Each pair is scored alone, but XLA's float rounding depends on
+    the shapes it compiles for: with another bucket the likelihoods (and the pc tag) can differ in
+    their last digits, so output is byte-identical for one bucket size, i.e. one device kind."""
+    if os.environ.get("NEUROMAP_PAIR_BUCKET"):
+        return max(1, int(os.environ["NEUROMAP_PAIR_BUCKET"]))
+    import jax
+
+    return 64 if jax.default_backend() == "cpu" else 1024
 
 
 @dataclass
@@ -127,14 +140,15 @@ def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights
         codes_all = query[:, offset : offset + read_width]
         # A fixed number of pairs per call: one compiled shape, and the attention tensors of a call
         # stay small (memory, not arithmetic, is what a whole batch at once would cost).
-        for lo in range(0, n_pairs, PAIR_BUCKET):
-            hi = min(lo + PAIR_BUCKET, n_pairs)
-            codes = np.full((PAIR_BUCKET, read_width), 4, dtype=np.int32)
+        bucket = pair_bucket()
+        for lo in range(0, n_pairs, bucket):
+            hi = min(lo + bucket, n_pairs)
+            codes = np.full((bucket, read_width), 4, dtype=np.int32)
             codes[: hi - lo, : codes_all.shape[1]] = codes_all[lo:hi]
-            lens = np.zeros(PAIR_BUCKET, dtype=np.int64)
+            lens = np.zeros(bucket, dtype=np.int64)
             lens[: hi - lo] = piece_len[lo:hi]
             mask = (np.arange(read_width)[None, :] < lens[:, None]).astype(np.float32)
-            windows = np.full((PAIR_BUCKET, padded_width), 4, dtype=np.int32)
+            windows = np.full((bucket, padded_width), 4, dtype=np.int32)
             windows[: hi - lo, :width] = target[lo:hi]
             scores = score(codes, mask, windows)
             scores = np.asarray(scores[: hi - lo, :width], dtype=np.float64)

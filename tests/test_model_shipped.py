@@ -85,3 +85,20 @@ def test_align_runs_the_network_by_default(data_dir, tmp_path):
 def test_incomplete_weights_directory_is_a_clear_error(data_dir, tmp_path):
     res = run_cli(["align", "--weights", tmp_path, data_dir / "ref.fa", data_dir / "reads.fq"])
     assert res.returncode == 1 and "params.npz" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_pair_bucket_changes_only_float_rounding(data_dir):
+    """Another number of pairs per model call (as on a GPU) changes no placement or MAPQ here;
+    at most the last digits of pc (XLA's rounding depends on the compiled shapes)."""
+    outs = []
+    for bucket in ("64", "16"):
+        env = dict(os.environ, NEUROMAP_PAIR_BUCKET=bucket)
+        res = run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq"], env=env)
+        assert res.returncode == 0, res.stderr
+        outs.append([l.split("\t") for l in res.stdout.splitlines() if not l.startswith("@")])
+    assert len(outs[0]) == len(outs[1]) == 3000
+    for a, b in zip(*outs):
+        assert a[:11] == b[:11]  # flag, position, MAPQ, CIGAR, sequence...
+        pa = float(next(f for f in a if f.startswith("pc:f:"))[5:]) if a[1] != "4" else 0.0
+        pb = float(next(f for f in b if f.startswith("pc:f:"))[5:]) if b[1] != "4" else 0.0
+        assert abs(pa - pb) < 1e-4
