@@ -286,10 +286,11 @@ def choose_pairs(
     num_a = w[r, ca, :].sum(axis=1)
     num_b = w[r, :, cb].sum(axis=1)
     # Placements found by seeding but not scored (beyond -N): each counted as likely as the
-    # weakest scored one, paired with the chosen partner. Whether they lie at a concordant
-    # distance is unknown; they are taken to resemble the scored non-chosen placements: in a
-    # tandem array those are all concordant (so are the extras: low MAPQ), in a dispersed
-    # family they are not (so the partner still decides).
+    # weakest scored one. Whether they lie at a concordant distance is unknown; they are taken
+    # to resemble the scored non-chosen placements: in a tandem array those are concordant (so
+    # are the extras: low MAPQ), in a dispersed family they are not (so the partner decides).
+    # Their combinations are counted against both mates: in an array the partner's own unscored
+    # placements pair with them as well, so they do not confirm where the partner was placed.
     floor = np.log(P_DISCORDANT) - np.log(max(genome_length, 1))
     for mine, lm, lo, own, partner, term in ((a, la, lb, ca, cb, pair_term[r, :, cb]), (b, lb, la, cb, ca, pair_term[r, ca, :])):
         others = np.isfinite(lm)
@@ -301,10 +302,6 @@ def choose_pairs(
         with np.errstate(divide="ignore"):
             mass = extra[mine] * np.exp(weakest + lo[r, partner] - best) * resemble
         total = total + mass
-        if mine is a:
-            num_b = num_b + mass  # the partner (b) stays where it was placed
-        else:
-            num_a = num_a + mass
     chosen[a], chosen[b] = ca, cb
     p[a] = num_a / total
     p[b] = num_b / total
