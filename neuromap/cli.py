@@ -28,13 +28,15 @@ def _on_sigterm(signum, frame):
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="neuromap")
 def cli():
-    """neuromap: short-read DNA aligner (minimizer seeds, banded DP, calibrated MAPQ).
+    """neuromap: short-read DNA aligner (minimizer seeds, a trained network over the candidate
+    windows, banded DP, calibrated MAPQ; single-end and paired-end).
 
     \b
     Typical use:
       neuromap index ref.fa
       neuromap align ref.fa reads.fq.gz -o sample.bam
       neuromap align ref.fa reads.fq | samtools sort -o sample.bam
+      neuromap align ref.fa R1.fq.gz R2.fq.gz -o sample.bam     (paired-end)
     """
 
 
