@@ -88,7 +88,7 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("-T", "min_score", type=int, default=30, show_default=True, help="Reads whose best alignment scores below this are reported unmapped.")
 @click.option("--band", type=click.IntRange(1, 31), default=16, show_default=True, help="DP band half-width: longest indel aligned (longer ones are clipped).")
 @click.option("-K", "--batch-size", type=click.IntRange(1), default=4000, show_default=True, help="Reads per batch (pairs: mates counted, so half as many pairs).")
-@click.option("--stats", "stats_path", metavar="FILE.json", help="Write the run's figures (reads, mapped %, MAPQ>=30 %, reads/s, device) as JSON.")
+@click.option("--stats", "stats_path", metavar="FILE.json", help="Write the run's figures (reads, mapped %, MAPQ>=30 %, properly paired %, reads/s, device) as JSON.")
 @click.option("--progress/--quiet", default=None, help="Progress bar and summary on stderr (default: bar only when stderr is a terminal, summary always; --quiet: neither).")
 def align(reference, reads, mates, interleaved, insert_size, output, threads, preset, read_group, index_path, no_neural, weights_dir, max_candidates, max_occ,
           match, mismatch, gap_open, gap_extend, clip, min_score, band, batch_size, stats_path, progress):
@@ -105,13 +105,11 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     """
     from neuromap.align import Scoring
     from neuromap.index import open_index
-    from neuromap.io.fastx import read_fastx
+    from neuromap.io.fastx import read_fastx, read_interleaved, read_pairs
     from neuromap.io.sam import SamSink, header_text, parse_read_group
+    from neuromap.pairing import parse_insert
     from neuromap.pipeline import AlignOptions, RunStats, align_records
     from neuromap.seed import SeedParams
-
-    from neuromap.io.fastx import read_interleaved, read_pairs
-    from neuromap.pairing import parse_insert
 
     rg_line, rg_id = parse_read_group(read_group) if read_group else (None, None)
     for path in (reads, mates):
