@@ -8,9 +8,18 @@ Two identical copies give P = 0.5, MAPQ 3.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 MAX_MAPQ = 60
+
+
+def tie_break(names: list[str], rows: np.ndarray, tied: list[np.ndarray]) -> np.ndarray:
+    """Among equally likely options (`tied[i]` for read `rows[i]`) pick one by a hash of the read
+    name: deterministic, and reads from a repeat spread over its copies instead of piling onto
+    the first."""
+    return np.array([options[zlib.crc32(names[r].encode()) % len(options)] for r, options in zip(rows, tied)], dtype=np.int64)
 
 
 def p_correct(log_likelihood: np.ndarray, valid: np.ndarray, chosen: np.ndarray, n_unscored: np.ndarray | None = None) -> np.ndarray:

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuromap.errors import NeuromapError
 from neuromap.index import Index
+from neuromap.mapq import tie_break
 from neuromap.seed import Candidates
 from neuromap.windows import gather_windows, reverse_complement_codes
 
@@ -77,8 +79,6 @@ class InsertModel:
 
 def parse_insert(text: str) -> InsertModel:
     """-I MEAN[,STD] (bwa's form; STD defaults to 10 % of MEAN)."""
-    from neuromap.errors import NeuromapError
-
     parts = text.split(",")
     try:
         mean = float(parts[0])
@@ -232,7 +232,6 @@ def add_rescued(cands: Candidates, codes: np.ndarray, lengths: np.ndarray, n: in
 class PairChoice:
     chosen: np.ndarray  # (2n,) slot chosen for each read
     p: np.ndarray  # (2n,) P(correct) of each read's placement, given its mate
-    joint: np.ndarray  # (n,) bool: chosen jointly (both mates had placements)
 
 
 def choose_pairs(
@@ -254,14 +253,12 @@ def choose_pairs(
     log_p: (2n, S) log-probability scale likelihood of each placement; start: global reference
     position of each placement's first base; extra: placements found but not scored (see below).
     """
-    import zlib
-
     n = log_p.shape[0] // 2
     chosen, p = single_chosen.copy(), single_p.copy()
     both = valid[:n].any(axis=1) & valid[n:].any(axis=1)
     rows = np.flatnonzero(both)
     if len(rows) == 0:
-        return PairChoice(chosen, p, both)
+        return PairChoice(chosen, p)
     a, b = rows, rows + n
     length = lengths.astype(np.int64)
     la = np.where(valid[a], log_p[a], -np.inf)
@@ -276,9 +273,9 @@ def choose_pairs(
     best = flat.max(axis=1)
     pick = flat.argmax(axis=1)
     ties = flat == best[:, None]
-    for i in np.flatnonzero(ties.sum(axis=1) > 1):  # equal combinations: by a hash of the name
-        options = np.flatnonzero(ties[i])
-        pick[i] = options[zlib.crc32(names[rows[i]].encode()) % len(options)]
+    tied = np.flatnonzero(ties.sum(axis=1) > 1)  # equal combinations: by a hash of the name
+    if len(tied):
+        pick[tied] = tie_break(names, rows[tied], [np.flatnonzero(ties[i]) for i in tied])
     ca, cb = pick // s, pick % s
     r = np.arange(len(rows))
     w = np.exp(joint - best[:, None, None])  # -inf -> 0
@@ -305,4 +302,4 @@ def choose_pairs(
     chosen[a], chosen[b] = ca, cb
     p[a] = num_a / total
     p[b] = num_b / total
-    return PairChoice(chosen, p, both)
+    return PairChoice(chosen, p)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import multiprocessing
 import re
 import signal
-import zlib
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, unga
 from neuromap.index import Index, load_index
 from neuromap.io.fastx import ReadBatch, batched, make_batch
 from neuromap.io.sam import reverse_complement
-from neuromap.mapq import mapq_from_p, p_correct
+from neuromap.mapq import mapq_from_p, p_correct, tie_break
 from neuromap.model import device_name, load_model, max_window, score_pairs
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
@@ -61,15 +60,6 @@ class MappedBatch:
     nm: np.ndarray
     cigar: list[str]
     md: list[str]
-
-
-def _tie_break(names: list[str], best_rows: np.ndarray, tied_slots: list[np.ndarray]) -> np.ndarray:
-    """Among equally good placements pick one by a hash of the read name: deterministic, and
-    reads from a repeat spread over its copies instead of piling onto the first."""
-    return np.array(
-        [slots[zlib.crc32(names[r].encode()) % len(slots)] for r, slots in zip(best_rows, tied_slots)],
-        dtype=np.int64,
-    )
 
 
 def _describe(index: Index, query: np.ndarray, qlen: np.ndarray, contig: np.ndarray, window_start: np.ndarray, opts: AlignOptions):
@@ -190,7 +180,7 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
     ties = valid & (masked == best_ll[:, None])
     tie_rows = np.flatnonzero(ties.sum(axis=1) > 1)
     if len(tie_rows):
-        chosen[tie_rows] = _tie_break(batch.names, tie_rows, [np.flatnonzero(ties[r]) for r in tie_rows])
+        chosen[tie_rows] = tie_break(batch.names, tie_rows, [np.flatnonzero(ties[r]) for r in tie_rows])
     extra = np.maximum(cands.n_clusters - opts.seed.max_candidates, 0)
     return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra, exact, pair_diag, dp_chunks)
 
