@@ -39,13 +39,16 @@ def kmer_hashes(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         empty = np.zeros((rows, 0), dtype=np.uint64)
         return empty, np.zeros((rows, 0), dtype=bool)
     base = np.minimum(codes, 3).astype(np.uint64)
+    complement = np.uint64(3) - base
     forward = np.zeros((rows, n_kmers), dtype=np.uint64)
     reverse = np.zeros((rows, n_kmers), dtype=np.uint64)
-    three = np.uint64(3)
-    for j in range(k):
-        column = base[:, j : j + n_kmers]
-        forward = (forward << np.uint64(2)) | column
-        reverse |= (three - column) << np.uint64(2 * j)
+    shifted = np.empty((rows, n_kmers), dtype=np.uint64)
+    two = np.uint64(2)
+    for j in range(k):  # in place: no temporary arrays per base
+        forward <<= two
+        forward |= base[:, j : j + n_kmers]
+        np.left_shift(complement[:, j : j + n_kmers], np.uint64(2 * j), out=shifted)
+        reverse |= shifted
     bad = np.concatenate(
         [np.zeros((rows, 1), dtype=np.int32), np.cumsum(codes >= 4, axis=1, dtype=np.int32)], axis=1
     )
