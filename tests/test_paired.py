@@ -265,3 +265,14 @@ def test_joint_posterior_marginals():
     start[1, 0] = 50_000  # now neither copy is concordant
     c = choose_pairs(log_p, valid, start, reverse, contig, lengths, np.zeros(2, np.int64), np.zeros(2, np.int64), np.array([1.0, 0.5]), ["x", "x"], model, 1_000_000)
     assert abs(c.p[1] - 0.5) < 1e-9 and c.p[0] > 0.9999
+
+
+def test_stats_and_summary_report_proper_pairs(data_dir, tmp_path):
+    import json
+
+    res = align_pairs(data_dir, tmp_path, ["--stats", tmp_path / "s.json"])
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["reads"] == stats["paired"] == 2000
+    assert stats["properly_paired"] == sum(r.is_proper_pair for r in by_mate(tmp_path / "pe.sam").values())
+    assert stats["properly_paired_pct"] > 99
+    assert "% properly paired" in res.stderr
