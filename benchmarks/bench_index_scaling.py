@@ -19,7 +19,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -27,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_se import cpu_model, run_measured, version_of  # noqa: E402
+from bench_se import machine_lines, run_measured, version_of  # noqa: E402
 from neuromap import __version__  # noqa: E402
 
 LETTERS = np.frombuffer(b"ACGT", dtype=np.uint8)
@@ -79,8 +78,7 @@ def main() -> None:
         shutil.rmtree(ref + ".nmi")
 
     print("# Index scaling\n")
-    print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"- machine: {cpu_model()}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.platform()}")
+    print(machine_lines())
     print(f"- versions: neuromap {__version__}, Python {platform.python_version()}, minimap2 {version_of(['minimap2', '--version'])}")
     print("- references: uniform random sequence in contigs of at most 50 Mb; one thread for both indexers; "
           "mapping: 2,000 x 150 bp simulated reads, `--no-neural -t 1`\n")

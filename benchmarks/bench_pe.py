@@ -21,29 +21,21 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_se import cpu_model, run_measured, version_of  # noqa: E402
+from bench_se import common_args, machine_lines, run_measured, version_of  # noqa: E402
 from neuromap import __version__  # noqa: E402
 from neuromap.evaluate import evaluate, format_report, plot  # noqa: E402
 from neuromap.simulate import synthetic_genome, write_fasta  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=5_000_000, help="genome size (bp)")
+    ap = common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     ap.add_argument("--pairs", type=int, default=50_000)
-    ap.add_argument("--length", type=int, default=150)
     ap.add_argument("--fragment", type=float, nargs=2, default=(400.0, 50.0), metavar=("MEAN", "SD"))
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--workdir", default=os.path.join(HERE, "work"))
-    ap.add_argument("--no-network", action="store_true", help="skip the network run")
-    ap.add_argument("--plot", help="write the mapeval/calibration plot of all runs to this PNG")
     args = ap.parse_args()
     if not shutil.which("minimap2"):
         sys.exit("minimap2 not found on PATH (Debian: apt-get install minimap2)")
@@ -79,8 +71,7 @@ def main() -> None:
     import jax
 
     print("# Paired-end benchmark\n")
-    print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"- machine: {cpu_model()}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.platform()}")
+    print(machine_lines())
     versions = f"neuromap {__version__}, Python {platform.python_version()}, minimap2 {version_of(['minimap2', '--version'])}"
     if shutil.which("bwa"):
         bwa_version = next((l.split(":", 1)[1].strip() for l in subprocess.run(["bwa"], capture_output=True, text=True).stderr.splitlines() if l.startswith("Version")), "?")

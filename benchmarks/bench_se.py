@@ -97,16 +97,28 @@ def cpu_model() -> str:
     return platform.processor() or "?"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def common_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options every alignment benchmark takes."""
     ap.add_argument("--size", type=int, default=5_000_000, help="genome size (bp)")
-    ap.add_argument("--reads", type=int, default=100_000)
-    ap.add_argument("--length", type=int, default=150)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--length", type=int, default=150, help="read length")
+    ap.add_argument("--threads", type=int, default=2, help="threads of every tool")
+    ap.add_argument("--seed", type=int, default=42, help="seed of the genome (reads use seed + 1 or + 2)")
     ap.add_argument("--workdir", default=os.path.join(HERE, "work"))
-    ap.add_argument("--no-network", action="store_true", help="skip the network run (seeds + DP vs minimap2 only)")
+    ap.add_argument("--no-network", action="store_true", help="skip the network run (seeds + DP vs the others only)")
     ap.add_argument("--plot", help="write the mapeval/calibration plot of all runs to this PNG")
+    return ap
+
+
+def machine_lines() -> str:
+    """The date and machine lines every benchmark report starts with."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n"
+            f"- machine: {cpu_model()}, {os.cpu_count()} cores, {memory:.0f} GiB, {platform.platform()}")
+
+
+def main() -> None:
+    ap = common_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+    ap.add_argument("--reads", type=int, default=100_000)
     args = ap.parse_args()
     if not shutil.which("minimap2"):
         sys.exit("minimap2 not found on PATH (Debian: apt-get install minimap2)")
@@ -145,8 +157,7 @@ def main() -> None:
     import jax
 
     print("# Single-end benchmark\n")
-    print(f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"- machine: {cpu_model()}, {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, {platform.platform()}")
+    print(machine_lines())
     print(f"- versions: neuromap {__version__}, Python {platform.python_version()}, minimap2 {version_of(['minimap2', '--version'])}, "
           f"JAX {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
     print(f"- data: {args.size:,} bp synthetic genome with repeats (seed {args.seed}), {args.reads:,} x {args.length} bp "

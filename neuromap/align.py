@@ -247,7 +247,7 @@ def traceback(dp: DPResult, pairs: np.ndarray, query: np.ndarray, target: np.nda
         keep = row_ops != _OP_INS
         md_ops = row_ops[keep].tobytes().decode("ascii")
         ref_letters = _BASES[np.minimum(t_pairs[p, row_cols[keep]], 5)].tobytes().decode("ascii")
-        md, pos, pending = [], 0, 0
+        md, pending = [], 0
         for m in _MD_TOKEN.finditer(md_ops):
             token = m.group()
             if token[0] == "=":

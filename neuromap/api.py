@@ -25,7 +25,7 @@ from neuromap.errors import NeuromapError
 from neuromap.index import open_index
 from neuromap.io.fastx import Record, make_batch
 from neuromap.pairing import InsertModel
-from neuromap.pipeline import AlignOptions, MappedBatch, map_batch, map_pairs, proper_pairs
+from neuromap.pipeline import AlignOptions, MappedBatch, map_batch, map_pairs, pair_fields
 from neuromap.seed import SeedParams
 
 _CIGAR = re.compile(r"(\d+)([MIDNSHP=X])")
@@ -102,7 +102,7 @@ class Aligner:
             batch = make_batch(records)
             res, model, _ = map_pairs(batch, self.index, self.options, self.insert, np.zeros(0, np.int64))
             self.insert = self.insert or model
-            proper = proper_pairs(res, self.index, model)
+            proper = pair_fields(res, model).proper
             seqs = [r.seq for r in records]
             hits = [self._hits(res, r, seqs[r], 1 if r < len(chunk) else 2, bool(proper[r])) for r in range(len(records))]
             out.extend(zip(hits[: len(chunk)], hits[len(chunk) :]))

@@ -288,25 +288,25 @@ def ref_span(cigar: str) -> int:
 
 @dataclass
 class PairFields:
-    """What SAM needs to link mates: read r's mate is `mate[r]`; mate 1 of pair i is read i."""
+    """What SAM needs to link mates: mate 1 of pair i is read i, mate 2 is read n + i."""
 
     n: int  # pairs
-    proper: np.ndarray  # (2n,) bool
+    proper: np.ndarray  # (2n,) bool: both mates mapped FR on one contig, insert in the proper range
+    end: np.ndarray  # (2n,) int64 end (exclusive) of each read's alignment on the reference
 
 
-def proper_pairs(res: MappedBatch, index: Index, model) -> np.ndarray:
-    """(2n,) both mates mapped FR on one contig with an insert in the model's proper range."""
+def pair_fields(res: MappedBatch, model) -> PairFields:
     n = len(res.mapped) // 2
-    if model is None or n == 0:
-        return np.zeros(2 * n, dtype=bool)
     end = res.pos + np.array([ref_span(c) if c != "*" else 0 for c in res.cigar], dtype=np.int64)
+    if model is None or n == 0:
+        return PairFields(n, np.zeros(2 * n, dtype=bool), end)
     a, b = np.arange(n), np.arange(n, 2 * n)
     fwd_start = np.where(res.reverse[a], res.pos[b], res.pos[a])
     rev_end = np.where(res.reverse[a], end[a], end[b])
     ins = rev_end - fwd_start
     ok = res.mapped[a] & res.mapped[b] & (res.contig[a] == res.contig[b]) & (res.reverse[a] != res.reverse[b])
     ok &= (ins >= model.low) & (ins <= model.high)
-    return np.concatenate([ok, ok])
+    return PairFields(n, np.concatenate([ok, ok]), end)
 
 
 def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: str | None, pairs: PairFields | None = None) -> str:
@@ -343,7 +343,7 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
                 mate_tags = f"\tMC:Z:{res.cigar[m]}\tMQ:i:{res.mapq[m]}"
                 if mapped and rnext == "=":
                     left = min(res.pos[r], res.pos[m])
-                    right = max(res.pos[r] + ref_span(res.cigar[r]), res.pos[m] + ref_span(res.cigar[m]))
+                    right = max(pairs.end[r], pairs.end[m])
                     leftmost = res.pos[r] < res.pos[m] or (res.pos[r] == res.pos[m] and r < pairs.n)
                     tlen = int(right - left) * (1 if leftmost else -1)
             else:
@@ -416,17 +416,17 @@ def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | 
     if not opts.paired:
         batch = make_batch(records)
         res = map_batch(batch, index, opts)
-        pair_fields = None
+        fields = None
     else:
         batch = make_batch([r1 for r1, _ in records] + [r2 for _, r2 in records])
         res, model, samples = map_pairs(batch, index, opts, model, np.zeros(0, np.int64) if samples is None else samples)
-        pair_fields = PairFields(len(records), proper_pairs(res, index, model))
+        fields = pair_fields(res, model)
     stats = RunStats(len(batch), int(res.mapped.sum()), int((res.mapped & (res.mapq >= 30)).sum()), int(batch.lengths.sum()))
-    if pair_fields is not None:
-        stats.paired, stats.proper = len(batch), int(pair_fields.proper.sum())
+    if fields is not None:
+        stats.paired, stats.proper = len(batch), int(fields.proper.sum())
     if opts.neural:
         stats.device = device_name()
-    return format_sam(batch, res, index, opts.read_group_id, pair_fields), stats, model, samples
+    return format_sam(batch, res, index, opts.read_group_id, fields), stats, model, samples
 
 
 _WORKER_STATE: tuple[Index, AlignOptions] | None = None

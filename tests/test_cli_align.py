@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pysam
 import pytest
 
@@ -96,7 +95,6 @@ def test_odd_but_valid_reads_are_kept(data_dir, tmp_path):
     assert res.returncode == 0, res.stderr
     recs = records(res.stdout)
     assert [r[0] for r in recs] == [n for n, _ in reads]
-    by = {(r[0], i): r for i, r in enumerate(recs)}
     assert recs[0][9] == reads[0][1] and recs[0][3] == "1001" and recs[0][5] == "150M"
     assert int(recs[1][1]) & 4 and recs[1][9] == "N" * 150
     assert int(recs[2][1]) & 4  # shorter than k: kept, unmapped

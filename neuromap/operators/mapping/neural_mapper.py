@@ -143,7 +143,6 @@ class NeuralReadMapper(TemperatureOperator):
         """read (B, R, 4), reference (B, W, 4), read_mask (B, R) -> dict of outputs (see apply)."""
         read = jnp.asarray(read, jnp.float32)
         reference = jnp.asarray(reference, jnp.float32)
-        n_read, n_ref = read.shape[1], reference.shape[1]
         if read_mask is None:
             read_mask = jnp.ones(read.shape[:2], jnp.float32)
         read_mask = jnp.asarray(read_mask, jnp.float32)
