@@ -94,3 +94,18 @@ def test_failed_simulation_leaves_nothing(tmp_path):
     res = run_cli(["simulate", short, "-n", "5", "-o", tmp_path / "r.fq", "--truth", tmp_path / "t.tsv"])
     assert_clean_error(res, "short.fa", "long enough")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["short.fa"]
+
+
+def test_simulate_pairs_bad_arguments_leave_nothing(data_dir, tmp_path):
+    out = ["-o", tmp_path / "r1.fq", "--truth", tmp_path / "t.tsv"]
+    res = run_cli(["simulate", data_dir / "ref.fa", "-n", "5", *out, "--mate2", tmp_path / "no" / "r2.fq"])
+    assert_clean_error(res, "r2.fq", "does not exist")
+    res = run_cli(["simulate", data_dir / "ref.fa", "-n", "5", *out, "--mate2", tmp_path / "r2.fq", "--fragment-mean", "-10"])
+    assert_clean_error(res, "fragment length")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_pair_options_without_pairs_are_usage_errors(data_dir):
+    res = run_cli(["align", "-I", "400,50", data_dir / "ref.fa", data_dir / "reads.fq"])
+    assert res.returncode == 2 and "-I applies to paired reads" in res.stderr and "Traceback" not in res.stderr
+    assert res.stdout == ""
