@@ -1,23 +1,23 @@
 """Banded affine-gap alignment of oriented reads against their candidate windows.
 
-Every (read, candidate) pair is aligned at once: the DP walks down the read one row at a time and
-each row is a numpy operation over all pairs and the whole band. Row i, band slot b scores read
-base i against window column i + b, so the diagonal a candidate predicts is slot `margin`.
+The DP and its traceback are compiled loops (numba), one (read, candidate) pair at a time, that
+release the GIL. Row i, band slot b scores read base i against window column i + b, so the diagonal
+a candidate predicts is slot `margin`.
 
 Ends are local with a clipping penalty (as bwa-mem's -L): an alignment may start at read base i > 0
 or end before the last base for `clip` points, and the clipped bases become soft clips.
-Horizontal gaps within a row use the prefix-max identity
+Horizontal gaps (deletions) within a row use the running-max identity
     E[b] = max_{b'<b} (H0[b'] + e*b') - o - e*b
-so a row costs a handful of vector operations instead of a loop over columns.
+so a row is one pass over the band. tests/reference_align.py keeps the original vectorised numpy
+implementation, and the tests check that the kernels give the same result bit for bit.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numba import njit
 
 from neuromap.index import PAD_CODE
 
@@ -49,68 +49,106 @@ class DPResult:
     score: np.ndarray  # (P,) best local-with-clipping score
     end_row: np.ndarray  # (P,) last aligned read base
     end_slot: np.ndarray  # (P,) its band slot
-    trace: np.ndarray  # (rows, P, band) uint8: bits 0-1 H0 source, bit 2 H from E, bit 3 F extends
-    gap_len: np.ndarray  # (rows, P, band) uint8 length of the deletion ending at the cell
+    trace: np.ndarray  # (P, rows, band) uint8: bits 0-1 H0 source, bit 2 H from E, bit 3 F extends
+    gap_len: np.ndarray  # (P, rows, band) uint8 length of the deletion ending at the cell
 
 
 _CONT, _START, _FROM_F = 0, 1, 2
 _FROM_E_BIT, _F_EXT_BIT = 4, 8
 
 
+@njit(cache=True, nogil=True)
+def _dp_kernel(query, qlen, target, band, table, o, e, clip, trace, gap_len, best, best_row, best_slot):  # pragma: no cover - compiled
+    n_pairs, rows = query.shape
+    h_prev = np.empty(band, np.int32)
+    f_prev = np.empty(band, np.int32)
+    h_cur = np.empty(band, np.int32)
+    f_cur = np.empty(band, np.int32)
+    for p in range(n_pairs):
+        for b in range(band):
+            h_prev[b] = NEG
+            f_prev[b] = NEG
+        last_row = qlen[p] - 1
+        top, top_row, top_slot = NEG, 0, 0
+        for i in range(min(rows, qlen[p])):
+            qi = query[p, i]
+            row_start = 0 if i == 0 else clip
+            run_v, run_b = NEG, 0  # best H0[b'] + e*b' over b' < b (ties: the later slot)
+            row_best, row_arg = NEG, 0
+            for b in range(band):
+                s = table[qi, target[p, i + b]]
+                cont = h_prev[b] + s
+                start = s - row_start
+                if b + 1 < band:
+                    up_h = h_prev[b + 1] - o - e
+                    up_f = f_prev[b + 1] - e
+                else:
+                    up_h = NEG
+                    up_f = NEG
+                f = up_h if up_h >= up_f else up_f
+                h0 = cont
+                if start > h0:
+                    h0 = start
+                if f > h0:
+                    h0 = f
+                src = _CONT if h0 == cont else (_START if h0 == start else _FROM_F)
+                if b == 0:
+                    e_cur = NEG - o
+                    glen = 0
+                else:
+                    e_cur = run_v - o - e * b
+                    glen = b - run_b
+                bits = src
+                h = h0
+                if e_cur > h0:
+                    bits += _FROM_E_BIT
+                    h = e_cur
+                if up_f > up_h:
+                    bits += _F_EXT_BIT
+                trace[p, i, b] = bits
+                gap_len[p, i, b] = glen
+                v = h0 + e * b
+                if v >= run_v:
+                    run_v, run_b = v, b
+                h_cur[b] = h
+                f_cur[b] = f
+                if h > row_best:
+                    row_best, row_arg = h, b
+            # Ends: at the last read base for free, earlier for the clipping penalty.
+            end_score = row_best - (clip if i < last_row else 0)
+            if end_score > top:
+                top, top_row, top_slot = end_score, i, row_arg
+            for b in range(band):
+                h_prev[b] = h_cur[b]
+                f_prev[b] = f_cur[b]
+        best[p] = top
+        best_row[p] = top_row
+        best_slot[p] = top_slot
+
+
 def banded_align(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int, sc: Scoring) -> DPResult:
+    """Align every (read, window) pair in its band; compiled, one pair at a time.
+
+    Row i, band slot b scores read base i against window column i + b. Ties are broken as in
+    tests/reference_align.py (the vectorised original this kernel is checked against): a cell
+    prefers the diagonal, then a fresh start, then an insertion; a deletion must be strictly
+    better and, among equal ones, the shortest is taken; the earliest row and slot end wins.
+    """
     n_pairs, rows = query.shape
     band = 2 * margin + 1
     if band > 63:
         raise ValueError("band too wide (margin must be <= 31)")
-    o, e = sc.gap_open, sc.gap_extend
-    # All substitution scores at once: (rows, P, band), row i slot b = read i vs column i + b.
-    windows = sliding_window_view(target, band, axis=1)[:, :rows].transpose(1, 0, 2)
-    scores = sc.table().astype(np.int16)[query.T[:, :, None], windows]
-    slots = np.arange(band, dtype=np.int32)
-    slot_gain = e * slots
-    h_prev = np.full((n_pairs, band), NEG, dtype=np.int32)
-    f_prev = np.full((n_pairs, band), NEG, dtype=np.int32)
-    up_h = np.full((n_pairs, band), NEG, dtype=np.int32)
-    up_f = np.full((n_pairs, band), NEG, dtype=np.int32)
-    excl = np.full((n_pairs, band), NEG * 64, dtype=np.int32)
-    trace = np.empty((rows, n_pairs, band), dtype=np.uint8)
-    gap_len = np.empty((rows, n_pairs, band), dtype=np.uint8)
-    best = np.full(n_pairs, NEG, dtype=np.int32)
-    best_row = np.zeros(n_pairs, dtype=np.int64)
-    best_slot = np.zeros(n_pairs, dtype=np.int64)
-    last_row = qlen.astype(np.int64) - 1
-    pair_idx = np.arange(n_pairs)
-    for i in range(rows):
-        s = scores[i]
-        cont = h_prev + s
-        start = s + (0 if i == 0 else -sc.clip)
-        # Insertion (read base without reference): from row i-1, slot b+1.
-        up_h[:, :-1] = h_prev[:, 1:]
-        up_h[:, :-1] -= o + e
-        up_f[:, :-1] = f_prev[:, 1:]
-        up_f[:, :-1] -= e
-        f_cur = np.maximum(up_h, up_f)
-        h0 = np.maximum(cont, start)
-        np.maximum(h0, f_cur, out=h0)
-        src = (h0 != cont).view(np.uint8) + ((h0 != cont) & (h0 != start)).view(np.uint8)
-        # Deletion (reference bases without read): best earlier slot in this row, by prefix max
-        # over keys that carry the slot in their low 6 bits.
-        key = (h0 + slot_gain) * 64 + slots
-        np.maximum.accumulate(key, axis=1, out=key)
-        excl[:, 1:] = key[:, :-1]
-        e_cur = (excl >> 6) - o - slot_gain
-        from_e = e_cur > h0
-        h = np.maximum(h0, e_cur)
-        trace[i] = src + 4 * from_e.view(np.uint8) + 8 * (up_f > up_h).view(np.uint8)
-        gap_len[i] = slots - (excl & 63)
-        # Ends: at the last read base for free, earlier for the clipping penalty.
-        row_arg = h.argmax(axis=1)
-        end_score = h[pair_idx, row_arg] - np.where(i < last_row, sc.clip, 0)
-        better = (i <= last_row) & (end_score > best)
-        best = np.where(better, end_score, best)
-        best_row[better] = i
-        best_slot[better] = row_arg[better]
-        h_prev, f_prev = h, f_cur
+    if target.shape[1] < rows + band - 1:
+        raise ValueError("windows must be at least read width + 2 * margin wide")
+    trace = np.empty((n_pairs, rows, band), dtype=np.uint8)
+    gap_len = np.empty((n_pairs, rows, band), dtype=np.uint8)
+    best = np.empty(n_pairs, dtype=np.int32)
+    best_row = np.empty(n_pairs, dtype=np.int64)
+    best_slot = np.empty(n_pairs, dtype=np.int64)
+    _dp_kernel(
+        np.ascontiguousarray(query, dtype=np.uint8), np.asarray(qlen, dtype=np.int64), np.ascontiguousarray(target, dtype=np.uint8),
+        band, sc.table(), sc.gap_open, sc.gap_extend, sc.clip, trace, gap_len, best, best_row, best_slot,
+    )
     return DPResult(best, best_row, best_slot, trace, gap_len)
 
 
@@ -166,100 +204,161 @@ class Alignment:
 
 
 _OP_MATCH, _OP_MISMATCH, _OP_INS, _OP_DEL = ord("="), ord("X"), ord("I"), ord("D")
-_BASES = np.frombuffer(b"ACGTNN", dtype=np.uint8)
-_CIGAR_RUN = re.compile(r"M+|I+|D+")
-_MD_TOKEN = re.compile(r"=+|X|D+")
+_LETTERS = np.frombuffer(b"ACGTNN", dtype=np.uint8)
+
+
+@njit(cache=True, nogil=True)
+def _put_int(buf, at, value):  # pragma: no cover - compiled
+    """Write `value` >= 0 in decimal at buf[at:]; returns the position after it."""
+    digits = 1
+    v = value
+    while v >= 10:
+        v //= 10
+        digits += 1
+    for j in range(digits - 1, -1, -1):
+        buf[at + j] = 48 + value % 10
+        value //= 10
+    return at + digits
+
+
+@njit(cache=True, nogil=True)
+def _traceback_kernel(trace, gap_len, end_row, end_slot, pairs, query, target, qlen, letters,
+                      ref_start, ref_end, nm, cigar, cigar_len, md, md_len):  # pragma: no cover - compiled
+    rows, band = trace.shape[1], trace.shape[2]
+    max_steps = rows + band + 2
+    ops = np.empty(max_steps, np.uint8)
+    cols = np.empty(max_steps, np.int64)
+    for n in range(len(pairs)):
+        p = pairs[n]
+        i, b = end_row[p], end_slot[p]
+        state = 0  # 0 at H, 1 at H0, 2 in an insertion, 3 in a deletion
+        del_left = 0
+        left_clip = 0
+        steps = 0
+        lo, hi = -1, -1
+        for _ in range(max_steps):
+            cell = trace[p, i, b]
+            if state == 0:
+                if cell & _FROM_E_BIT:
+                    del_left = gap_len[p, i, b]
+                    state = 3
+                else:
+                    state = 1
+            src = cell & 3
+            if state == 1 and src == _FROM_F:
+                state = 2
+            col = i + b
+            if state == 1:  # diagonal: match or mismatch, possibly the alignment's first base
+                qb = query[p, i]
+                ops[steps] = _OP_MATCH if (qb == target[p, col] and qb < 4) else _OP_MISMATCH
+                cols[steps] = col
+                steps += 1
+                if lo < 0 or col < lo:
+                    lo = col
+                if col + 1 > hi:
+                    hi = col + 1
+                if src == _START or i == 0:
+                    left_clip = i
+                    break
+                i -= 1
+                state = 0
+            elif state == 2:
+                ops[steps] = _OP_INS
+                cols[steps] = -1
+                steps += 1
+                ext = cell & _F_EXT_BIT
+                i -= 1
+                b += 1
+                if not ext:
+                    state = 0
+            else:
+                ops[steps] = _OP_DEL
+                cols[steps] = col
+                steps += 1
+                if lo < 0 or col < lo:
+                    lo = col
+                if col + 1 > hi:
+                    hi = col + 1
+                b -= 1
+                del_left -= 1
+                if del_left == 0:
+                    state = 1
+        ref_start[n], ref_end[n] = lo, hi
+        right_clip = qlen[p] - 1 - end_row[p]
+        # CIGAR, forward order: clips, then runs of M (= or X), I, D.
+        c = 0
+        if left_clip:
+            c = _put_int(cigar[n], c, left_clip)
+            cigar[n, c] = 83  # S
+            c += 1
+        edits = 0
+        j = steps - 1
+        while j >= 0:
+            kind = 77 if (ops[j] == _OP_MATCH or ops[j] == _OP_MISMATCH) else ops[j]  # M
+            run = 0
+            while j >= 0 and (77 if (ops[j] == _OP_MATCH or ops[j] == _OP_MISMATCH) else ops[j]) == kind:
+                if ops[j] != _OP_MATCH:
+                    edits += 1
+                run += 1
+                j -= 1
+            c = _put_int(cigar[n], c, run)
+            cigar[n, c] = kind
+            c += 1
+        if right_clip:
+            c = _put_int(cigar[n], c, right_clip)
+            cigar[n, c] = 83
+            c += 1
+        cigar_len[n] = c
+        nm[n] = edits
+        # MD: matches counted, a mismatch as its reference letter, a deletion as ^letters.
+        m = 0
+        pending = 0
+        j = steps - 1
+        while j >= 0:
+            op = ops[j]
+            if op == _OP_MATCH:
+                pending += 1
+                j -= 1
+            elif op == _OP_INS:
+                j -= 1
+            elif op == _OP_MISMATCH:
+                m = _put_int(md[n], m, pending)
+                pending = 0
+                md[n, m] = letters[min(target[p, cols[j]], 5)]
+                m += 1
+                j -= 1
+            else:
+                m = _put_int(md[n], m, pending)
+                pending = 0
+                md[n, m] = 94  # ^
+                m += 1
+                while j >= 0 and ops[j] == _OP_DEL:
+                    md[n, m] = letters[min(target[p, cols[j]], 5)]
+                    m += 1
+                    j -= 1
+        m = _put_int(md[n], m, pending)
+        md_len[n] = m
+
+
+def _strings(buf: np.ndarray, lengths: np.ndarray) -> list[str]:
+    return [buf[r, :k].tobytes().decode("ascii") for r, k in enumerate(lengths.tolist())]
 
 
 def traceback(dp: DPResult, pairs: np.ndarray, query: np.ndarray, target: np.ndarray, qlen: np.ndarray) -> Alignment:
     """Walk back from each selected pair's best cell; returns CIGAR (with soft clips), MD, NM."""
     n = len(pairs)
-    rows, _, band = dp.trace.shape
-    i = dp.end_row[pairs].astype(np.int64)
-    b = dp.end_slot[pairs].astype(np.int64)
-    state = np.zeros(n, dtype=np.int8)  # 0 at H, 1 at H0, 2 in insertion, 3 in deletion
-    del_left = np.zeros(n, dtype=np.int64)
-    active = np.ones(n, dtype=bool)
-    left_clip = np.zeros(n, dtype=np.int64)
-    max_steps = rows + band + 2
-    ops = np.zeros((max_steps, n), dtype=np.uint8)
-    cols = np.full((max_steps, n), -1, dtype=np.int64)
-    idx = np.arange(n)
-    q_pairs = query[pairs]
-    t_pairs = target[pairs]
-    for step in range(max_steps):
-        if not active.any():
-            break
-        ii = np.clip(i, 0, rows - 1)
-        cell = dp.trace[ii, pairs, b]
-        # H: switch into deletion if the cell's best came from E.
-        go_del = active & (state == 0) & ((cell & _FROM_E_BIT) > 0)
-        del_left = np.where(go_del, dp.gap_len[ii, pairs, b].astype(np.int64), del_left)
-        state = np.where(go_del, 3, np.where(active & (state == 0), 1, state))
-        src = cell & 3
-        at_h0 = active & (state == 1)
-        go_ins = at_h0 & (src == _FROM_F)
-        state = np.where(go_ins, 2, state)
-        # Diagonal step (match or mismatch), possibly the alignment's first base.
-        diag = at_h0 & (src != _FROM_F)
-        col = i + b
-        qb = q_pairs[idx, np.clip(i, 0, q_pairs.shape[1] - 1)]
-        tb = t_pairs[idx, np.clip(col, 0, t_pairs.shape[1] - 1)]
-        is_match = (qb == tb) & (qb < 4)
-        ins = active & (state == 2)
-        dele = active & (state == 3)
-        ops[step] = np.where(diag, np.where(is_match, _OP_MATCH, _OP_MISMATCH), np.where(ins, _OP_INS, np.where(dele, _OP_DEL, 0)))
-        cols[step] = np.where(diag | dele, col, -1)
-        # Move.
-        finished = diag & ((src == _START) | (i == 0))
-        left_clip = np.where(finished, i, left_clip)
-        ext = (cell & _F_EXT_BIT) > 0
-        i = np.where(diag | ins, i - 1, i)
-        b = np.where(ins, b + 1, np.where(dele, b - 1, b))
-        state = np.where(diag, 0, state)
-        state = np.where(ins & ~ext, 0, state)
-        del_left = np.where(dele, del_left - 1, del_left)
-        state = np.where(dele & (del_left == 0), 1, state)
-        active &= ~finished
-    right_clip = qlen[pairs].astype(np.int64) - 1 - dp.end_row[pairs]
-    ref_start = np.full(n, -1, dtype=np.int64)
-    ref_end = np.full(n, -1, dtype=np.int64)
-    has_col = cols >= 0
-    any_col = has_col.any(axis=0)
-    big = np.iinfo(np.int64).max
-    ref_start[any_col] = np.where(has_col, cols, big).min(axis=0)[any_col]
-    ref_end[any_col] = cols.max(axis=0)[any_col] + 1
-    op_strings = ops[::-1].T.copy()  # forward order, one row per pair, zeros where no step
-    cigars, mds = [], []
-    nm = np.zeros(n, dtype=np.int32)
-    for p in range(n):
-        row_ops = op_strings[p]
-        row_ops = row_ops[row_ops > 0]
-        row_cols = cols[::-1, p][ops[::-1, p] > 0]
-        text = row_ops.tobytes().decode("ascii")
-        cig = []
-        if left_clip[p]:
-            cig.append(f"{left_clip[p]}S")
-        cig.extend(f"{len(m)}{m[0]}" for m in _CIGAR_RUN.findall(text.replace("=", "M").replace("X", "M")))
-        if right_clip[p]:
-            cig.append(f"{right_clip[p]}S")
-        cigars.append("".join(cig))
-        keep = row_ops != _OP_INS
-        md_ops = row_ops[keep].tobytes().decode("ascii")
-        ref_letters = _BASES[np.minimum(t_pairs[p, row_cols[keep]], 5)].tobytes().decode("ascii")
-        md, pending = [], 0
-        for m in _MD_TOKEN.finditer(md_ops):
-            token = m.group()
-            if token[0] == "=":
-                pending += len(token)
-            else:
-                md.append(str(pending))
-                pending = 0
-                if token == "X":
-                    md.append(ref_letters[m.start()])
-                else:
-                    md.append("^" + ref_letters[m.start() : m.end()])
-        md.append(str(pending))
-        mds.append("".join(md))
-        nm[p] = text.count("X") + text.count("I") + text.count("D")
-    return Alignment(ref_start=ref_start, ref_end=ref_end, cigar=cigars, md=mds, nm=nm)
+    rows, band = dp.trace.shape[1], dp.trace.shape[2]
+    room = 6 * (rows + band + 8)  # every step a run of one, with its digits
+    ref_start = np.empty(n, dtype=np.int64)
+    ref_end = np.empty(n, dtype=np.int64)
+    nm = np.empty(n, dtype=np.int32)
+    cigar = np.empty((n, room), dtype=np.uint8)
+    md = np.empty((n, room), dtype=np.uint8)
+    cigar_len = np.empty(n, dtype=np.int64)
+    md_len = np.empty(n, dtype=np.int64)
+    _traceback_kernel(
+        dp.trace, dp.gap_len, dp.end_row, dp.end_slot, np.asarray(pairs, dtype=np.int64),
+        np.ascontiguousarray(query, dtype=np.uint8), np.ascontiguousarray(target, dtype=np.uint8), np.asarray(qlen, dtype=np.int64),
+        _LETTERS, ref_start, ref_end, nm, cigar, cigar_len, md, md_len,
+    )
+    return Alignment(ref_start=ref_start, ref_end=ref_end, cigar=_strings(cigar, cigar_len), md=_strings(md, md_len), nm=nm)

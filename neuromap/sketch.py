@@ -1,4 +1,5 @@
-"""Minimizer sketches of 2-bit coded sequences, vectorised over rows (reads) or chunks (reference).
+"""Minimizer sketches of 2-bit coded sequences, over rows (reads) or chunks (reference); compiled
+loops (numba) checked against the numpy original in tests/reference_sketch.py.
 
 A k-mer's hash is minimap2's invertible hash64 of its canonical 2-bit code; a position is a
 (w, k)-minimizer when its hash is the smallest of some window of w consecutive k-mers. K-mers that
@@ -8,23 +9,79 @@ contain a base other than A/C/G/T are never minimizers.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numba import njit
 
 INVALID_HASH = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-def hash64(key: np.ndarray, mask: np.uint64) -> np.ndarray:
+_U0, _U2, _U3 = np.uint64(0), np.uint64(2), np.uint64(3)
+_S21, _S24, _S3, _S8, _S14, _S4, _S28, _S31 = (np.uint64(v) for v in (21, 24, 3, 8, 14, 4, 28, 31))
+
+
+@njit(cache=True, nogil=True)
+def _hash64(key, mask):  # pragma: no cover - compiled
     """minimap2's invertible integer hash on 2k bits (uint64 arithmetic wraps, as in C)."""
-    key = key.astype(np.uint64, copy=True)
-    with np.errstate(over="ignore"):
-        key = (~key + (key << np.uint64(21))) & mask
-        key = key ^ (key >> np.uint64(24))
-        key = ((key + (key << np.uint64(3))) + (key << np.uint64(8))) & mask
-        key = key ^ (key >> np.uint64(14))
-        key = ((key + (key << np.uint64(2))) + (key << np.uint64(4))) & mask
-        key = key ^ (key >> np.uint64(28))
-        key = (key + (key << np.uint64(31))) & mask
+    key = (~key + (key << _S21)) & mask
+    key = key ^ (key >> _S24)
+    key = ((key + (key << _S3)) + (key << _S8)) & mask
+    key = key ^ (key >> _S14)
+    key = ((key + (key << _U2)) + (key << _S4)) & mask
+    key = key ^ (key >> _S28)
+    key = (key + (key << _S31)) & mask
     return key
+
+
+@njit(cache=True, nogil=True)
+def _hash_rows(codes, k, hashes, is_reverse):  # pragma: no cover - compiled
+    """Rolling 2-bit codes of each row's k-mers, forward and reverse complement, hashed."""
+    rows, length = codes.shape
+    mask = (np.uint64(1) << np.uint64(2 * k)) - np.uint64(1)
+    top = np.uint64(2 * (k - 1))
+    for r in range(rows):
+        fwd = _U0
+        rev = _U0
+        last_bad = -1
+        for j in range(length):
+            c = codes[r, j]
+            if c >= 4:
+                last_bad = j
+            base = np.uint64(min(c, 3))
+            fwd = ((fwd << _U2) | base) & mask
+            rev = (rev >> _U2) | ((_U3 - base) << top)
+            m = j - k + 1
+            if m >= 0:
+                is_reverse[r, m] = rev < fwd
+                if last_bad >= m:
+                    hashes[r, m] = INVALID_HASH
+                else:
+                    hashes[r, m] = _hash64(rev if rev < fwd else fwd, mask)
+
+
+@njit(cache=True, nogil=True)
+def _select(hashes, w, selected):  # pragma: no cover - compiled
+    """selected[r, m]: k-mer m is the smallest of some window of `width` consecutive k-mers."""
+    rows, n_kmers = hashes.shape
+    width = min(w, n_kmers)
+    n_windows = n_kmers - width + 1
+    window_min = np.empty(n_windows, np.uint64)
+    for r in range(rows):
+        for s in range(n_windows):
+            v = hashes[r, s]
+            for t in range(s + 1, s + width):
+                if hashes[r, t] < v:
+                    v = hashes[r, t]
+            window_min[s] = v
+        for m in range(n_kmers):
+            h = hashes[r, m]
+            if h == INVALID_HASH:
+                selected[r, m] = False
+                continue
+            # Every window containing m has a minimum <= h; m is selected when the largest is h.
+            v = _U0
+            for s in range(max(0, m - width + 1), min(m, n_windows - 1) + 1):
+                if window_min[s] > v:
+                    v = window_min[s]
+            selected[r, m] = v == h
 
 
 def kmer_hashes(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -34,30 +91,11 @@ def kmer_hashes(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     Returns (hashes, reverse) each (rows, length - k + 1); invalid k-mers hash to INVALID_HASH.
     """
     rows, length = codes.shape
-    n_kmers = length - k + 1
-    if n_kmers <= 0:
-        empty = np.zeros((rows, 0), dtype=np.uint64)
-        return empty, np.zeros((rows, 0), dtype=bool)
-    base = np.minimum(codes, 3).astype(np.uint64)
-    complement = np.uint64(3) - base
-    forward = np.zeros((rows, n_kmers), dtype=np.uint64)
-    reverse = np.zeros((rows, n_kmers), dtype=np.uint64)
-    shifted = np.empty((rows, n_kmers), dtype=np.uint64)
-    two = np.uint64(2)
-    for j in range(k):  # in place: no temporary arrays per base
-        forward <<= two
-        forward |= base[:, j : j + n_kmers]
-        np.left_shift(complement[:, j : j + n_kmers], np.uint64(2 * j), out=shifted)
-        reverse |= shifted
-    bad = np.concatenate(
-        [np.zeros((rows, 1), dtype=np.int32), np.cumsum(codes >= 4, axis=1, dtype=np.int32)], axis=1
-    )
-    invalid = (bad[:, k:] - bad[:, :n_kmers]) > 0
-    is_reverse = reverse < forward
-    canonical = np.where(is_reverse, reverse, forward)
-    mask = np.uint64((1 << (2 * k)) - 1)
-    hashes = hash64(canonical, mask)
-    hashes[invalid] = INVALID_HASH
+    n_kmers = max(length - k + 1, 0)
+    hashes = np.empty((rows, n_kmers), dtype=np.uint64)
+    is_reverse = np.empty((rows, n_kmers), dtype=bool)
+    if n_kmers:
+        _hash_rows(np.ascontiguousarray(codes, dtype=np.uint8), k, hashes, is_reverse)
     return hashes, is_reverse
 
 
@@ -66,17 +104,10 @@ def minimizer_mask(hashes: np.ndarray, w: int) -> np.ndarray:
 
     Rows shorter than w k-mers are treated as one window. Ties select every tied position.
     """
-    rows, n_kmers = hashes.shape
-    if n_kmers == 0:
-        return np.zeros((rows, 0), dtype=bool)
-    width = min(w, n_kmers)
-    window_min = sliding_window_view(hashes, width, axis=1).min(axis=2)
-    # A position is selected when the largest minimum among the windows containing it equals its
-    # own hash (every such minimum is <= its hash).
-    padded = np.zeros((rows, window_min.shape[1] + 2 * (width - 1)), dtype=np.uint64)
-    padded[:, width - 1 : width - 1 + window_min.shape[1]] = window_min
-    containing_max = sliding_window_view(padded, width, axis=1).max(axis=2)
-    return (containing_max == hashes) & (hashes != INVALID_HASH)
+    selected = np.zeros(hashes.shape, dtype=bool)
+    if hashes.shape[1]:
+        _select(np.ascontiguousarray(hashes), w, selected)
+    return selected
 
 
 def sketch_rows(codes: np.ndarray, k: int, w: int):

@@ -2,6 +2,7 @@
 memory as the input grows (peak RSS measured, not timed)."""
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -63,16 +64,23 @@ def big_reference(tmp_path_factory):
 def test_interrupted_index_leaves_nothing(big_reference, tmp_path, sig, code, phase):
     ref = tmp_path / "big.fa"
     os.link(big_reference, ref)
-    proc = subprocess.Popen([sys.executable, "-m", "neuromap", "index", str(ref)], stderr=subprocess.PIPE, start_new_session=True)
-    if phase == "sketching":
-        time.sleep(1.5)
+    proc = subprocess.Popen([sys.executable, "-m", "neuromap", "index", "--progress", str(ref)], stderr=subprocess.PIPE, start_new_session=True)
+    seen = b""
+    if phase == "sketching":  # as soon as the progress bar appears: the reference is read
+        deadline = time.time() + 60
+        while time.time() < deadline and b"indexing" not in seen:
+            if select.select([proc.stderr], [], [], 0.1)[0]:
+                chunk = os.read(proc.stderr.fileno(), 4096)
+                if not chunk:
+                    break
+                seen += chunk
     else:  # as soon as the temporary index directory appears
         deadline = time.time() + 60
         while time.time() < deadline and proc.poll() is None and not any(".tmp-" in p.name for p in tmp_path.iterdir()):
             time.sleep(0.002)
     os.killpg(proc.pid, sig)
     status = proc.wait(timeout=60)
-    err = proc.stderr.read().decode()
+    err = (seen + proc.stderr.read()).decode()
     assert "Traceback" not in err
     if status == 0:  # it finished before the signal arrived: then the index is whole
         assert phase == "writing"

@@ -1,0 +1,74 @@
+"""The compiled kernels (numba) against the numpy implementations they replaced, bit for bit.
+
+tests/reference_align.py and tests/reference_sketch.py hold the original vectorised numpy code;
+on random reads and windows (substitutions, Ns, indels, padding, low-complexity rows with tied
+hashes) the kernels must give the same scores, ends, CIGARs, MDs, NMs and minimizers.
+"""
+
+import numpy as np
+import pytest
+
+from neuromap.align import Scoring, banded_align, traceback
+from neuromap.sketch import kmer_hashes, sketch_rows, sketch_sequence
+from reference_align import banded_align_numpy, traceback_numpy
+from reference_sketch import kmer_hashes_numpy, sketch_rows_numpy
+
+
+def _pairs(rng, n, rows, margin):
+    band = 2 * margin + 1
+    t = rng.integers(0, 4, (n, rows + band - 1)).astype(np.uint8)
+    q = t[:, margin : margin + rows].copy()
+    mutate = rng.random(q.shape) < rng.random() * 0.3
+    q[mutate] = rng.integers(0, 5, int(mutate.sum()))
+    for p in range(n):
+        if rng.random() < 0.5:
+            at, d = int(rng.integers(0, rows)), int(rng.integers(1, 6))
+            if rng.random() < 0.5:  # insertion in the read
+                q[p, at:] = np.concatenate([rng.integers(0, 4, d), q[p, at:]])[: rows - at]
+            else:  # deletion from the read
+                q[p, at : rows - d] = q[p, at + d : rows].copy()
+    t[rng.random(t.shape) < 0.02] = 5  # off-contig padding
+    qlen = rng.integers(max(1, rows // 2), rows + 1, n)
+    return q, t, qlen
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_dp_and_traceback_match_the_numpy_original(seed):
+    rng = np.random.default_rng(seed)
+    rows, margin = int(rng.integers(20, 160)), int(rng.integers(2, 20))
+    q, t, qlen = _pairs(rng, 150, rows, margin)
+    sc = Scoring() if seed % 2 else Scoring(match=2, mismatch=3, gap_open=5, gap_extend=2, clip=3)
+    a = banded_align(q, qlen, t, margin, sc)
+    b = banded_align_numpy(q, qlen, t, margin, sc)
+    assert np.array_equal(a.score, b.score)
+    assert np.array_equal(a.end_row, b.end_row) and np.array_equal(a.end_slot, b.end_slot)
+    sel = rng.permutation(len(qlen))[:100]
+    x, y = traceback(a, sel, q, t, qlen), traceback_numpy(b, sel, q, t, qlen)
+    assert x.cigar == y.cigar and x.md == y.md
+    assert np.array_equal(x.nm, y.nm)
+    assert np.array_equal(x.ref_start, y.ref_start) and np.array_equal(x.ref_end, y.ref_end)
+    assert sum(c.count("I") + c.count("D") for c in x.cigar) > 0  # gaps were exercised
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_sketch_matches_the_numpy_original(seed):
+    rng = np.random.default_rng(100 + seed)
+    rows, length = int(rng.integers(1, 40)), int(rng.integers(1, 300))
+    k, w = int(rng.integers(3, 22)), int(rng.integers(1, 15))
+    high = 2 if seed % 3 == 0 else 4  # two-letter rows: many tied hashes
+    codes = rng.integers(0, high, (rows, length)).astype(np.uint8)
+    codes[rng.random(codes.shape) < 0.02] = 4
+    for r in range(rows):  # padding after each read's end, as in a batch
+        codes[r, int(rng.integers(0, length + 1)) :] = 4
+    for x, y in zip(sketch_rows(codes, k, w), sketch_rows_numpy(codes, k, w)):
+        assert np.array_equal(x, y)
+    hx, rx = kmer_hashes(codes, k)
+    hy, ry = kmer_hashes_numpy(codes, k)
+    assert np.array_equal(hx, hy) and np.array_equal(rx, ry)
+
+
+def test_sketch_of_a_long_sequence_matches_in_chunks():
+    codes = np.random.default_rng(7).integers(0, 4, 50_000).astype(np.uint8)
+    pos, hashes, rev = sketch_sequence(codes, 21, 11)
+    _, p2, h2, r2 = sketch_rows_numpy(codes[None], 21, 11)
+    assert np.array_equal(pos, p2) and np.array_equal(hashes, h2) and np.array_equal(rev, r2)
