@@ -175,21 +175,12 @@ def ungapped(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: in
 def ungapped_description(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int):
     """CIGAR, MD and NM of ungapped alignments on the predicted diagonal."""
     n, width = query.shape
-    diag = target[:, margin : margin + width]
-    inside = np.arange(width)[None, :] < qlen[:, None]
-    differ = inside & ~((query == diag) & (query < 4))
-    nm = differ.sum(axis=1).astype(np.int32)
-    cigars, mds = [], []
-    for p in range(n):
-        length = int(qlen[p])
-        cigars.append(f"{length}M")
-        md, last = [], 0
-        for j in np.flatnonzero(differ[p]):
-            md.append(f"{j - last}{'ACGTNN'[diag[p, j]]}")
-            last = j + 1
-        md.append(str(length - last))
-        mds.append("".join(md))
-    return cigars, mds, nm
+    md = np.empty((n, 4 * width + 8), dtype=np.uint8)
+    md_len = np.empty(n, dtype=np.int64)
+    nm = np.empty(n, dtype=np.int32)
+    _ungapped_md_kernel(np.ascontiguousarray(query, dtype=np.uint8), np.asarray(qlen, dtype=np.int64),
+                        np.ascontiguousarray(target, dtype=np.uint8), margin, _LETTERS, md, md_len, nm)
+    return [f"{length}M" for length in qlen.tolist()], _strings(md, md_len), nm
 
 
 @dataclass
@@ -219,6 +210,22 @@ def _put_int(buf, at, value):  # pragma: no cover - compiled
         buf[at + j] = 48 + value % 10
         value //= 10
     return at + digits
+
+
+@njit(cache=True, nogil=True)
+def _ungapped_md_kernel(query, qlen, target, margin, letters, md, md_len, nm):  # pragma: no cover - compiled
+    for p in range(query.shape[0]):
+        m, last, edits = 0, 0, 0
+        for j in range(qlen[p]):
+            t = target[p, margin + j]
+            if not (query[p, j] == t and t < 4):
+                m = _put_int(md[p], m, j - last)
+                md[p, m] = letters[min(t, 5)]
+                m += 1
+                last = j + 1
+                edits += 1
+        md_len[p] = _put_int(md[p], m, qlen[p] - last)
+        nm[p] = edits
 
 
 @njit(cache=True, nogil=True)

@@ -101,6 +101,21 @@ class Index:
     def contig_of(self, global_pos: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.contig_offsets, global_pos, side="right") - 1
 
+    def buckets(self) -> tuple[np.ndarray, int]:
+        """(offsets, shift): the minimizers whose hash h has top bits h >> shift == b are
+        mm_hash[offsets[b]:offsets[b + 1]]. Hashes are uniform (hash64 is a bijection), so a bucket
+        holds about four entries and a lookup touches one or two cache lines, not twenty. Built on
+        first use (in memory, about 2 bytes per minimizer), not stored in the index."""
+        cached = self.__dict__.get("_buckets")
+        if cached is None:
+            bits = 2 * self.k
+            b = min(bits, max(1, len(self.mm_hash).bit_length() - 2))
+            shift = bits - b
+            bounds = np.arange((1 << b) + 1, dtype=np.uint64) << np.uint64(shift)
+            offsets = np.searchsorted(np.asarray(self.mm_hash), bounds, side="left").astype(np.int64)
+            cached = self.__dict__["_buckets"] = (offsets, shift)
+        return cached
+
 
 def _reference_stat(path: str) -> dict:
     st = os.stat(path)

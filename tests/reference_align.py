@@ -169,3 +169,23 @@ def traceback_numpy(dp: DPResult, pairs: np.ndarray, query: np.ndarray, target: 
         mds.append("".join(md))
         nm[p] = text.count("X") + text.count("I") + text.count("D")
     return Alignment(ref_start=ref_start, ref_end=ref_end, cigar=cigars, md=mds, nm=nm)
+
+
+def ungapped_description_numpy(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int):
+    """CIGAR, MD and NM of ungapped alignments on the predicted diagonal."""
+    n, width = query.shape
+    diag = target[:, margin : margin + width]
+    inside = np.arange(width)[None, :] < qlen[:, None]
+    differ = inside & ~((query == diag) & (query < 4))
+    nm = differ.sum(axis=1).astype(np.int32)
+    cigars, mds = [], []
+    for p in range(n):
+        length = int(qlen[p])
+        cigars.append(f"{length}M")
+        md, last = [], 0
+        for j in np.flatnonzero(differ[p]):
+            md.append(f"{j - last}{'ACGTNN'[diag[p, j]]}")
+            last = j + 1
+        md.append(str(length - last))
+        mds.append("".join(md))
+    return cigars, mds, nm

@@ -8,9 +8,13 @@ hashes) the kernels must give the same scores, ends, CIGARs, MDs, NMs and minimi
 import numpy as np
 import pytest
 
-from neuromap.align import Scoring, banded_align, traceback
+from neuromap.align import Scoring, banded_align, traceback, ungapped_description
+from neuromap.index import open_index
+from neuromap.io.fastx import make_batch, read_fastx
+from neuromap.seed import SeedParams, find_candidates
 from neuromap.sketch import kmer_hashes, sketch_rows, sketch_sequence
-from reference_align import banded_align_numpy, traceback_numpy
+from reference_align import banded_align_numpy, traceback_numpy, ungapped_description_numpy
+from reference_seed import find_candidates_numpy
 from reference_sketch import kmer_hashes_numpy, sketch_rows_numpy
 
 
@@ -72,3 +76,27 @@ def test_sketch_of_a_long_sequence_matches_in_chunks():
     pos, hashes, rev = sketch_sequence(codes, 21, 11)
     _, p2, h2, r2 = sketch_rows_numpy(codes[None], 21, 11)
     assert np.array_equal(pos, p2) and np.array_equal(hashes, h2) and np.array_equal(rev, r2)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ungapped_description_matches_the_numpy_original(seed):
+    rng = np.random.default_rng(200 + seed)
+    q, t, qlen = _pairs(rng, 200, int(rng.integers(10, 200)), int(rng.integers(0, 20)))
+    margin = (t.shape[1] - q.shape[1]) // 2
+    cigar, md, nm = ungapped_description(q, qlen, t, margin)
+    cigar_np, md_np, nm_np = ungapped_description_numpy(q, qlen, t, margin)
+    assert cigar == cigar_np and md == md_np and np.array_equal(nm, nm_np)
+
+
+@pytest.mark.parametrize("params", [SeedParams(), SeedParams(max_candidates=3, max_occ=20, max_diag_gap=5, max_span=8)])
+def test_seeding_matches_the_numpy_original(data_dir, params):
+    """Candidates of the test reads and of reads from the repeats (mutated, both strands, some
+    short), with default and tight parameters."""
+    index = open_index(str(data_dir / "ref.fa"))
+    records = list(read_fastx(str(data_dir / "reads.fq")))[:1500]
+    batch = make_batch(records)
+    got = find_candidates(batch.codes, batch.lengths, index, params)
+    want = find_candidates_numpy(batch.codes, batch.lengths, index, params)
+    for name in ("valid", "diagonal", "reverse", "contig", "support", "n_clusters"):
+        assert np.array_equal(getattr(got, name), getattr(want, name)), name
+    assert got.n_clusters.max() > 1 and got.valid.sum() > len(records)  # repeats were exercised
