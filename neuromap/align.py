@@ -49,81 +49,89 @@ class DPResult:
     score: np.ndarray  # (P,) best local-with-clipping score
     end_row: np.ndarray  # (P,) last aligned read base
     end_slot: np.ndarray  # (P,) its band slot
-    trace: np.ndarray  # (P, rows, band) uint8: bits 0-1 H0 source, bit 2 H from E, bit 3 F extends
-    gap_len: np.ndarray  # (P, rows, band) uint8 length of the deletion ending at the cell
+    trace: np.ndarray  # (rows, band, P) uint16: bits 0-1 H0 source, bit 2 H from E, bit 3 F extends,
+    #                    bits 8-13 the length of the deletion ending at the cell
 
 
 _CONT, _START, _FROM_F = 0, 1, 2
 _FROM_E_BIT, _F_EXT_BIT = 4, 8
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _dp_row(qi, t_t, i, band, hp_all, fp_all, hc_all, fc_all, trg, run_key, row_key, mt, mm, amb, off, rs, oe, e32):  # pragma: no cover - compiled
+    n = len(qi)
+    for p in range(n):
+        run_key[p] = NEG * 64
+        row_key[p] = NEG * 64
+    for b in range(band):
+        tb = t_t[i + b]
+        hp, hu, fu = hp_all[b], hp_all[b + 1], fp_all[b + 1]
+        hc, fc, tg = hc_all[b], fc_all[b], trg[b]
+        eb = np.int32(e32 * b)
+        bb = np.int32(b)
+        for p in range(n):
+            x, y = qi[p], tb[p]
+            s = mt if (x == y) & (x < 4) else mm
+            s = amb if (x == 4) | (y == 4) else s
+            s = off if y == 5 else s
+            cont = hp[p] + s
+            start = s - rs
+            up_h = hu[p] - oe
+            up_f = fu[p] - e32
+            f = max(up_h, up_f)
+            h0 = max(max(cont, start), f)
+            src = np.int32(0) if h0 == cont else (np.int32(1) if h0 == start else np.int32(2))
+            rk = run_key[p]
+            e_cur = (rk >> 6) - oe + e32 - eb
+            from_e = e_cur > h0
+            h = max(e_cur, h0)
+            # bits 0-1 H0 source, 2 H from E, 3 F extends, 8-13 the deletion's length
+            tg[p] = np.uint16(src | (np.int32(4) if from_e else np.int32(0)) | (np.int32(8) if up_f > up_h else np.int32(0)) | ((bb - (rk & 63)) << 8))
+            run_key[p] = max(rk, ((h0 + eb) << 6) | bb)
+            hc[p] = h
+            fc[p] = f
+            row_key[p] = max(row_key[p], (h << 6) | (63 - bb))
+
+
 @njit(cache=True, nogil=True)
-def _dp_kernel(query, qlen, target, band, table, o, e, clip, trace, gap_len, best, best_row, best_slot):  # pragma: no cover - compiled
-    n_pairs, rows = query.shape
-    h_prev = np.empty(band, np.int32)
-    f_prev = np.empty(band, np.int32)
-    h_cur = np.empty(band, np.int32)
-    f_cur = np.empty(band, np.int32)
-    for p in range(n_pairs):
-        for b in range(band):
-            h_prev[b] = NEG
-            f_prev[b] = NEG
-        last_row = qlen[p] - 1
-        top, top_row, top_slot = NEG, 0, 0
-        for i in range(min(rows, qlen[p])):
-            qi = query[p, i]
-            row_start = 0 if i == 0 else clip
-            run_v, run_b = NEG, 0  # best H0[b'] + e*b' over b' < b (ties: the later slot)
-            row_best, row_arg = NEG, 0
-            for b in range(band):
-                s = table[qi, target[p, i + b]]
-                cont = h_prev[b] + s
-                start = s - row_start
-                if b + 1 < band:
-                    up_h = h_prev[b + 1] - o - e
-                    up_f = f_prev[b + 1] - e
-                else:
-                    up_h = NEG
-                    up_f = NEG
-                f = up_h if up_h >= up_f else up_f
-                h0 = cont
-                if start > h0:
-                    h0 = start
-                if f > h0:
-                    h0 = f
-                src = _CONT if h0 == cont else (_START if h0 == start else _FROM_F)
-                if b == 0:
-                    e_cur = NEG - o
-                    glen = 0
-                else:
-                    e_cur = run_v - o - e * b
-                    glen = b - run_b
-                bits = src
-                h = h0
-                if e_cur > h0:
-                    bits += _FROM_E_BIT
-                    h = e_cur
-                if up_f > up_h:
-                    bits += _F_EXT_BIT
-                trace[p, i, b] = bits
-                gap_len[p, i, b] = glen
-                v = h0 + e * b
-                if v >= run_v:
-                    run_v, run_b = v, b
-                h_cur[b] = h
-                f_cur[b] = f
-                if h > row_best:
-                    row_best, row_arg = h, b
-            # Ends: at the last read base for free, earlier for the clipping penalty.
-            end_score = row_best - (clip if i < last_row else 0)
-            if end_score > top:
-                top, top_row, top_slot = end_score, i, row_arg
-            for b in range(band):
-                h_prev[b] = h_cur[b]
-                f_prev[b] = f_cur[b]
-        best[p] = top
-        best_row[p] = top_row
-        best_slot[p] = top_slot
+def _dp_kernel(q_t, t_t, qlen, band, match, mismatch, ambiguous, off_contig, o, e, clip, trace, best, best_row, best_slot):  # pragma: no cover - compiled
+    """All pairs advance one read row at a time; the innermost loop runs over pairs (contiguous
+    in q_t, t_t and the (rows, band, pairs) trace), so it compiles to SIMD. Every rule is the one
+    of the scalar recurrence in the module docstring, including its tie-breaks (packed keys: the
+    running deletion source keeps the later slot on ties, the row's best the earlier)."""
+    rows, n = q_t.shape
+    h_prev = np.empty((band + 1, n), np.int32)
+    f_prev = np.empty((band + 1, n), np.int32)
+    h_cur = np.empty((band + 1, n), np.int32)
+    f_cur = np.empty((band + 1, n), np.int32)
+    h_prev[:band] = NEG
+    f_prev[:band] = NEG
+    # Sentinels past the last slot: an insertion from there scores exactly NEG.
+    h_prev[band] = NEG + o + e
+    f_prev[band] = NEG + e
+    h_cur[band] = NEG + o + e
+    f_cur[band] = NEG + e
+    run_key = np.empty(n, np.int32)
+    row_key = np.empty(n, np.int32)
+    last_row = qlen - 1
+    best[:] = NEG
+    best_row[:] = 0
+    best_slot[:] = 0
+    mt, mm, amb, off = np.int32(match), np.int32(-mismatch), np.int32(-ambiguous), np.int32(-off_contig)
+    oe, e32 = np.int32(o + e), np.int32(e)
+    for i in range(rows):
+        rs = np.int32(0 if i == 0 else clip)
+        _dp_row(q_t[i], t_t, i, band, h_prev, f_prev, h_cur, f_cur, trace[i], run_key, row_key, mt, mm, amb, off, rs, oe, e32)
+        # Ends: at the last read base for free, earlier for the clipping penalty.
+        for p in range(n):
+            if i <= last_row[p]:
+                end_score = (row_key[p] >> 6) - (clip if i < last_row[p] else 0)
+                if end_score > best[p]:
+                    best[p] = end_score
+                    best_row[p] = i
+                    best_slot[p] = 63 - (row_key[p] & 63)
+        h_prev, h_cur = h_cur, h_prev
+        f_prev, f_cur = f_cur, f_prev
 
 
 def banded_align(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int, sc: Scoring) -> DPResult:
@@ -140,16 +148,16 @@ def banded_align(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin
         raise ValueError("band too wide (margin must be <= 31)")
     if target.shape[1] < rows + band - 1:
         raise ValueError("windows must be at least read width + 2 * margin wide")
-    trace = np.empty((n_pairs, rows, band), dtype=np.uint8)
-    gap_len = np.empty((n_pairs, rows, band), dtype=np.uint8)
+    trace = np.empty((rows, band, n_pairs), dtype=np.uint16)
     best = np.empty(n_pairs, dtype=np.int32)
     best_row = np.empty(n_pairs, dtype=np.int64)
     best_slot = np.empty(n_pairs, dtype=np.int64)
     _dp_kernel(
-        np.ascontiguousarray(query, dtype=np.uint8), np.asarray(qlen, dtype=np.int64), np.ascontiguousarray(target, dtype=np.uint8),
-        band, sc.table(), sc.gap_open, sc.gap_extend, sc.clip, trace, gap_len, best, best_row, best_slot,
+        np.ascontiguousarray(query.T, dtype=np.uint8), np.ascontiguousarray(target[:, : rows + band - 1].T, dtype=np.uint8),
+        np.asarray(qlen, dtype=np.int64), band, sc.match, sc.mismatch, sc.ambiguous, sc.off_contig,
+        sc.gap_open, sc.gap_extend, sc.clip, trace, best, best_row, best_slot,
     )
-    return DPResult(best, best_row, best_slot, trace, gap_len)
+    return DPResult(best, best_row, best_slot, trace)
 
 
 def ungapped(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int, sc: Scoring):
@@ -229,9 +237,9 @@ def _ungapped_md_kernel(query, qlen, target, margin, letters, md, md_len, nm):  
 
 
 @njit(cache=True, nogil=True)
-def _traceback_kernel(trace, gap_len, end_row, end_slot, pairs, query, target, qlen, letters,
+def _traceback_kernel(trace, end_row, end_slot, pairs, query, target, qlen, letters,
                       ref_start, ref_end, nm, cigar, cigar_len, md, md_len):  # pragma: no cover - compiled
-    rows, band = trace.shape[1], trace.shape[2]
+    rows, band = trace.shape[0], trace.shape[1]
     max_steps = rows + band + 2
     ops = np.empty(max_steps, np.uint8)
     cols = np.empty(max_steps, np.int64)
@@ -244,10 +252,10 @@ def _traceback_kernel(trace, gap_len, end_row, end_slot, pairs, query, target, q
         steps = 0
         lo, hi = -1, -1
         for _ in range(max_steps):
-            cell = trace[p, i, b]
+            cell = trace[i, b, p]
             if state == 0:
                 if cell & _FROM_E_BIT:
-                    del_left = gap_len[p, i, b]
+                    del_left = cell >> 8
                     state = 3
                 else:
                     state = 1
@@ -354,7 +362,7 @@ def _strings(buf: np.ndarray, lengths: np.ndarray) -> list[str]:
 def traceback(dp: DPResult, pairs: np.ndarray, query: np.ndarray, target: np.ndarray, qlen: np.ndarray) -> Alignment:
     """Walk back from each selected pair's best cell; returns CIGAR (with soft clips), MD, NM."""
     n = len(pairs)
-    rows, band = dp.trace.shape[1], dp.trace.shape[2]
+    rows, band = dp.trace.shape[0], dp.trace.shape[1]
     room = 6 * (rows + band + 8)  # every step a run of one, with its digits
     ref_start = np.empty(n, dtype=np.int64)
     ref_end = np.empty(n, dtype=np.int64)
@@ -364,7 +372,7 @@ def traceback(dp: DPResult, pairs: np.ndarray, query: np.ndarray, target: np.nda
     cigar_len = np.empty(n, dtype=np.int64)
     md_len = np.empty(n, dtype=np.int64)
     _traceback_kernel(
-        dp.trace, dp.gap_len, dp.end_row, dp.end_slot, np.asarray(pairs, dtype=np.int64),
+        dp.trace, dp.end_row, dp.end_slot, np.asarray(pairs, dtype=np.int64),
         np.ascontiguousarray(query, dtype=np.uint8), np.ascontiguousarray(target, dtype=np.uint8), np.asarray(qlen, dtype=np.int64),
         _LETTERS, ref_start, ref_end, nm, cigar, cigar_len, md, md_len,
     )

@@ -122,6 +122,16 @@ def _reference_stat(path: str) -> dict:
     return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def _save(path: str, array: np.ndarray) -> None:
+    """np.save's format (version 1.0 header), but the data goes through Python's own write, so a
+    Ctrl-C or SIGTERM during a long write is raised as itself (numpy's tofile turns it into a
+    TypeError) and a full disk as OSError."""
+    array = np.ascontiguousarray(array)
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, np.lib.format.header_data_from_array_1_0(array))
+        fh.write(memoryview(array).cast("B"))
+
+
 def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: int = DEFAULT_W, show_progress: bool = False) -> str:
     """Build the index of `reference`; returns the index directory path. `show_progress` draws a
     bar on stderr over the bases sketched."""
@@ -161,12 +171,12 @@ def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: i
     except OSError as exc:
         raise NeuromapError(f"{target}: cannot write the index in {parent}: {exc.strerror or exc}") from None
     try:
-        np.save(os.path.join(tmp, "seq.npy"), ref.seq)
-        np.save(os.path.join(tmp, "contig_offsets.npy"), ref.offsets)
-        np.save(os.path.join(tmp, "contig_lengths.npy"), ref.lengths)
-        np.save(os.path.join(tmp, "mm_hash.npy"), hashes[order])
-        np.save(os.path.join(tmp, "mm_pos.npy"), positions[order].astype(pos_dtype))
-        np.save(os.path.join(tmp, "mm_reverse.npy"), reverse[order])
+        _save(os.path.join(tmp, "seq.npy"), ref.seq)
+        _save(os.path.join(tmp, "contig_offsets.npy"), ref.offsets)
+        _save(os.path.join(tmp, "contig_lengths.npy"), ref.lengths)
+        _save(os.path.join(tmp, "mm_hash.npy"), hashes[order])
+        _save(os.path.join(tmp, "mm_pos.npy"), positions[order].astype(pos_dtype))
+        _save(os.path.join(tmp, "mm_reverse.npy"), reverse[order])
         with open(os.path.join(tmp, "meta.json"), "w") as fh:
             json.dump(meta, fh, indent=1)
         _install(tmp, target)

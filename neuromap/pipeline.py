@@ -1,24 +1,22 @@
 """Batches of reads through the stages: seed -> windows -> align -> mapq -> SAM text.
 
 Only this module knows the order of the stages. Batches are independent, so `threads` worker
-processes map them concurrently and the results are written in input order: the output does not
+threads map them concurrently and the results are written in input order: the output does not
 depend on the number of threads.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import re
-import signal
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
-from neuromap.index import Index, load_index
+from neuromap.index import Index
 from neuromap.io.fastx import ReadBatch, batched, make_batch
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
@@ -429,27 +427,15 @@ def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | 
     return format_sam(batch, res, index, opts.read_group_id, fields), stats, model, samples
 
 
-_WORKER_STATE: tuple[Index, AlignOptions] | None = None
-
-
-def _init_worker(index_path: str, opts: AlignOptions) -> None:
-    global _WORKER_STATE
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
-    _WORKER_STATE = (load_index(index_path), opts)
-
-
-def _work_in_worker(records: list, model=None, samples=None):
-    assert _WORKER_STATE is not None
-    return _work(records, *_WORKER_STATE, model, samples)
-
-
 def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert=None) -> Iterator[tuple[str, RunStats]]:
     """Yield (SAM text, figures) per batch, in input order. `records` are Records, or
     (mate 1, mate 2) tuples when `opts.paired`.
 
-    With threads > 1 the batches go to that many worker processes (numpy's small array
-    operations hold the GIL, so threads would not scale); the index is memory-mapped, so its pages
-    are shared between them. At most 2 x threads batches are in flight, which bounds memory.
+    With threads > 1 the batches go to that many worker threads of this process. The heavy stages
+    (sketch, seeding, DP, traceback, the network) are compiled code that releases the GIL, so
+    threads scale and share one index, one copy of the compiled kernels and one JAX runtime.
+    Reading the input stays on the calling thread, ahead of the workers. At most 2 x threads
+    batches are in flight, which bounds memory.
 
     Pairs: until the insert size is known (from -I, or estimated from the first batches), each
     batch is mapped only after the previous one, so the estimate, and thus the output, is the same
@@ -464,21 +450,16 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
         on_insert(model, 0)
     pool = None
     if opts.threads > 1:
-        context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
-        pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker, initargs=(index.path, opts))
+        if opts.neural:  # load the weights once, before the threads ask for them
+            load_model(opts.weights_dir)
+        pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="neuromap-map")
 
     def submit(recs, *args):
         if pool is None:
             done: Future = Future()
             done.set_result(_work(recs, index, opts, *args))
             return done
-        # Workers are spawned inside submit(); a child inherits an ignored SIGINT through exec
-        # and Python then leaves it ignored, so Ctrl-C during its start-up prints nothing.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            return pool.submit(_work_in_worker, recs, *args)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        return pool.submit(_work, recs, index, opts, *args)
 
     try:
         pending: deque = deque()

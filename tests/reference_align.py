@@ -9,7 +9,18 @@ import re
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from neuromap.align import NEG, Alignment, DPResult, Scoring
+from dataclasses import dataclass
+
+from neuromap.align import NEG, Alignment, Scoring
+
+
+@dataclass
+class DPResult:
+    score: np.ndarray
+    end_row: np.ndarray
+    end_slot: np.ndarray
+    trace: np.ndarray  # (rows, P, band) uint8: bits 0-1 H0 source, bit 2 H from E, bit 3 F extends
+    gap_len: np.ndarray  # (rows, P, band) uint8 length of the deletion ending at the cell
 
 _CONT, _START, _FROM_F = 0, 1, 2
 _FROM_E_BIT, _F_EXT_BIT = 4, 8

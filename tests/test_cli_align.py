@@ -250,14 +250,14 @@ def test_summary_stats_json_and_progress(data_dir, tmp_path):
     assert_clean_error(run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "--stats", tmp_path / "no" / "s.json"]), "does not exist")
 
 
-def test_parent_process_does_not_load_jax_with_workers(data_dir, tmp_path):
-    """With -t 2 the workers run the network; the parent only reads, orders and writes, so it
-    need not carry JAX's runtime (hundreds of MB of peak RSS)."""
+def test_no_neural_never_loads_jax(data_dir, tmp_path):
+    """--no-neural (here with two worker threads) runs seeds + DP only: JAX's runtime (hundreds of
+    MB of peak RSS) is never imported."""
     code = (
         "import sys\n"
         "from neuromap.cli import main\n"
         "try:\n"
-        f"    main(['align', '-t', '2', '--quiet', {str(data_dir / 'ref.fa')!r}, {str(data_dir / 'reads.fq')!r}, '-o', {str(tmp_path / 'o.sam')!r}])\n"
+        f"    main(['align', '--no-neural', '-t', '2', '--quiet', {str(data_dir / 'ref.fa')!r}, {str(data_dir / 'reads.fq')!r}, '-o', {str(tmp_path / 'o.sam')!r}])\n"
         "except SystemExit as e:\n"
         "    assert not e.code, e.code\n"
         "print('jax' in sys.modules)\n"

@@ -204,3 +204,37 @@ def test_a_wrong_quality_length_is_an_error_naming_the_record(tmp_path, records,
         assert f"record {bad + 1} " in str(exc), str(exc)  # four lines a record: the broken one
     else:
         raise AssertionError("a quality string of the wrong length was accepted")
+
+
+def _outcome(path):
+    try:
+        return list(read_fastx(str(path)))
+    except NeuromapError as exc:
+        return str(exc)
+
+
+@SETTINGS
+@given(fastq_records(), st.booleans(), st.booleans(), st.data())
+def test_block_reader_agrees_with_the_line_reader(tmp_path, records, crlf, blank_lines, data):
+    """FASTQ is read in blocks checked all at once, falling back to the line-by-line reader for
+    anything unexpected. On valid files, cut files and files with a changed byte, both readers
+    give the same records or the same error, whatever the block size."""
+    from neuromap.io import fastx
+
+    raw = bytearray(to_fastq(records, crlf, blank_lines))
+    if data.draw(st.booleans()):  # change one byte
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.sampled_from(b"@+\n\r ACGT!~.\x00\xff"))
+    if data.draw(st.booleans()):  # cut
+        raw = raw[: data.draw(st.integers(1, len(raw)))]
+    path = tmp_path / "r.fq"
+    path.write_bytes(bytes(raw))
+    block, fast = fastx._BLOCK, fastx._fast_records
+    try:
+        fastx._fast_records = lambda lines: None  # always the line reader
+        expected = _outcome(path)
+        fastx._fast_records = fast
+        for size in (1, 5, 64, 1 << 20):
+            fastx._BLOCK = size
+            assert _outcome(path) == expected, size
+    finally:
+        fastx._BLOCK, fastx._fast_records = block, fast

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import re
 import sys
 import zlib
 from dataclasses import dataclass
@@ -144,7 +145,7 @@ def _parse(handle: BinaryIO, label: str) -> Iterator[Record]:
     else:
         return  # empty input: no records
     if first.startswith(b"@"):
-        yield from _parse_fastq(handle, label, first, lineno)
+        yield from _parse_fastq_blocks(handle, label, first, lineno)
     elif first.startswith(b">"):
         yield from _parse_fasta(handle, label, first, lineno)
     else:
@@ -163,8 +164,97 @@ def _split_header(header: str) -> tuple[str, str]:
     return parts[0], (parts[1] if len(parts) > 1 else "")
 
 
-def _parse_fastq(handle: BinaryIO, label: str, first: bytes, lineno: int) -> Iterator[Record]:
+class _Resume:
+    """Lines not yet parsed, then the rest of the file, behind one readline()."""
+
+    def __init__(self, lines: list[bytes], handle: BinaryIO):
+        self.lines, self.at, self.handle = lines, 0, handle
+
+    def readline(self) -> bytes:
+        if self.at < len(self.lines):
+            self.at += 1
+            return self.lines[self.at - 1]
+        return self.handle.readline()
+
+
+_SEQ_OK = re.compile(r"[A-Za-z.]*")
+_QUAL_OK = re.compile(r"[!-~]*")
+_BLOCK = 1 << 20
+
+
+def _parse_fastq_blocks(handle: BinaryIO, label: str, first: bytes, lineno: int) -> Iterator[Record]:
+    """FASTQ in blocks of whole records, checked a block at a time (one regex over all its
+    sequences, one over all its qualities, the layout record by record).
+
+    Anything this fast path does not expect (a check that fails, a blank line, CR line ends,
+    non-ASCII bytes, a truncated last record) hands the rest of the file, from the first record
+    of that block, to `_parse_fastq`, which reads it line by line and names the file, record and
+    line of the problem; so both paths accept and reject exactly the same input."""
     recno = 0
+    carry = [first[:-1] if first.endswith(b"\n") else first]
+    unterminated = not first.endswith(b"\n")  # the last line held has no newline (end of file)
+    while True:
+        data = handle.read(_BLOCK) if not unterminated else b""
+        if data and not data.endswith(b"\n"):
+            data += handle.readline()  # whole lines only
+        if data:
+            lines = data.split(b"\n")
+            unterminated = lines[-1] != b""
+            if not unterminated:
+                lines.pop()
+            lines = carry + lines
+        else:
+            lines = carry
+        whole = len(lines) - len(lines) % 4
+        block, carry = lines[:whole], lines[whole:]
+        records = _fast_records(block) if block else []
+        if records is None or (not data and carry):
+            # Something odd, or a truncated last record: parse strictly from this block on.
+            rest = block + carry if records is None else carry
+            raw = [line + b"\n" for line in rest]
+            if unterminated:
+                raw[-1] = rest[-1]
+            start = lineno if records is None else lineno + whole
+            done = recno if records is None else recno + len(records)
+            if records:
+                yield from records
+            yield from _parse_fastq(_Resume(raw, handle), label, None, start - 1, done)
+            return
+        yield from records
+        recno += len(records)
+        lineno += whole
+        if not data:
+            return
+
+
+def _fast_records(lines: list[bytes]) -> list[Record] | None:
+    """Records of whole 4-line groups, or None where the strict parser must look."""
+    try:
+        text = b"\n".join(lines).decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if "\r" in text:
+        return None
+    rows = text.split("\n")
+    if len(rows) != len(lines):
+        return None
+    heads, seqs, pluses, quals = rows[0::4], rows[1::4], rows[2::4], rows[3::4]
+    if not (_SEQ_OK.fullmatch("".join(seqs)) and _QUAL_OK.fullmatch("".join(quals))):
+        return None
+    out = []
+    for head, seq, plus, qual in zip(heads, seqs, pluses, quals):
+        if head[:1] != "@" or plus[:1] != "+" or len(seq) != len(qual):
+            return None
+        name, comment = _split_header(head)
+        if not name or len(name) > MAX_NAME:
+            return None
+        out.append(Record(name, seq, qual, comment))
+    return out
+
+
+def _parse_fastq(handle, label: str, first: bytes | None, lineno: int, recno: int = 0) -> Iterator[Record]:
+    """Line by line, from `first` (the header line, which is line `lineno`), or from the next
+    non-blank line when `first` is None (then `lineno` is the line before it)."""
     header_line: bytes | None = first
     readline = handle.readline
     while True:
