@@ -11,6 +11,7 @@ import re
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -279,8 +280,9 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
 _CIGAR_OP = re.compile(r"(\d+)([MIDNSHP=X])")
 
 
+@lru_cache(maxsize=4096)
 def ref_span(cigar: str) -> int:
-    """Reference bases a CIGAR covers."""
+    """Reference bases a CIGAR covers (cached: most reads share a handful of CIGARs)."""
     return sum(int(n) for n, op in _CIGAR_OP.findall(cigar) if op in "MDN=X")
 
 
