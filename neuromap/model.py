@@ -122,7 +122,29 @@ def max_window(weights_dir: str | None = None) -> int:
 
 
 def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights_dir: str | None = None) -> ModelScores:
-    """Run the model on oriented reads `query` (P, Lq) against windows `target` (P, W)."""
+    """Run the model on oriented reads `query` (P, Lq) against windows `target` (P, W).
+
+    A read from an exact repeat brings one identical (read, window) pair per copy: on a bacterial
+    genome about half of the pairs that reach the network. Each distinct pair is scored once (the
+    first of each kind, in input order) and its result shared."""
+    n_pairs = len(qlen)
+    if n_pairs == 0:
+        return ModelScores(np.zeros(0, np.int64), np.zeros(0))
+    lengths = np.ascontiguousarray(qlen, dtype=np.int64)[:, None].view(np.uint8)
+    keys = np.ascontiguousarray(np.concatenate([query.astype(np.uint8), target.astype(np.uint8), lengths], axis=1))
+    _, first, inverse = np.unique(keys.view(np.dtype((np.void, keys.shape[1]))).ravel(), return_index=True, return_inverse=True)
+    if len(first) == n_pairs:
+        return _score_distinct(query, qlen, target, weights_dir)
+    order = np.argsort(first)  # distinct pairs in input order
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    reps = first[order]
+    scored = _score_distinct(query[reps], qlen[reps], target[reps], weights_dir)
+    shared = position[inverse.ravel()]
+    return ModelScores(start=scored.start[shared], log_likelihood=scored.log_likelihood[shared])
+
+
+def _score_distinct(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights_dir: str | None) -> ModelScores:
     config, score, _ = load_model(weights_dir)
     n_pairs, width = target.shape
     if n_pairs == 0:

@@ -102,3 +102,31 @@ def test_pair_bucket_changes_only_float_rounding(data_dir):
         pa = float(next(f for f in a if f.startswith("pc:f:"))[5:]) if a[1] != "4" else 0.0
         pb = float(next(f for f in b if f.startswith("pc:f:"))[5:]) if b[1] != "4" else 0.0
         assert abs(pa - pb) < 1e-4
+
+
+def test_identical_pairs_are_scored_once_with_the_same_result():
+    """Pairs from exact repeats repeat the same (read, window); score_pairs scores each distinct
+    pair once and shares the result, which must equal scoring every pair."""
+    from neuromap import model as model_stage
+
+    rng = np.random.default_rng(3)
+    distinct = 40
+    query = rng.integers(0, 4, (distinct, 150)).astype(np.uint8)
+    target = rng.integers(0, 4, (distinct, 182)).astype(np.uint8)
+    target[:, 16:166] = query  # every read sits in its window
+    qlen = rng.integers(100, 151, distinct)
+    for i in range(distinct):
+        query[i, qlen[i]:] = 4
+    pick = rng.integers(0, distinct, 130)  # many repeats, in shuffled order
+    calls = []
+    original = model_stage._score_distinct
+    try:
+        model_stage._score_distinct = lambda q, *a: calls.append(len(q)) or original(q, *a)
+        shared = model_stage.score_pairs(query[pick], qlen[pick], target[pick])
+    finally:
+        model_stage._score_distinct = original
+    assert calls == [len(set(pick.tolist()))]
+    each = original(query[pick], qlen[pick], target[pick], None)
+    assert np.array_equal(shared.start, each.start)
+    np.testing.assert_allclose(shared.log_likelihood, each.log_likelihood, rtol=1e-6)
+    assert (shared.start == 16).mean() > 0.9  # and the reads are found where they are
