@@ -96,8 +96,9 @@ class CrossBlock(nnx.Module):
         self.mlp_out = nnx.Linear(2 * d, d, rngs=rngs)
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
 
-    def __call__(self, x: jax.Array, context: jax.Array, context_mask: jax.Array) -> jax.Array:
-        mask = context_mask[:, None, None, :].astype(bool)  # (B, heads, Lq, Lk) broadcast
+    def __call__(self, x: jax.Array, context: jax.Array, context_mask: jax.Array | None) -> jax.Array:
+        # (B, heads, Lq, Lk) broadcast; None: every context position is real (no masking pass)
+        mask = None if context_mask is None else context_mask[:, None, None, :].astype(bool)
         attended = self.attention(self.norm_q(x), self.norm_kv(context), mask=mask, deterministic=True)
         x = x + self.dropout(attended)
         return x + self.dropout(self.mlp_out(jax.nn.gelu(self.mlp_in(self.norm_mlp(x)))))
@@ -150,7 +151,7 @@ class NeuralReadMapper(TemperatureOperator):
         r = self.encoder(read, read_mask)
         t = self.encoder(reference, ref_mask)
         for ref_block, read_block in zip(self.reference_blocks, self.read_blocks):
-            t, r = ref_block(t, r, read_mask), read_block(r, t, ref_mask) * read_mask[..., None]
+            t, r = ref_block(t, r, read_mask), read_block(r, t, None) * read_mask[..., None]
         q = self.query(t)
         k = self.key(r)
         logits = jnp.einsum("bwd,brd->bwr", q, k) / jnp.sqrt(jnp.float32(q.shape[-1]))
