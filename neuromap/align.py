@@ -268,10 +268,6 @@ def _traceback_kernel(trace, end_row, end_slot, pairs, query, target, qlen, lett
                 ops[steps] = _OP_MATCH if (qb == target[p, col] and qb < 4) else _OP_MISMATCH
                 cols[steps] = col
                 steps += 1
-                if lo < 0 or col < lo:
-                    lo = col
-                if col + 1 > hi:
-                    hi = col + 1
                 if src == _START or i == 0:
                     left_clip = i
                     break
@@ -290,14 +286,14 @@ def _traceback_kernel(trace, end_row, end_slot, pairs, query, target, qlen, lett
                 ops[steps] = _OP_DEL
                 cols[steps] = col
                 steps += 1
-                if lo < 0 or col < lo:
-                    lo = col
-                if col + 1 > hi:
-                    hi = col + 1
                 b -= 1
                 del_left -= 1
                 if del_left == 0:
                     state = 1
+        for j in range(steps):  # the reference span: columns of matches and deletions
+            if cols[j] >= 0:
+                lo = cols[j] if lo < 0 else min(lo, cols[j])
+                hi = max(hi, cols[j] + 1)
         ref_start[n], ref_end[n] = lo, hi
         right_clip = qlen[p] - 1 - end_row[p]
         # CIGAR, forward order: clips, then runs of M (= or X), I, D.
