@@ -130,3 +130,20 @@ def test_identical_pairs_are_scored_once_with_the_same_result():
     assert np.array_equal(shared.start, each.start)
     np.testing.assert_allclose(shared.log_likelihood, each.log_likelihood, rtol=1e-6)
     assert (shared.start == 16).mean() > 0.9  # and the reads are found where they are
+
+
+def test_pretrained_is_a_whole_trainable_model():
+    """pretrained() builds the module from shapes and fills it from params.npz: every variable is
+    a concrete array (the dropout streams too), and gradients flow to every parameter."""
+    from flax import nnx
+
+    model = NeuralReadMapper.pretrained()
+    for key, var in nnx.to_flat_state(nnx.state(model)):
+        assert isinstance(var.get_value(), jax.Array), key
+    rng = np.random.default_rng(0)
+    read = one_hot(rng.integers(0, 4, (2, 60)))
+    reference = one_hot(rng.integers(0, 4, (2, 90)))
+    model.train()
+    grads = nnx.grad(lambda m: m(read, reference)["log_likelihood"].sum())(model)
+    flat = nnx.to_flat_state(nnx.state(grads, nnx.Param))
+    assert flat and all(bool(np.isfinite(np.asarray(v.get_value())).all()) for _, v in flat)

@@ -222,7 +222,15 @@ class NeuralReadMapper(TemperatureOperator):
         with open(os.path.join(directory, "config.json")) as fh:
             fields = json.load(fh)
         config = NeuralReadMapperConfig(**fields)
-        model = cls(config)
+        # Built abstractly (shapes only) and then filled: running every random initialiser only
+        # to overwrite it costs a second of start-up in `align`. The dropout streams get the
+        # state a fresh `nnx.Rngs(0)` has.
+        model = nnx.eval_shape(lambda: cls(config))
+        fresh = nnx.Rngs(0)
+        for _, var in nnx.to_flat_state(nnx.state(model, nnx.RngKey)):
+            var.set_value(fresh.default.key[...])
+        for _, var in nnx.to_flat_state(nnx.state(model, nnx.RngCount)):
+            var.set_value(jnp.zeros((), jnp.uint32))
         load_parameters(model, os.path.join(directory, "params.npz"))
         model.eval()
         return model
@@ -247,9 +255,10 @@ def load_parameters(model: nnx.Module, path: str) -> None:
             if name not in names:
                 raise ValueError(f"{path}: no parameter {name}")
             value = saved[name]
-            if value.shape != var[...].shape:
-                raise ValueError(f"{path}: parameter {name} has shape {value.shape}, model expects {var[...].shape}")
-            var[...] = jnp.asarray(value)
+            expected = var.get_value().shape  # an array, or a ShapeDtypeStruct (see pretrained)
+            if value.shape != expected:
+                raise ValueError(f"{path}: parameter {name} has shape {value.shape}, model expects {expected}")
+            var.set_value(jnp.asarray(value))
     nnx.update(model, nnx.from_flat_state(flat))
 
 
