@@ -317,47 +317,52 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
     names = index.names
     n_reads = len(batch)
     order = range(n_reads) if pairs is None else [r for i in range(pairs.n) for r in (i, i + pairs.n)]
+    # Python lists, not numpy scalars, in the per-read loop (it holds the GIL: keep it short).
+    is_mapped, reverse, contig, position = res.mapped.tolist(), res.reverse.tolist(), res.contig.tolist(), res.pos.tolist()
+    mapq, nm, score, sub_score, p_correct = res.mapq.tolist(), res.nm.tolist(), res.score.tolist(), res.sub_score.tolist(), res.p_correct.tolist()
+    proper, end = (pairs.proper.tolist(), pairs.end.tolist()) if pairs is not None else ([], [])
+    read_names, seqs, quals, cigars, mds = batch.names, batch.seqs, batch.quals, res.cigar, res.md
     for r in order:
-        seq = batch.seqs[r] or "*"
-        qual = batch.quals[r] or "*"
-        mapped = res.mapped[r]
+        seq = seqs[r] or "*"
+        qual = quals[r] or "*"
+        mapped = is_mapped[r]
         flag = 0 if mapped else 4
-        if mapped and res.reverse[r]:
+        if mapped and reverse[r]:
             flag |= 16
             seq = reverse_complement(seq)
             qual = qual[::-1] if qual != "*" else qual
-        rname, pos = (names[res.contig[r]], int(res.pos[r]) + 1) if mapped else ("*", 0)
+        rname, pos = (names[contig[r]], position[r] + 1) if mapped else ("*", 0)
         rnext, pnext, tlen, mate_tags = "*", 0, 0, ""
         if pairs is not None:
             m = (r + pairs.n) % n_reads
             flag |= 1 | (0x40 if r < pairs.n else 0x80)
-            if pairs.proper[r]:
+            if proper[r]:
                 flag |= 2
-            if res.mapped[m]:
-                flag |= 0x20 if res.reverse[m] else 0
-                mate_ctg, mate_pos = names[res.contig[m]], int(res.pos[m]) + 1
+            if is_mapped[m]:
+                flag |= 0x20 if reverse[m] else 0
+                mate_ctg, mate_pos = names[contig[m]], position[m] + 1
                 if not mapped:  # an unmapped read is placed at its mate (SAM spec)
                     rname, pos = mate_ctg, mate_pos
                 rnext = "=" if mate_ctg == rname else mate_ctg
                 pnext = mate_pos
-                mate_tags = f"\tMC:Z:{res.cigar[m]}\tMQ:i:{res.mapq[m]}"
+                mate_tags = f"\tMC:Z:{cigars[m]}\tMQ:i:{mapq[m]}"
                 if mapped and rnext == "=":
-                    left = min(res.pos[r], res.pos[m])
-                    right = max(pairs.end[r], pairs.end[m])
-                    leftmost = res.pos[r] < res.pos[m] or (res.pos[r] == res.pos[m] and r < pairs.n)
-                    tlen = int(right - left) * (1 if leftmost else -1)
+                    left = min(position[r], position[m])
+                    right = max(end[r], end[m])
+                    leftmost = position[r] < position[m] or (position[r] == position[m] and r < pairs.n)
+                    tlen = (right - left) * (1 if leftmost else -1)
             else:
                 flag |= 8
                 if mapped:
                     rnext, pnext = "=", pos
         if not mapped:
-            out.append(f"{batch.names[r]}\t{flag}\t{rname}\t{pos}\t0\t*\t{rnext}\t{pnext}\t0\t{seq}\t{qual}{mate_tags}{rg}\n")
+            out.append(f"{read_names[r]}\t{flag}\t{rname}\t{pos}\t0\t*\t{rnext}\t{pnext}\t0\t{seq}\t{qual}{mate_tags}{rg}\n")
             continue
-        xs = f"\tXS:i:{res.sub_score[r]}" if res.sub_score[r] > NEG else ""
+        xs = f"\tXS:i:{sub_score[r]}" if sub_score[r] > NEG else ""
         out.append(
-            f"{batch.names[r]}\t{flag}\t{rname}\t{pos}\t{res.mapq[r]}\t{res.cigar[r]}"
-            f"\t{rnext}\t{pnext}\t{tlen}\t{seq}\t{qual}\tNM:i:{res.nm[r]}\tMD:Z:{res.md[r]}\tAS:i:{res.score[r]}{xs}"
-            f"\tpc:f:{res.p_correct[r]:.6g}{mate_tags}{rg}\n"
+            f"{read_names[r]}\t{flag}\t{rname}\t{pos}\t{mapq[r]}\t{cigars[r]}"
+            f"\t{rnext}\t{pnext}\t{tlen}\t{seq}\t{qual}\tNM:i:{nm[r]}\tMD:Z:{mds[r]}\tAS:i:{score[r]}{xs}"
+            f"\tpc:f:{p_correct[r]:.6g}{mate_tags}{rg}\n"
         )
     return "".join(out)
 

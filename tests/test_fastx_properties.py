@@ -238,3 +238,22 @@ def test_block_reader_agrees_with_the_line_reader(tmp_path, records, crlf, blank
             assert _outcome(path) == expected, size
     finally:
         fastx._BLOCK, fastx._fast_records = block, fast
+
+
+def test_header_words_as_the_line_reader_splits_them(tmp_path):
+    """Leading, trailing and inner whitespace in headers: the block reader names and comments
+    reads as the line reader does."""
+    from neuromap.io import fastx
+
+    heads = ["@r1", "@ r2", "@r3 ", "@r4\tc1 c2", "@r5  c3  ", "@\tr6\t", "@r7\x0bc"]
+    path = tmp_path / "h.fq"
+    path.write_text("".join(f"{h}\nAC\n+\nII\n" for h in heads))
+    fast = _outcome(path)
+    original = fastx._fast_records
+    try:
+        fastx._fast_records = lambda lines: None
+        assert _outcome(path) == fast
+    finally:
+        fastx._fast_records = original
+    assert [r.name for r in fast] == ["r1", "r2", "r3", "r4", "r5", "r6", "r7"]
+    assert [r.comment for r in fast][3:5] == ["c1 c2", "c3"]

@@ -245,7 +245,12 @@ def _fast_records(lines: list[bytes]) -> list[Record] | None:
     for head, seq, plus, qual in zip(heads, seqs, pluses, quals):
         if head[:1] != "@" or plus[:1] != "+" or len(seq) != len(qual):
             return None
-        name, comment = _split_header(head)
+        name = head[1:]
+        words = name.split(None, 1)
+        if len(words) == 1 and words[0] == name:  # one word, no surrounding space: the common case
+            comment = ""
+        else:
+            name, comment = _split_header(head)
         if not name or len(name) > MAX_NAME:
             return None
         out.append(Record(name, seq, qual, comment))
