@@ -72,7 +72,7 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("-p", "--interleaved", is_flag=True, help="READS holds pairs, each read followed by its mate (bwa's -p).")
 @click.option("-I", "--insert-size", metavar="MEAN[,STD]", help="Insert size of pairs in bp (STD defaults to 10 % of MEAN). Default: estimated from the first pairs and reported on stderr.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE: .bam is coordinate-sorted and indexed (.bai), anything else is SAM. Default: SAM on stdout.")
-@click.option("-t", "--threads", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker processes mapping batches in parallel (the output does not depend on it).")
+@click.option("-t", "--threads", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker threads mapping batches in parallel while the input is read (the output does not depend on it).")
 @click.option("-x", "--preset", type=click.Choice(sorted(PRESETS)), default="sr", show_default=True, help="Preset: sr = short Illumina reads, single or paired.")
 @click.option("-R", "--read-group", metavar="STR", help=r"Read group header line, e.g. '@RG\tID:x\tSM:y'; its ID goes on every record as RG:Z.")
 @click.option("--index", "index_path", metavar="PATH", help="Use the index at PATH (default: REFERENCE.nmi, built if missing, rebuilt if stale).")
@@ -295,7 +295,7 @@ def calibrate(weights_dir, genome_size, n_reads, seed):
 
 
 def run_summary(totals, seconds: float, neural: bool) -> dict:
-    device = totals.device or "cpu"  # told by the processes that ran the network
+    device = totals.device or "cpu"  # told by the threads that ran the network
     if neural and not totals.device:  # no read reached the network (e.g. an empty input)
         from neuromap.model import device_name
 

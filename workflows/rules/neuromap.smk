@@ -3,7 +3,7 @@
 #   samples:    {sample name: [reads.fq.gz]} single-end, or [R1.fq.gz, R2.fq.gz] paired-end
 #   outdir:     where {sample}.bam and {sample}.bam.bai go
 #   scatter:    read chunks per sample aligned as separate jobs (1 = no scatter)
-#   threads:    worker processes per alignment job
+#   threads:    worker threads per alignment job
 #   extra:      more `neuromap align` options, e.g. "--no-neural"
 import os
 
