@@ -17,9 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from neuromap.index import PAD_CODE
+from neuromap.jit import kernel
 
 NEG = -(1 << 22)  # 'impossible'; small enough that (NEG + x) * 64 fits int32
 
@@ -57,7 +57,7 @@ _CONT, _START, _FROM_F = 0, 1, 2
 _FROM_E_BIT, _F_EXT_BIT = 4, 8
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@kernel(error_model="numpy")
 def _dp_row(qi, t_t, i, band, hp_all, fp_all, hc_all, fc_all, trg, run_key, row_key, mt, mm, amb, off, rs, oe, e32):  # pragma: no cover - compiled
     n = len(qi)
     for p in range(n):
@@ -93,7 +93,7 @@ def _dp_row(qi, t_t, i, band, hp_all, fp_all, hc_all, fc_all, trg, run_key, row_
             row_key[p] = max(row_key[p], (h << 6) | (63 - bb))
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _dp_kernel(q_t, t_t, qlen, band, match, mismatch, ambiguous, off_contig, o, e, clip, trace, best, best_row, best_slot):  # pragma: no cover - compiled
     """All pairs advance one read row at a time; the innermost loop runs over pairs (contiguous
     in q_t, t_t and the (rows, band, pairs) trace), so it compiles to SIMD. Every rule is the one
@@ -206,7 +206,7 @@ _OP_MATCH, _OP_MISMATCH, _OP_INS, _OP_DEL = ord("="), ord("X"), ord("I"), ord("D
 _LETTERS = np.frombuffer(b"ACGTNN", dtype=np.uint8)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _put_int(buf, at, value):  # pragma: no cover - compiled
     """Write `value` >= 0 in decimal at buf[at:]; returns the position after it."""
     digits = 1
@@ -220,7 +220,7 @@ def _put_int(buf, at, value):  # pragma: no cover - compiled
     return at + digits
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _ungapped_md_kernel(query, qlen, target, margin, letters, md, md_len, nm):  # pragma: no cover - compiled
     for p in range(query.shape[0]):
         m, last, edits = 0, 0, 0
@@ -236,7 +236,7 @@ def _ungapped_md_kernel(query, qlen, target, margin, letters, md, md_len, nm):  
         nm[p] = edits
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _traceback_kernel(trace, end_row, end_slot, pairs, query, target, qlen, letters,
                       ref_start, ref_end, nm, cigar, cigar_len, md, md_len):  # pragma: no cover - compiled
     rows, band = trace.shape[0], trace.shape[1]

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from neuromap.errors import NeuromapError
 from neuromap.index import Index
+from neuromap.jit import kernel
 from neuromap.sketch import sketch_rows
 
 
@@ -38,7 +38,7 @@ class Candidates:
     n_clusters: np.ndarray  # (n_reads,) int32 all placements found, kept or not
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _seed_kernel(row, pos, hashes, read_rev, lengths, k, mm_hash, bucket_offsets, bucket_shift, mm_pos, mm_reverse, max_occ, max_diag_gap, max_span,
                  pos_bits, diag_bits, diag_offset, valid, diagonal, reverse, support, n_clusters):  # pragma: no cover - compiled
     n_mm = len(row)

@@ -9,7 +9,8 @@ contain a base other than A/C/G/T are never minimizers.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from neuromap.jit import kernel
 
 INVALID_HASH = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -18,7 +19,7 @@ _U0, _U2, _U3 = np.uint64(0), np.uint64(2), np.uint64(3)
 _S21, _S24, _S3, _S8, _S14, _S4, _S28, _S31 = (np.uint64(v) for v in (21, 24, 3, 8, 14, 4, 28, 31))
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _hash64(key, mask):  # pragma: no cover - compiled
     """minimap2's invertible integer hash on 2k bits (uint64 arithmetic wraps, as in C)."""
     key = (~key + (key << _S21)) & mask
@@ -31,7 +32,7 @@ def _hash64(key, mask):  # pragma: no cover - compiled
     return key
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _hash_rows(codes, k, hashes, is_reverse):  # pragma: no cover - compiled
     """Rolling 2-bit codes of each row's k-mers, forward and reverse complement, hashed."""
     rows, length = codes.shape
@@ -57,7 +58,7 @@ def _hash_rows(codes, k, hashes, is_reverse):  # pragma: no cover - compiled
                     hashes[r, m] = _hash64(rev if rev < fwd else fwd, mask)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _select(hashes, w, selected):  # pragma: no cover - compiled
     """selected[r, m]: k-mer m is the smallest of some window of `width` consecutive k-mers."""
     rows, n_kmers = hashes.shape

@@ -100,3 +100,13 @@ def test_seeding_matches_the_numpy_original(data_dir, params):
     for name in ("valid", "diagonal", "reverse", "contig", "support", "n_clusters"):
         assert np.array_equal(getattr(got, name), getattr(want, name)), name
     assert got.n_clusters.max() > 1 and got.valid.sum() > len(records)  # repeats were exercised
+
+
+def test_kernels_compile_where_no_cache_can_be_written():
+    """numba refuses to cache a function it cannot place a cache for (here: source with no file,
+    as in a read-only container with a read-only home); the decorator then compiles without one."""
+    from neuromap.jit import kernel
+
+    namespace = {"kernel": kernel}
+    exec("@kernel\ndef add_one(x):\n    return x + 1\n", namespace)
+    assert namespace["add_one"](41) == 42
