@@ -144,3 +144,18 @@ def test_index_progress_and_quiet(tmp_path):
     assert quiet.returncode == 0 and quiet.stderr == ""
     plain = run_cli(["index", ref])  # stderr is not a terminal: the summary line only
     assert "indexing" not in plain.stderr and "indexed 1 contigs" in plain.stderr
+
+
+def test_bucket_table_points_at_each_hash_prefix(data_dir):
+    """Index.buckets(): bucket b spans exactly the minimizers whose hash starts with b."""
+    import numpy as np
+
+    from neuromap.index import open_index
+
+    index = open_index(str(data_dir / "ref.fa"))
+    offsets, shift = index.buckets()
+    hashes = np.asarray(index.mm_hash)
+    starts = np.searchsorted(hashes, np.arange(len(offsets), dtype=np.uint64) << np.uint64(shift), side="left")
+    assert np.array_equal(offsets.astype(np.int64), starts)
+    assert offsets[-1] == len(hashes) and offsets.dtype == np.uint32
+    assert 2 <= len(hashes) / (len(offsets) - 1) <= 16  # a few entries per bucket
