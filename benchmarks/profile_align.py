@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the time goes in `neuromap align`: time per pipeline stage, single process.
 
-    python benchmarks/profile_align.py GENOME.fa READS.fq [--reads 20000]
+    python benchmarks/profile_align.py GENOME.fa READS.fq [--reads 20000] [--neural]
 
 Times each stage of `pipeline.map_batch` on the same batches (parse, seed, windows, ungapped
 screen, DP, traceback/formatting) and prints seconds and shares. Run after bench_se.py, on its
@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from neuromap.index import open_index  # noqa: E402
 from neuromap.io.fastx import batched, make_batch, read_fastx  # noqa: E402
+from neuromap.model import device_name  # noqa: E402
 from neuromap.pipeline import AlignOptions, format_sam, map_batch  # noqa: E402
 
 STAGES = {
@@ -33,6 +34,7 @@ STAGES = {
     "traceback (CIGAR, MD, NM)": ("neuromap/align.py", "traceback"),
     "SAM formatting": ("neuromap/pipeline.py", "format_sam"),
     "FASTQ parsing + batching": ("neuromap/io/fastx.py", "batched"),
+    "network (NeuralReadMapper on the device, with --neural)": ("neuromap/model.py", "_score_distinct"),
 }
 
 
@@ -41,16 +43,18 @@ def main() -> None:
     ap.add_argument("genome")
     ap.add_argument("reads")
     ap.add_argument("--reads", dest="n", type=int, default=20000)
+    ap.add_argument("--neural", action="store_true", help="the default path with the network (else seeds + DP)")
     args = ap.parse_args()
     index = open_index(args.genome)
-    opts = AlignOptions()
+    opts = AlignOptions(neural=args.neural)
 
     def run():
         for recs in batched(itertools.islice(read_fastx(args.reads), args.n), opts.batch_size):
             batch = make_batch(recs)
             format_sam(batch, map_batch(batch, index, opts), index, None)
 
-    # Load the compiled kernels (numba's on-disk cache, or compile them) outside the measurement.
+    # Load the compiled kernels (numba's on-disk cache, or compile them) and, with --neural, JAX
+    # and the model, outside the measurement.
     for recs in batched(itertools.islice(read_fastx(args.reads), 500), 500):
         batch = make_batch(recs)
         format_sam(batch, map_batch(batch, index, opts), index, None)
@@ -64,7 +68,8 @@ def main() -> None:
         for stage, (suffix, name) in STAGES.items():
             if path.endswith(suffix) and func == name:
                 cumulative[stage] = cumulative.get(stage, 0.0) + ct
-    print(f"{args.n} reads in {total:.2f} s (one process, under the profiler): {args.n / total:,.0f} reads/s\n")
+    where = f"network on {device_name()}" if args.neural else "seeds + DP"
+    print(f"{args.n} reads in {total:.2f} s ({where}, one process, under the profiler): {args.n / total:,.0f} reads/s\n")
     print("| stage | seconds | share |\n|---|---|---|")
     for stage, secs in sorted(cumulative.items(), key=lambda kv: -kv[1]):
         print(f"| {stage} | {secs:.2f} | {100 * secs / total:.0f} % |")
