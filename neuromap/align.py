@@ -58,7 +58,7 @@ _FROM_E_BIT, _F_EXT_BIT = 4, 8
 
 
 @kernel(error_model="numpy")
-def _dp_row(qi, t_t, i, band, hp_all, fp_all, hc_all, fc_all, trg, run_key, row_key, mt, mm, amb, off, rs, oe, e32):  # pragma: no cover - compiled
+def _dp_row(qi, t_t, i, band, hp_all, fp_all, hc_all, fc_all, trg, run_key, row_key, mt, mm, amb, off, rs, oe, e32):
     n = len(qi)
     for p in range(n):
         run_key[p] = NEG * 64
@@ -94,7 +94,7 @@ def _dp_row(qi, t_t, i, band, hp_all, fp_all, hc_all, fc_all, trg, run_key, row_
 
 
 @kernel
-def _dp_kernel(q_t, t_t, qlen, band, match, mismatch, ambiguous, off_contig, o, e, clip, trace, best, best_row, best_slot):  # pragma: no cover - compiled
+def _dp_kernel(q_t, t_t, qlen, band, match, mismatch, ambiguous, off_contig, o, e, clip, trace, best, best_row, best_slot):
     """All pairs advance one read row at a time; the innermost loop runs over pairs (contiguous
     in q_t, t_t and the (rows, band, pairs) trace), so it compiles to SIMD. Every rule is the one
     of the scalar recurrence in the module docstring, including its tie-breaks (packed keys: the
@@ -207,7 +207,7 @@ _LETTERS = np.frombuffer(b"ACGTNN", dtype=np.uint8)
 
 
 @kernel
-def _put_int(buf, at, value):  # pragma: no cover - compiled
+def _put_int(buf, at, value):
     """Write `value` >= 0 in decimal at buf[at:]; returns the position after it."""
     digits = 1
     v = value
@@ -221,7 +221,7 @@ def _put_int(buf, at, value):  # pragma: no cover - compiled
 
 
 @kernel
-def _ungapped_md_kernel(query, qlen, target, margin, letters, md, md_len, nm):  # pragma: no cover - compiled
+def _ungapped_md_kernel(query, qlen, target, margin, letters, md, md_len, nm):
     for p in range(query.shape[0]):
         m, last, edits = 0, 0, 0
         for j in range(qlen[p]):
@@ -238,7 +238,7 @@ def _ungapped_md_kernel(query, qlen, target, margin, letters, md, md_len, nm):  
 
 @kernel
 def _traceback_kernel(trace, end_row, end_slot, pairs, query, target, qlen, letters,
-                      ref_start, ref_end, nm, cigar, cigar_len, md, md_len):  # pragma: no cover - compiled
+                      ref_start, ref_end, nm, cigar, cigar_len, md, md_len):
     rows, band = trace.shape[0], trace.shape[1]
     max_steps = rows + band + 2
     ops = np.empty(max_steps, np.uint8)

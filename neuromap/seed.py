@@ -40,7 +40,7 @@ class Candidates:
 
 @kernel
 def _seed_kernel(row, pos, hashes, read_rev, lengths, k, mm_hash, bucket_offsets, bucket_shift, mm_pos, mm_reverse, max_occ, max_diag_gap, max_span,
-                 pos_bits, diag_bits, diag_offset, valid, diagonal, reverse, support, n_clusters):  # pragma: no cover - compiled
+                 pos_bits, diag_bits, diag_offset, valid, diagonal, reverse, support, n_clusters):
     n_mm = len(row)
     n_keep = valid.shape[1]
     # Every minimizer looked up once: its first occurrence in the table and how many there are.

@@ -20,7 +20,7 @@ _S21, _S24, _S3, _S8, _S14, _S4, _S28, _S31 = (np.uint64(v) for v in (21, 24, 3,
 
 
 @kernel
-def _hash64(key, mask):  # pragma: no cover - compiled
+def _hash64(key, mask):
     """minimap2's invertible integer hash on 2k bits (uint64 arithmetic wraps, as in C)."""
     key = (~key + (key << _S21)) & mask
     key = key ^ (key >> _S24)
@@ -33,7 +33,7 @@ def _hash64(key, mask):  # pragma: no cover - compiled
 
 
 @kernel
-def _hash_rows(codes, k, hashes, is_reverse):  # pragma: no cover - compiled
+def _hash_rows(codes, k, hashes, is_reverse):
     """Rolling 2-bit codes of each row's k-mers, forward and reverse complement, hashed."""
     rows, length = codes.shape
     mask = (np.uint64(1) << np.uint64(2 * k)) - np.uint64(1)
@@ -59,7 +59,7 @@ def _hash_rows(codes, k, hashes, is_reverse):  # pragma: no cover - compiled
 
 
 @kernel
-def _select(hashes, w, selected):  # pragma: no cover - compiled
+def _select(hashes, w, selected):
     """selected[r, m]: k-mer m is the smallest of some window of `width` consecutive k-mers."""
     rows, n_kmers = hashes.shape
     width = min(w, n_kmers)
