@@ -26,9 +26,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_se import common_args, machine_lines, run_measured, version_of  # noqa: E402
+from bench_se import common_args, machine_lines, print_reports, run_measured, version_of  # noqa: E402
 from neuromap import __version__  # noqa: E402
-from neuromap.evaluate import evaluate, format_report, plot  # noqa: E402
+from neuromap.evaluate import evaluate  # noqa: E402
 from neuromap.simulate import synthetic_genome, write_fasta  # noqa: E402
 
 
@@ -88,11 +88,7 @@ def main() -> None:
         print(f"| {name} | {n_reads / sec:,.0f} | {t_mm / sec:.2f} | {rss} | {ev['correct_pct']:.3f} | {wrong[60]} | {wrong[30]} | {wrong[10]} "
               f"| {ev['brier']:.5f} | {ev['proper_pair_pct']:.3f} |")
     print()
-    for name, _, _, ev in measured:
-        print(f"## {name}\n\n```\n{format_report(ev)}```\n")
-    if args.plot:
-        plot([m[3] for m in measured], args.plot)
-        print(f"calibration plot: {os.path.relpath(args.plot, os.path.dirname(HERE))}")
+    print_reports([(m[0], m[3]) for m in measured], args.plot)
 
 
 if __name__ == "__main__":

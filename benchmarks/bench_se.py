@@ -169,11 +169,17 @@ def main() -> None:
         print(f"| {name} | {rps:,.0f} | {ratio:.2f} | {rss} | {t_idx:.2f} | {correct:.3f} | {w60} | {w30} | {w10} | {brier:.5f} |")
     print(f"\nindex build: neuromap/minimap2 time ratio {t_idx_nm / t_idx_mm:.1f}; "
           f"peak RSS while indexing: neuromap {rss_idx_nm} MB, minimap2 {rss_idx_mm} MB\n")
-    for name, _, _, _, ev in measured:
+    print_reports([(m[0], m[4]) for m in measured], args.plot)
+
+
+def print_reports(evaluations: list, plot_path: str | None) -> None:
+    """Each tool's mapeval/calibration tables (`evaluations`: (name, evaluation) pairs) and, when
+    asked, the plot of all of them."""
+    for name, ev in evaluations:
         print(f"## {name}\n\n```\n{format_report(ev)}```\n")
-    if args.plot:
-        plot([m[4] for m in measured], args.plot)
-        print(f"calibration plot: {os.path.relpath(args.plot, os.path.dirname(HERE))}")
+    if plot_path:
+        plot([ev for _, ev in evaluations], plot_path)
+        print(f"calibration plot: {os.path.relpath(plot_path, os.path.dirname(HERE))}")
 
 
 if __name__ == "__main__":
