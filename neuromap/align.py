@@ -71,6 +71,8 @@ def _dp_row(qi, t_t, i, band, hp_all, fp_all, hc_all, fc_all, trg, run_key, row_
         bb = np.int32(b)
         for p in range(n):
             x, y = qi[p], tb[p]
+            # Scoring.table() as selects (a table lookup here costs the SIMD: 4.1 vs 1.5 ns per
+            # cell); test_kernels checks the two agree, with custom scores too.
             s = mt if (x == y) & (x < 4) else mm
             s = amb if (x == 4) | (y == 4) else s
             s = off if y == 5 else s
