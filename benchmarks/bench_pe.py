@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_se import common_args, machine_lines, print_reports, run_measured, version_of  # noqa: E402
+from bench_se import BF16, common_args, machine_lines, network_options, print_reports, run_measured, version_of  # noqa: E402
 from neuromap import __version__  # noqa: E402
 from neuromap.evaluate import evaluate  # noqa: E402
 from neuromap.simulate import synthetic_genome, write_fasta  # noqa: E402
@@ -44,26 +44,31 @@ def main() -> None:
     neuromap = [sys.executable, "-m", "neuromap"]
     t = str(args.threads)
 
-    write_fasta(w("genome.fa"), synthetic_genome(args.size, args.seed))
-    subprocess.run([*neuromap, "simulate", w("genome.fa"), "-n", str(args.pairs), "-l", str(args.length),
-                    "--seed", str(args.seed + 2), "--snp-rate", "0.001", "--indel-rate", "0.0001",
-                    "--fragment-mean", str(args.fragment[0]), "--fragment-std", str(args.fragment[1]),
-                    "-o", w("r1.fq"), "--mate2", w("r2.fq"), "--truth", w("truth_pairs.tsv")], check=True, capture_output=True)
+    if not args.reuse_data:
+        write_fasta(w("genome.fa"), synthetic_genome(args.size, args.seed))
+        subprocess.run([*neuromap, "simulate", w("genome.fa"), "-n", str(args.pairs), "-l", str(args.length),
+                        "--seed", str(args.seed + 2), "--snp-rate", "0.001", "--indel-rate", "0.0001",
+                        "--fragment-mean", str(args.fragment[0]), "--fragment-std", str(args.fragment[1]),
+                        "-o", w("r1.fq"), "--mate2", w("r2.fq"), "--truth", w("truth_pairs.tsv")], check=True, capture_output=True)
+    if args.prepare_only:
+        return
     subprocess.run([*neuromap, "index", w("genome.fa")], check=True, capture_output=True)
     subprocess.run(["minimap2", "-x", "sr", "-d", w("genome.mmi"), w("genome.fa")], check=True, capture_output=True)
     runs = [
-        ("neuromap (network)", [*neuromap, "align", "-t", t, w("genome.fa"), w("r1.fq"), w("r2.fq")], "pe-neuromap.sam"),
+        ("neuromap (network)", [*neuromap, "align", "-t", t, *network_options(args), w("genome.fa"), w("r1.fq"), w("r2.fq")], "pe-neuromap.sam"),
         ("neuromap --no-neural", [*neuromap, "align", "--no-neural", "-t", t, w("genome.fa"), w("r1.fq"), w("r2.fq")], "pe-neuromap-no-neural.sam"),
     ]
+    if args.bf16:
+        runs.insert(1, ("neuromap (network, bf16)", runs[0][1], "pe-neuromap-bf16.sam"))
     if args.no_network:
-        runs = runs[1:]
+        runs = [run for run in runs if "network" not in run[0]]
     if shutil.which("bwa"):
         subprocess.run(["bwa", "index", w("genome.fa")], check=True, capture_output=True)
         runs.append(("bwa mem", ["bwa", "mem", "-t", t, w("genome.fa"), w("r1.fq"), w("r2.fq")], "pe-bwa.sam"))
     runs.append(("minimap2 -x sr", ["minimap2", "-t", t, "-ax", "sr", w("genome.mmi"), w("r1.fq"), w("r2.fq")], "pe-minimap2.sam"))
     measured = []
     for name, cmd, out in runs:
-        sec, rss = run_measured(cmd, w(out))
+        sec, rss = run_measured(cmd, w(out), env=BF16 if "bf16" in name else None)
         measured.append((name, sec, rss, evaluate(w("truth_pairs.tsv"), w(out))))
     t_mm = measured[-1][1]
     n_reads = 2 * args.pairs

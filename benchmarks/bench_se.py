@@ -30,6 +30,9 @@ from neuromap.evaluate import evaluate, format_report, plot  # noqa: E402
 from neuromap.simulate import synthetic_genome, write_fasta  # noqa: E402
 
 
+BF16 = {"NEUROMAP_COMPUTE_DTYPE": "bfloat16"}
+
+
 def tree_rss_kb(root: int) -> int:
     """Resident memory of a process and all its descendants (kB), from /proc."""
     children: dict[int, list[int]] = {}
@@ -53,12 +56,13 @@ def tree_rss_kb(root: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], stdout_path: str | None = None) -> tuple[float, int]:
-    """Run a command; return (wall seconds, peak RSS in MB of its whole process tree)."""
+def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | None = None) -> tuple[float, int]:
+    """Run a command (with `env` added to the environment); return (wall seconds, peak RSS in MB of
+    its whole process tree)."""
     out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
     peak = 0
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     stop = threading.Event()
 
     def sample():
@@ -106,7 +110,16 @@ def common_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--workdir", default=os.path.join(HERE, "work"))
     ap.add_argument("--no-network", action="store_true", help="skip the network run (seeds + DP vs the others only)")
     ap.add_argument("--plot", help="write the mapeval/calibration plot of all runs to this PNG")
+    ap.add_argument("--weights", metavar="DIR", help="model of the network run (neuromap align --weights; default: the shipped one)")
+    ap.add_argument("--bf16", action="store_true", help="add a network run in bfloat16 (NEUROMAP_COMPUTE_DTYPE=bfloat16)")
+    ap.add_argument("--prepare-only", action="store_true", help="write the genome and reads into --workdir, then stop")
+    ap.add_argument("--reuse-data", action="store_true",
+                    help="take the genome and reads already in --workdir (from --prepare-only with the same options)")
     return ap
+
+
+def network_options(args) -> list[str]:
+    return ["--weights", args.weights] if args.weights else []
 
 
 def machine_lines() -> str:
@@ -126,10 +139,13 @@ def main() -> None:
     w = lambda name: os.path.join(args.workdir, name)  # noqa: E731
     neuromap = [sys.executable, "-m", "neuromap"]
 
-    write_fasta(w("genome.fa"), synthetic_genome(args.size, args.seed))
-    subprocess.run([*neuromap, "simulate", w("genome.fa"), "-n", str(args.reads), "-l", str(args.length),
-                    "--seed", str(args.seed + 1), "--snp-rate", "0.001", "--indel-rate", "0.0001",
-                    "-o", w("reads.fq"), "--truth", w("truth.tsv")], check=True, capture_output=True)
+    if not args.reuse_data:
+        write_fasta(w("genome.fa"), synthetic_genome(args.size, args.seed))
+        subprocess.run([*neuromap, "simulate", w("genome.fa"), "-n", str(args.reads), "-l", str(args.length),
+                        "--seed", str(args.seed + 1), "--snp-rate", "0.001", "--indel-rate", "0.0001",
+                        "-o", w("reads.fq"), "--truth", w("truth.tsv")], check=True, capture_output=True)
+    if args.prepare_only:
+        return
     # Both indexes are built (and timed) afresh.
     shutil.rmtree(w("genome.fa.nmi"), ignore_errors=True)
     if os.path.exists(w("genome.mmi")):
@@ -139,15 +155,17 @@ def main() -> None:
     t_idx_nm, rss_idx_nm = run_measured([*neuromap, "index", w("genome.fa")])
     t_idx_mm, rss_idx_mm = run_measured(["minimap2", "-x", "sr", "-d", w("genome.mmi"), w("genome.fa")])
     runs = [
-        ("neuromap (network)", [*neuromap, "align", "-t", str(args.threads), w("genome.fa"), w("reads.fq")], "neuromap.sam", t_idx_nm),
+        ("neuromap (network)", [*neuromap, "align", "-t", str(args.threads), *network_options(args), w("genome.fa"), w("reads.fq")], "neuromap.sam", t_idx_nm),
         ("neuromap --no-neural", [*neuromap, "align", "--no-neural", "-t", str(args.threads), w("genome.fa"), w("reads.fq")], "neuromap-no-neural.sam", t_idx_nm),
         ("minimap2 -x sr", ["minimap2", "-t", str(args.threads), "-ax", "sr", w("genome.mmi"), w("reads.fq")], "minimap2.sam", t_idx_mm),
     ]
+    if args.bf16:
+        runs.insert(1, ("neuromap (network, bf16)", runs[0][1], "neuromap-bf16.sam", t_idx_nm))
     if args.no_network:
-        runs = runs[1:]
+        runs = [run for run in runs if "network" not in run[0]]
     measured = []
     for name, cmd, out, t_idx in runs:
-        t, rss = run_measured(cmd, w(out))
+        t, rss = run_measured(cmd, w(out), env=BF16 if "bf16" in name else None)
         measured.append((name, t, rss, t_idx, evaluate(w("truth.tsv"), w(out))))
     t_mm = measured[-1][1]
     for name, t, rss, t_idx, ev in measured:

@@ -1,3 +1,5 @@
 from neuromap.cli import main
 
-main()
+# Guarded: `neuromap train --workers N` starts worker processes that import this module again.
+if __name__ == "__main__":
+    main()

@@ -241,7 +241,8 @@ def evaluate(alignments, truth, tolerance, as_json, plot):
 @cli.command()
 @click.option("-o", "--output", "out_dir", required=True, metavar="DIR", help="Directory for checkpoint.msgpack, history.json, params.npz and config.json (resumes if a checkpoint is there).")
 @click.option("--steps", type=click.IntRange(1), default=3000, show_default=True, help="Optimiser steps.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Reads per step (each with 4 windows: true, two paralogs, foreign).")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True, help="Reads per step (each with --windows-per-read windows).")
+@click.option("--windows-per-read", type=click.IntRange(2), default=4, show_default=True, help="Windows scored per read: the true one, near paralogs (all but 3; at least 1), a diverged paralog, a foreign window.")
 @click.option("--lr", "learning_rate", type=float, default=2e-3, show_default=True, help="Peak learning rate (warm-up, then cosine decay).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the initial weights and of the generated examples.")
 @click.option("--validate-every", type=click.IntRange(1), default=250, show_default=True, help="Steps between validation (and checkpoints).")
@@ -253,9 +254,10 @@ def evaluate(alignments, truth, tolerance, as_json, plot):
 @click.option("--reference-window", type=click.IntRange(1), default=400, show_default=True, help="Longest reference window the model accepts.")
 @click.option("--min-read-length", type=click.IntRange(10), default=50, show_default=True, help="Shortest training read (longest: 150).")
 @click.option("--near-paralog", nargs=2, type=float, default=(0.01, 0.04), show_default=True, metavar="LO HI", help="Divergence range of the near-identical paralog window.")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="Processes that make training batches ahead of the device (0: in this process). Same result for any value.")
 @click.option("--progress/--quiet", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
-def train(out_dir, steps, batch_size, learning_rate, seed, validate_every, embedding_dim, num_heads, num_layers, dropout,
-          read_length, reference_window, min_read_length, near_paralog, progress):
+def train(out_dir, steps, batch_size, windows_per_read, learning_rate, seed, validate_every, embedding_dim, num_heads, num_layers, dropout,
+          read_length, reference_window, min_read_length, near_paralog, workers, progress):
     """Train the NeuralReadMapper on simulated reads (CPU or GPU, whatever JAX sees).
 
     With a checkpoint in DIR training resumes from it up to --steps (the example generator follows
@@ -271,10 +273,10 @@ def train(out_dir, steps, batch_size, learning_rate, seed, validate_every, embed
         )
     except ValueError as exc:
         raise NeuromapError(str(exc)) from None
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed, validate_every=validate_every,
-                      min_read_length=min_read_length, near_paralog=tuple(near_paralog))
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, windows_per_read=windows_per_read, learning_rate=learning_rate, seed=seed,
+                      validate_every=validate_every, min_read_length=min_read_length, near_paralog=tuple(near_paralog))
     show = sys.stderr.isatty() if progress is None else progress
-    run_train(model_config, cfg, out_dir, progress=show, log=lambda m: click.echo(f"neuromap: {m}", err=True))
+    run_train(model_config, cfg, out_dir, progress=show, log=lambda m: click.echo(f"neuromap: {m}", err=True), workers=workers)
 
 
 @cli.command()

@@ -22,12 +22,15 @@ def tie_break(names: list[str], rows: np.ndarray, tied: list[np.ndarray]) -> np.
     return np.array([options[zlib.crc32(names[r].encode()) % len(options)] for r, options in zip(rows, tied)], dtype=np.int64)
 
 
-def p_correct(log_likelihood: np.ndarray, valid: np.ndarray, chosen: np.ndarray, n_unscored: np.ndarray | None = None) -> np.ndarray:
+def p_correct(log_likelihood: np.ndarray, valid: np.ndarray, chosen: np.ndarray, n_unscored: np.ndarray | None = None,
+              weakest: np.ndarray | None = None) -> np.ndarray:
     """P(the chosen placement is right) for each read.
 
     log_likelihood, valid: (n_reads, n_candidates); chosen: (n_reads,) slot index.
     n_unscored: placements found but not scored (beyond the kept candidates); each is counted
     as likely as the weakest scored one, so a read in a large repeat family is not overconfident.
+    weakest: (n_reads,) that weakest log-likelihood when it is not among the `valid` ones (a
+    scored candidate that is no placement still tells how strong the unscored ones are).
     """
     n = log_likelihood.shape[0]
     if n == 0:
@@ -38,9 +41,9 @@ def p_correct(log_likelihood: np.ndarray, valid: np.ndarray, chosen: np.ndarray,
     weights = np.exp(rel)
     total = weights.sum(axis=1)
     if n_unscored is not None:
-        weakest = np.where(valid, rel, np.inf).min(axis=1)
-        weakest = np.where(np.isfinite(weakest), weakest, 0.0)
-        total = total + n_unscored * np.exp(weakest)
+        floor = np.where(valid, rel, np.inf).min(axis=1) if weakest is None else np.minimum(weakest - best, 0.0)
+        floor = np.where(np.isfinite(floor), floor, 0.0)
+        total = total + n_unscored * np.exp(floor)
     # A read without any scored placement has total 0; it is unmapped and gets p = 0.
     return np.divide(1.0, total, out=np.zeros(n), where=total > 0)
 

@@ -91,7 +91,9 @@ def load_model(weights_dir: str | None = None):
     from neuromap.operators.mapping.neural_mapper import WEIGHTS_DIR, NeuralReadMapper
 
     directory = weights_dir or WEIGHTS_DIR
-    model = NeuralReadMapper.pretrained(directory)
+    # NEUROMAP_COMPUTE_DTYPE=bfloat16 runs the encoder and attention in bf16 (benchmarks/README.md
+    # has its speed and accuracy on a GPU); the default, float32, is what the calibration was fitted on.
+    model = NeuralReadMapper.pretrained(directory, compute_dtype=os.environ.get("NEUROMAP_COMPUTE_DTYPE", "float32"))
     graphdef, params = nnx.split(model)
 
     @jax.jit

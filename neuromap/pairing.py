@@ -247,11 +247,14 @@ def choose_pairs(
     names: list[str],
     model: InsertModel,
     genome_length: int,
+    weakest: np.ndarray | None = None,
 ) -> PairChoice:
     """Joint choice of the two mates' placements (see the module docstring).
 
     log_p: (2n, S) log-probability scale likelihood of each placement; start: global reference
-    position of each placement's first base; extra: placements found but not scored (see below).
+    position of each placement's first base; extra: placements found but not scored (see below);
+    weakest: (2n,) log-probability of the weakest scored candidate, where it is not a valid
+    placement (default: the weakest valid one).
     """
     n = log_p.shape[0] // 2
     chosen, p = single_chosen.copy(), single_p.copy()
@@ -295,9 +298,9 @@ def choose_pairs(
         n_others = others.sum(axis=1)
         resemble = np.where(others, np.exp(term), 0.0).sum(axis=1) / np.maximum(n_others, 1)
         resemble = np.where(n_others > 0, resemble, np.exp(floor))
-        weakest = np.where(np.isfinite(lm), lm, np.inf).min(axis=1)
+        floor_ll = np.where(np.isfinite(lm), lm, np.inf).min(axis=1) if weakest is None else weakest[mine]
         with np.errstate(divide="ignore"):
-            mass = extra[mine] * np.exp(weakest + lo[r, partner] - best) * resemble
+            mass = extra[mine] * np.exp(floor_ll + lo[r, partner] - best) * resemble
         total = total + mass
     chosen[a], chosen[b] = ca, cb
     p[a] = num_a / total

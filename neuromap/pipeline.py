@@ -44,6 +44,11 @@ class AlignOptions:
     insert: InsertModel | None = None  # given with -I; None: estimated from the first pairs
 
 
+# Alignment points (two mismatches with the default scoring) by which the description at the
+# network's start may fall short of the best alignment in the same window.
+SHIFT_TOLERANCE = 10
+
+
 @dataclass
 class MappedBatch:
     """Per-read results of one batch (arrays over reads; strings only where SAM needs them)."""
@@ -106,6 +111,7 @@ class Placements:
     exact: np.ndarray  # (P,) settled by the ungapped screen (no DP needed)
     pair_diag: np.ndarray  # (P,) window column of the read start by the DP
     dp_chunks: list  # (members, query, target, DPResult) of the pairs that went through the DP
+    choosable: np.ndarray  # (n, slots) valid placements where the read aligns (see place)
 
 
 def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates | None = None) -> Placements:
@@ -173,15 +179,22 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
         dup[:, j] = (same & v_sorted[:, :j] & ~dup[:, :j]).any(axis=1)
     np.put_along_axis(valid, order, v_sorted & ~dup, 1)
 
-    masked = np.where(valid, ll, -np.inf)
+    # A window where the read aligns below --min-score is no placement while the read has one
+    # where it aligns: it is neither chosen nor counted against the others in P(correct) (a
+    # low-complexity read can look likelier to the network in a junk window than in its true one).
+    score_at = np.full((n, n_slots), NEG, dtype=np.int64)
+    score_at[pairs.read, pairs.slot] = pair_score
+    alignable = valid & (score_at >= opts.min_score)
+    choosable = np.where(alignable.any(axis=1)[:, None], alignable, valid)
+    masked = np.where(choosable, ll, -np.inf)
     best_ll = masked.max(axis=1)
     chosen = np.where(np.isfinite(best_ll), masked.argmax(axis=1), 0)
-    ties = valid & (masked == best_ll[:, None])
+    ties = choosable & (masked == best_ll[:, None])
     tie_rows = np.flatnonzero(ties.sum(axis=1) > 1)
     if len(tie_rows):
         chosen[tie_rows] = tie_break(batch.names, tie_rows, [np.flatnonzero(ties[r]) for r in tie_rows])
     extra = np.maximum(cands.n_clusters - opts.seed.max_candidates, 0)
-    return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra, exact, pair_diag, dp_chunks)
+    return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra, exact, pair_diag, dp_chunks, choosable)
 
 
 def likelihood_scale(opts: AlignOptions) -> float:
@@ -196,8 +209,17 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
 
 
 def single_p(pl: Placements, opts: AlignOptions) -> np.ndarray:
-    """P(correct) of each read's chosen placement from its own placements alone."""
-    return p_correct(np.where(pl.valid, pl.ll * likelihood_scale(opts), 0.0), pl.valid, pl.chosen, pl.extra)
+    """P(correct) of each read's chosen placement from its own placements alone (those where it
+    aligns; see `place`)."""
+    scale = likelihood_scale(opts)
+    return p_correct(np.where(pl.choosable, pl.ll * scale, 0.0), pl.choosable, pl.chosen, pl.extra, weakest_ll(pl) * scale)
+
+
+def weakest_ll(pl: Placements) -> np.ndarray:
+    """Per read, the lowest log-likelihood of its scored candidates, placements or not: what
+    the unscored ones (beyond -N) are taken to be worth."""
+    low = np.where(pl.valid, pl.ll, np.inf).min(axis=1) if pl.valid.shape[1] else np.zeros(len(pl.chosen))
+    return np.where(np.isfinite(low), low, 0.0)
 
 
 def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarray, p: np.ndarray) -> MappedBatch:
@@ -231,6 +253,19 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
     chosen_pair[sel] = slot_to_pair[sel, chosen[sel]]
     contig_of = cands.contig[rows, chosen]
     agree_sel = np.abs(pair_start[chosen_pair[sel]] - pl.pair_diag[chosen_pair[sel]]) <= 4
+    other = sel[~agree_sel]
+    if len(other):
+        cp = chosen_pair[other]
+        narrow = AlignOptions(scoring=opts.scoring, margin=4)
+        placed = pairs.window_start[cp] + pair_start[cp] - narrow.margin
+        shifted = _describe(index, pairs.query[cp], qlen[cp], contig_of[other], placed, narrow)
+        # The network's start stands where the read aligns there about as well as anywhere in the
+        # window (a shift in a tandem repeat); a start where it aligns clearly worse is a misplaced
+        # peak, and the DP's placement in the chosen window describes the read instead.
+        stands = shifted[0] >= pair_score[cp] - SHIFT_TOLERANCE
+        agree_sel[np.flatnonzero(~agree_sel)[~stands]] = True
+        other = other[stands]
+        shifted = tuple(x[stands] if isinstance(x, np.ndarray) else [x[i] for i in np.flatnonzero(stands)] for x in shifted)
 
     def put(reads, s, gpos, c, m, k):
         score[reads] = s
@@ -255,12 +290,8 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
             cp = chosen_pair[reads]
             aln = traceback(dp, local[cp], query, target, qlen[members])
             put(reads, pair_score[cp], pairs.window_start[cp] + aln.ref_start, aln.cigar, aln.md, aln.nm)
-    other = sel[~agree_sel]
     if len(other):
-        cp = chosen_pair[other]
-        narrow = AlignOptions(scoring=opts.scoring, margin=4)
-        placed = pairs.window_start[cp] + pair_start[cp] - narrow.margin
-        put(other, *_describe(index, pairs.query[cp], qlen[cp], contig_of[other], placed, narrow))
+        put(other, *shifted)
     mapped = has & (score >= opts.min_score)
     return MappedBatch(
         mapped=mapped,
@@ -409,9 +440,11 @@ def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertM
     slots = pl.valid.shape[1]
     start = np.full((2 * n, slots), 0, dtype=np.int64)
     start[pl.pairs.read, pl.pairs.slot] = pl.pairs.window_start + pl.pair_start
+    scale = likelihood_scale(opts)
     choice = choose_pairs(
-        np.where(pl.valid, pl.ll * likelihood_scale(opts), -np.inf), pl.valid, start, pl.cands.reverse, pl.cands.contig,
+        np.where(pl.choosable, pl.ll * scale, -np.inf), pl.choosable, start, pl.cands.reverse, pl.cands.contig,
         batch.lengths, pl.extra, pl.chosen, single_p(pl, opts), batch.names, model, int(index.contig_lengths.sum()),
+        weakest=weakest_ll(pl) * scale,
     )
     return describe(index, opts, pl, choice.chosen, choice.p), model, samples
 

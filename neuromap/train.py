@@ -1,30 +1,29 @@
 """Training the NeuralReadMapper on simulated reads (optax), with validation and checkpoints.
 
-Each example is one read with `windows_per_read` reference windows:
-  0  the window it comes from (with SNPs between sample and reference, sequencing errors, indels);
-  1  a near-identical paralog of that window (`near_paralog`, default 1-4 % divergent), the read
-     at the same offset;
-  2  a diverged paralog (4-15 %);
-  3  a foreign window (unrelated sequence).
-The sequences are random with a random GC content, and some carry low-complexity stretches and
-tandem repeats. The loss has three parts:
+Each example is one read with `windows_per_read` reference windows: the true one, near-identical
+paralogs, a diverged paralog and a foreign window (see `neuromap.training_data`, which makes them).
+The loss has three parts:
   position   cross-entropy of position_probs in the true window against the true start (0.8) and
              its neighbours (0.1 each: an indel near the start shifts it by one);
   window     cross-entropy over the read's windows of their log_likelihood: the true window must
              out-score its paralogs, which is what the aligner's MAPQ is built on;
   quality    binary cross-entropy of mapping_quality: 1 for the true window when best_position is
              within 2 bp, 0 otherwise.
-Examples are generated from (seed, step), so a run is deterministic and resumes exactly.
+Examples are generated from (seed, step), so a run is deterministic and resumes exactly, and
+`workers` processes can make them ahead of the device (a GPU step takes less time than making its
+batch in one Python thread) without changing a bit of the result.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import sys
 import time
-from dataclasses import dataclass
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 
 import jax
 import jax.numpy as jnp
@@ -39,98 +38,9 @@ from neuromap.operators.mapping.neural_mapper import (
     config_dict,
     save_parameters,
 )
+from neuromap.training_data import TrainConfig, batch_for_step, make_examples, validation_set
 
-
-@dataclass
-class TrainConfig:
-    steps: int = 3000
-    batch_size: int = 32  # reads per step (each with windows_per_read windows)
-    windows_per_read: int = 4
-    min_read_length: int = 50
-    read_length: int = 150  # longest training read
-    flank: int = 24  # window = read_length + 2 * flank
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    validate_every: int = 250
-    validation_reads: int = 512
-    max_error_rate: float = 0.03
-    max_snp_rate: float = 0.01
-    near_paralog: tuple[float, float] = (0.01, 0.04)  # divergence of window 1 from the true one
-
-
-def _random_sequence(rng: np.random.Generator, n: int) -> np.ndarray:
-    gc = rng.uniform(0.3, 0.7)
-    p = np.array([(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2])
-    seq = rng.choice(4, size=n, p=p).astype(np.int8)
-    if rng.random() < 0.3:  # a low-complexity or tandem stretch
-        unit = rng.integers(0, 4, int(rng.integers(1, 7))).astype(np.int8)
-        length = int(rng.integers(15, max(16, n // 2)))
-        at = int(rng.integers(0, n - length))
-        seq[at : at + length] = np.resize(unit, length)
-    return seq
-
-
-def _mutate(rng: np.random.Generator, seq: np.ndarray, rate: float) -> np.ndarray:
-    out = seq.copy()
-    sites = np.flatnonzero(rng.random(len(seq)) < rate)
-    out[sites] = (out[sites] + rng.integers(1, 4, len(sites))) % 4
-    return out
-
-
-def _sequence_read(rng: np.random.Generator, template: np.ndarray, length: int, error_rate: float) -> np.ndarray:
-    """Read `length` bases from `template` with substitution and 1-bp indel errors; N = -1."""
-    errors = rng.random(length) < error_rate
-    kinds = rng.random(length)
-    out, t = [], 0
-    for j in range(length):
-        if t >= len(template):
-            out.append(-1)
-            continue
-        if errors[j] and kinds[j] < 0.05:  # insertion
-            out.append(int(rng.integers(0, 4)))
-            continue
-        if errors[j] and kinds[j] < 0.10:  # deletion
-            t += 1
-            if t >= len(template):
-                out.append(-1)
-                continue
-        base = int(template[t])
-        if errors[j] and kinds[j] >= 0.10:
-            base = (base + int(rng.integers(1, 4))) % 4
-        if rng.random() < 0.002:
-            base = -1  # an N call
-        out.append(base)
-        t += 1
-    return np.array(out, dtype=np.int8)
-
-
-def make_examples(rng: np.random.Generator, n_reads: int, cfg: TrainConfig):
-    """Arrays for n_reads examples: reads (n, R) int8 (-1 = N/pad), mask (n, R),
-    windows (n, K, W) int8, start (n,) true start in window 0."""
-    R, K = cfg.read_length, cfg.windows_per_read
-    W = R + 2 * cfg.flank
-    reads = np.full((n_reads, R), -1, np.int8)
-    mask = np.zeros((n_reads, R), np.float32)
-    windows = np.zeros((n_reads, K, W), np.int8)
-    start = np.zeros(n_reads, np.int64)
-    for i in range(n_reads):
-        length = int(rng.integers(cfg.min_read_length, R + 1))
-        window = _random_sequence(rng, W)
-        s = int(rng.integers(0, W - length + 1))
-        sample = _mutate(rng, window, rng.uniform(0, cfg.max_snp_rate))
-        read = _sequence_read(rng, sample[s:], length, rng.uniform(0, cfg.max_error_rate))
-        reads[i, :length] = read
-        mask[i, :length] = 1.0
-        windows[i, 0] = window
-        if K > 1:
-            windows[i, 1] = _mutate(rng, window, rng.uniform(*cfg.near_paralog))
-        if K > 2:
-            windows[i, 2] = _mutate(rng, window, rng.uniform(0.04, 0.15))
-        for k in range(3, K):
-            windows[i, k] = _random_sequence(rng, W)
-        start[i] = s
-    return reads, mask, windows, start
+__all__ = ["TrainConfig", "make_examples", "one_hot", "train"]
 
 
 def one_hot(codes: np.ndarray) -> jax.Array:
@@ -236,7 +146,30 @@ def load_checkpoint(directory: str, model, optimizer) -> tuple[int, list]:
     return int(state["step"]), history
 
 
-def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, progress: bool = True, log=print) -> dict:
+def batches(cfg: TrainConfig, first_step: int, workers: int = 0):
+    """The batches of steps first_step .. cfg.steps - 1, in order. With workers > 0 they are made
+    by that many processes, 2 x workers batches ahead (bounded memory); the result is the same."""
+    if workers <= 0:
+        for step in range(first_step, cfg.steps):
+            yield batch_for_step(cfg, step)
+        return
+    # spawn, not fork: this process already runs JAX's threads.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending: deque = deque()
+        upcoming = first_step
+        while upcoming < cfg.steps and len(pending) < 2 * workers:
+            pending.append(pool.submit(batch_for_step, cfg, upcoming))
+            upcoming += 1
+        while pending:
+            batch = pending.popleft().result()
+            if upcoming < cfg.steps:
+                pending.append(pool.submit(batch_for_step, cfg, upcoming))
+                upcoming += 1
+            yield batch
+
+
+def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, progress: bool = True, log=print,
+          workers: int = 0) -> dict:
     """Train (or resume) into out_dir; writes checkpoint.msgpack, history.json, params.npz, config.json."""
     os.makedirs(out_dir, exist_ok=True)
     model = NeuralReadMapper(model_config, rngs=nnx.Rngs(params=cfg.seed, dropout=cfg.seed + 1))
@@ -248,12 +181,10 @@ def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, 
         step, history = load_checkpoint(out_dir, model, optimizer)
         log(f"resuming from step {step}")
     model.train()
-    validation = make_examples(np.random.default_rng([cfg.seed, 2**31 - 1]), cfg.validation_reads, cfg)
+    validation = validation_set(cfg)
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, file=sys.stderr, unit="step")
     started = time.time()
-    while step < cfg.steps:
-        rng = np.random.default_rng([cfg.seed, step])
-        reads, mask, windows, start = make_examples(rng, cfg.batch_size, cfg)
+    for reads, mask, windows, start in batches(cfg, step, workers):
         loss, parts = train_step(model, optimizer, reads, mask, windows, start)
         step += 1
         bar.update(1)

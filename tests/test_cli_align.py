@@ -266,3 +266,22 @@ def test_no_neural_never_loads_jax(data_dir, tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False"
     assert len(records((tmp_path / "o.sam").read_text())) == 3000
+
+
+def test_network_chooses_only_where_the_read_aligns(tmp_path):
+    """An AT-rich read of the benchmark genome whose seeds also hit two low-complexity windows
+    (test-data/make_regression_data.py). The network finds one of those likelier than the true
+    window, but the read aligns there with a score of 13-14: no placement. It is placed in its true
+    window, and the junk windows do not count against it (MAPQ 60 like --no-neural)."""
+    import shutil
+
+    from conftest import TEST_DATA
+
+    shutil.copy(os.path.join(TEST_DATA, "regressions.fa"), tmp_path / "ref.fa")
+    reads = os.path.join(TEST_DATA, "regressions.fq")
+    for extra in ([], ["--no-neural"]):
+        res = run_cli(["align", *extra, tmp_path / "ref.fa", reads])
+        assert res.returncode == 0, res.stderr
+        (rec,) = records(res.stdout)
+        assert rec[0] == "sim053463" and rec[1] == "0" and rec[2] == "true_4726535" and rec[3] == "301"
+        assert rec[5] == "150M" and int(rec[4]) == 60, rec[:9]

@@ -45,7 +45,7 @@ def test_config_defaults_exactly():
 @pytest.mark.parametrize(
     "field, value",
     [("read_length", 0), ("reference_window", -5), ("embedding_dim", 0), ("num_heads", 0), ("embedding_dim", 30),
-     ("temperature", 0.0), ("temperature", -1.0), ("dropout_rate", 1.0), ("dropout_rate", -0.1)],
+     ("temperature", 0.0), ("temperature", -1.0), ("dropout_rate", 1.0), ("dropout_rate", -0.1), ("compute_dtype", "int8")],
 )
 def test_invalid_config_names_the_field(field, value):
     kwargs = {field: value}
@@ -178,3 +178,19 @@ def test_diagonal_sums_match_the_definition():
         for s in range(12):
             expected[b, s] = sum(logits[b, s + j, j] * mask[b, j] for j in range(5) if s + j < 12)
     assert np.allclose(np.asarray(diagonal_sums(jnp.asarray(logits), jnp.asarray(mask))), expected, atol=1e-5)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_scores():
+    """compute_dtype changes the arithmetic only: the same parameters load, scores stay float32 and
+    place reads where float32 does."""
+    rng = np.random.default_rng(11)
+    read = rng.integers(0, 4, (4, 60))
+    reference = np.concatenate([rng.integers(0, 4, (4, 20)), read, rng.integers(0, 4, (4, 20))], axis=1)
+    one_hot = lambda x: jax.nn.one_hot(x, 4)  # noqa: E731
+    full = NeuralReadMapper.pretrained()
+    half = NeuralReadMapper.pretrained(compute_dtype="bfloat16")
+    a, b = full(one_hot(read), one_hot(reference)), half(one_hot(read), one_hot(reference))
+    assert b["alignment_scores"].dtype == jnp.float32
+    assert all(v.get_value().dtype == jnp.float32 for _, v in nnx.to_flat_state(nnx.state(half, nnx.Param)))
+    assert np.array_equal(np.asarray(a["best_position"]), np.asarray(b["best_position"]))
+    assert np.asarray(b["best_position"]).tolist() == [20, 20, 20, 20]

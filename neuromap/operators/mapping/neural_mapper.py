@@ -48,6 +48,9 @@ class NeuralReadMapperConfig(TemperatureConfig):
     dropout_rate: float = 0.1
     kmer_kernel: int = 9  # width of the encoder's convolutions (bases)
     encoder_layers: int = 2  # residual convolutions in the k-mer encoder
+    # Arithmetic of the encoder and attention ("bfloat16" halves the bytes an accelerator moves);
+    # parameters stay float32 and the scores are summed in float32 either way.
+    compute_dtype: str = "float32"
 
     def validate(self) -> None:
         super().validate()
@@ -63,20 +66,23 @@ class NeuralReadMapperConfig(TemperatureConfig):
             )
         if not 0 <= self.dropout_rate < 1:
             raise ValueError(f"dropout_rate must be in [0, 1) (got {self.dropout_rate!r})")
+        if self.compute_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"compute_dtype must be float32, bfloat16 or float16 (got {self.compute_dtype!r})")
 
 
 class KmerEncoder(nnx.Module):
     """One-hot bases -> per-position features that depend on the local sequence only."""
 
     def __init__(self, config: NeuralReadMapperConfig, rngs: nnx.Rngs):
-        d = config.embedding_dim
-        self.embed = nnx.Linear(4, d, rngs=rngs)
-        self.convs = nnx.List([nnx.Conv(d, d, config.kmer_kernel, padding="SAME", rngs=rngs) for _ in range(config.encoder_layers)])
-        self.norm = nnx.LayerNorm(d, rngs=rngs)
+        d, dtype = config.embedding_dim, config.compute_dtype
+        self.embed = nnx.Linear(4, d, dtype=dtype, rngs=rngs)
+        self.convs = nnx.List([nnx.Conv(d, d, config.kmer_kernel, padding="SAME", dtype=dtype, rngs=rngs)
+                               for _ in range(config.encoder_layers)])
+        self.norm = nnx.LayerNorm(d, dtype=dtype, rngs=rngs)
 
     def __call__(self, onehot: jax.Array, mask: jax.Array) -> jax.Array:
         """onehot (B, L, 4), mask (B, L) -> (B, L, D), zero where mask is 0."""
-        m = mask[..., None]
+        m = mask[..., None].astype(self.embed.dtype)
         x = self.embed(onehot) * m
         for conv in self.convs:
             x = (x + jax.nn.gelu(conv(x))) * m
@@ -87,13 +93,13 @@ class CrossBlock(nnx.Module):
     """Pre-norm cross-attention of `x` to `context`, then an MLP; both residual."""
 
     def __init__(self, config: NeuralReadMapperConfig, rngs: nnx.Rngs):
-        d = config.embedding_dim
-        self.norm_q = nnx.LayerNorm(d, rngs=rngs)
-        self.norm_kv = nnx.LayerNorm(d, rngs=rngs)
-        self.attention = nnx.MultiHeadAttention(config.num_heads, d, decode=False, rngs=rngs)
-        self.norm_mlp = nnx.LayerNorm(d, rngs=rngs)
-        self.mlp_in = nnx.Linear(d, 2 * d, rngs=rngs)
-        self.mlp_out = nnx.Linear(2 * d, d, rngs=rngs)
+        d, dtype = config.embedding_dim, config.compute_dtype
+        self.norm_q = nnx.LayerNorm(d, dtype=dtype, rngs=rngs)
+        self.norm_kv = nnx.LayerNorm(d, dtype=dtype, rngs=rngs)
+        self.attention = nnx.MultiHeadAttention(config.num_heads, d, decode=False, dtype=dtype, rngs=rngs)
+        self.norm_mlp = nnx.LayerNorm(d, dtype=dtype, rngs=rngs)
+        self.mlp_in = nnx.Linear(d, 2 * d, dtype=dtype, rngs=rngs)
+        self.mlp_out = nnx.Linear(2 * d, d, dtype=dtype, rngs=rngs)
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
 
     def __call__(self, x: jax.Array, context: jax.Array, context_mask: jax.Array | None) -> jax.Array:
@@ -134,8 +140,8 @@ class NeuralReadMapper(TemperatureOperator):
         self.encoder = KmerEncoder(config, rngs)
         self.reference_blocks = nnx.List([CrossBlock(config, rngs) for _ in range(config.num_layers)])
         self.read_blocks = nnx.List([CrossBlock(config, rngs) for _ in range(config.num_layers)])
-        self.query = nnx.Linear(d, d, rngs=rngs)
-        self.key = nnx.Linear(d, d, rngs=rngs)
+        self.query = nnx.Linear(d, d, dtype=config.compute_dtype, rngs=rngs)
+        self.key = nnx.Linear(d, d, dtype=config.compute_dtype, rngs=rngs)
         self.quality = nnx.Linear(3, 1, rngs=rngs)
         self.eval()
 
@@ -151,10 +157,10 @@ class NeuralReadMapper(TemperatureOperator):
         r = self.encoder(read, read_mask)
         t = self.encoder(reference, ref_mask)
         for ref_block, read_block in zip(self.reference_blocks, self.read_blocks):
-            t, r = ref_block(t, r, read_mask), read_block(r, t, None) * read_mask[..., None]
+            t, r = ref_block(t, r, read_mask), read_block(r, t, None) * read_mask[..., None].astype(r.dtype)
         q = self.query(t)
         k = self.key(r)
-        logits = jnp.einsum("bwd,brd->bwr", q, k) / jnp.sqrt(jnp.float32(q.shape[-1]))
+        logits = jnp.einsum("bwd,brd->bwr", q, k).astype(jnp.float32) / jnp.sqrt(jnp.float32(q.shape[-1]))
         scores = diagonal_sums(logits, read_mask)
         probs = self.soft_argmax(scores, axis=-1)
         best = jnp.argmax(scores, axis=-1)
@@ -216,12 +222,13 @@ class NeuralReadMapper(TemperatureOperator):
 
     # -- shipped weights -------------------------------------------------------------------------
     @classmethod
-    def pretrained(cls, path: str | None = None) -> "NeuralReadMapper":
-        """The trained model shipped in neuromap/weights/ (no network access)."""
+    def pretrained(cls, path: str | None = None, **overrides) -> "NeuralReadMapper":
+        """The trained model shipped in neuromap/weights/ (no network access). `overrides` change
+        fields that do not change the parameters, e.g. compute_dtype="bfloat16"."""
         directory = path or WEIGHTS_DIR
         with open(os.path.join(directory, "config.json")) as fh:
             fields = json.load(fh)
-        config = NeuralReadMapperConfig(**fields)
+        config = NeuralReadMapperConfig(**{**fields, **overrides})
         # Built abstractly (shapes only) and then filled: running every random initialiser only
         # to overwrite it costs a second of start-up in `align`. The dropout streams get the
         # state a fresh `nnx.Rngs(0)` has.

@@ -1,0 +1,150 @@
+#!/usr/bin/env bash
+# Everything neuromap measures and trains on a lent GPU machine, in one command, ordered so that a
+# lease cut short still returns what was done (each phase writes into $OUT as it ends).
+#
+#   bash benchmarks/gpu_lease.sh            # on the GPU machine, from the repository root
+#   SMALL=1 bash benchmarks/gpu_lease.sh    # the same phases at toy sizes (a CPU check of the script)
+#   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
+#   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
+#
+# Needs jax (with its CUDA plugin), flax, optax, numpy, numba, click, tqdm where it runs; pysam is
+# installed from .whl/ and minimap2 / bwa are taken from .bin/ when those folders are there (the GPU
+# machine reaches no package registry). Phases:
+#   1. check: versions, the GPU JAX sees, `neuromap align` on test-data with the network;
+#   2. train candidate models ($MODELS, recipes below) side by side on the GPU (the step count is
+#      $STEPS, or set from a timed probe so they fit TRAIN_SECONDS), while the benchmark reads are
+#      simulated on the CPU;
+#   3. calibrate each model on its held-out genome (neuromap calibrate);
+#   4. benchmarks on the otherwise idle machine: the network alone (float32 vs bfloat16),
+#      single-end and paired-end end to end beside minimap2 (and bwa mem) at -t $THREADS, and the
+#      share of time per pipeline stage with the network on.
+set -uo pipefail
+OUT=${OUT:-/tmp/neuromap-gpu-out}
+mkdir -p "$OUT"
+exec > >(tee -a "$OUT/log.txt") 2>&1
+SMALL=${SMALL:-0}
+PY=${PYTHON:-python3}
+THREADS=${THREADS:-16}
+TRAIN_SECONDS=${TRAIN_SECONDS:-150}
+if [ "$SMALL" = 1 ]; then BATCH=8; SE_READS=4000; PE_PAIRS=2000; SIZE=500000; PROFILE_READS=2000; MODEL_READS=64; MODEL_BUCKETS=64; CAL_READS=500; CAL_SIZE=200000
+else BATCH=128; SE_READS=400000; PE_PAIRS=100000; SIZE=5000000; PROFILE_READS=20000; MODEL_READS=2048; MODEL_BUCKETS="1024 4096"; CAL_READS=20000; CAL_SIZE=1000000; fi
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+[ -d .bin ] && export PATH="$PWD/.bin:$PATH"
+WORK=${WORK:-/tmp/neuromap-gpu-work}
+rm -rf "$WORK"; mkdir -p "$WORK"
+stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+stamp "phase 1: check"
+if [ -d .whl ] && ! "$PY" -c "import pysam" 2>/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/pysam-*.whl &&
+        export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+# neuromap is written against Flax 0.12 (nnx.List); an older Flax gets the carried one.
+if [ -d .whl ] && ! "$PY" -c "from flax import nnx; nnx.List" 2>/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-flax .whl/flax-*.whl &&
+        export PYTHONPATH="/tmp/site-flax:$PYTHONPATH"
+fi
+"$PY" - <<'EOF' || { echo "phase 1 failed: the environment cannot run neuromap"; exit 1; }
+import jax, flax, optax, numba, numpy, pysam, platform
+print("python", platform.python_version(), "jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__,
+      "numba", numba.__version__, "numpy", numpy.__version__, "pysam", pysam.__version__)
+print("devices", jax.devices())
+EOF
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+minimap2 --version; bwa 2>&1 | grep Version || true
+cp test-data/ref.fa "$WORK/"
+"$PY" -m neuromap align --stats "$WORK/stats.json" -t 4 "$WORK/ref.fa" test-data/reads.fq > "$WORK/check.sam" || { echo "phase 1 failed: align"; exit 1; }
+cat "$WORK/stats.json"; echo
+
+stamp "phase 2: train (a timed probe unless STEPS is given, then the models) while the benchmark reads are simulated"
+if [ "${TRAIN:-1}" = 0 ]; then MODELS=""; STEPS=0; fi
+[ -n "${STEPS:-}" ] || STEP_SECONDS=$("$PY" - <<'EOF'
+import time
+import numpy as np
+from flax import nnx
+import optax
+from neuromap.operators.mapping import NeuralReadMapper, NeuralReadMapperConfig
+from neuromap.train import train_step
+from neuromap.training_data import TrainConfig, batch_for_step
+cfg = TrainConfig(batch_size=128, windows_per_read=6, min_read_length=100)
+model = NeuralReadMapper(NeuralReadMapperConfig(read_length=320, reference_window=400, embedding_dim=32, num_layers=1, dropout_rate=0.0, kmer_kernel=9))
+optimizer = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
+model.train()
+batch = batch_for_step(cfg, 0)
+for _ in range(3):
+    loss, _ = train_step(model, optimizer, *batch)
+float(loss)
+t0 = time.perf_counter()
+for _ in range(20):
+    loss, _ = train_step(model, optimizer, *batch)
+float(loss)
+print(f"{(time.perf_counter() - t0) / 20:.5f}")
+EOF
+)
+STEP_SECONDS=${STEP_SECONDS:-}
+echo "one training step (128 reads x 6 windows): ${STEP_SECONDS:-not probed} s"
+MODELS=${MODELS-A B C}
+N_MODELS=$(echo $MODELS | wc -w)
+if [ -z "${STEPS:-}" ]; then
+    STEPS=$("$PY" -c "
+import sys
+t = float(sys.argv[1]) if sys.argv[1] else 1.0
+steps = int(float(sys.argv[2]) / (int(sys.argv[4]) * t * 1.3)) // 250 * 250
+print(max(500, min(20000, steps)) if sys.argv[3] != '1' else 20)" "${STEP_SECONDS:-}" "$TRAIN_SECONDS" "$SMALL" "$N_MODELS")
+fi
+echo "steps per model: $STEPS"
+VALIDATE=$(( STEPS >= 1000 ? STEPS / 8 : STEPS ))
+COMMON=(--steps "$STEPS" --batch-size "$BATCH" --seed 0 --validate-every "$VALIDATE" --workers "${WORKERS:-4}" --quiet)
+recipe() {
+    case $1 in
+        # the shipped model's recipe with more reads (4 windows, reads of 50-150 bp, paralogs 1-4 %)
+        A) echo "" ;;
+        # more and nearer paralogs (6 windows: 3 paralogs 0.3-2 %, as the genomes' near repeats), reads of 100-150 bp
+        B) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100" ;;
+        # B with one attention head (half the network's CPU time)
+        C) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --num-heads 1" ;;
+        # five paralogs of 0.2-1.5 % (8 windows)
+        E) echo "--windows-per-read 8 --near-paralog 0.002 0.015 --min-read-length 100" ;;
+    esac
+}
+TRAININGS=()
+for m in $MODELS; do
+    "$PY" -m neuromap train -o "$WORK/model-$m" "${COMMON[@]}" $(recipe $m) > "$WORK/train-$m.log" 2>&1 &
+    TRAININGS+=($!)
+done
+PREPARATIONS=()
+if [ "${BENCH:-1}" = 1 ]; then
+    "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
+    PREPARATIONS+=($!)
+    "$PY" benchmarks/bench_pe.py --prepare-only --size "$SIZE" --pairs "$PE_PAIRS" --workdir "$WORK/pe" &
+    PREPARATIONS+=($!)
+fi
+[ ${#TRAININGS[@]} -gt 0 ] && wait "${TRAININGS[@]}"
+for m in $MODELS; do echo "-- model $m: neuromap train ${COMMON[*]} $(recipe $m)"; cat "$WORK/train-$m.log"; done
+[ ${#PREPARATIONS[@]} -gt 0 ] && wait "${PREPARATIONS[@]}"
+
+stamp "phase 3: calibrate"
+CALIBRATIONS=()
+for m in $MODELS; do
+    if [ -f "$WORK/model-$m/params.npz" ]; then
+        timeout 300 "$PY" -m neuromap calibrate "$WORK/model-$m" --reads "$CAL_READS" --genome-size "$CAL_SIZE" > "$WORK/calibrate-$m.json" 2>&1 &
+        CALIBRATIONS+=($!)
+    fi
+done
+# Named: a bare `wait` would also wait for the `tee` of the log.
+[ ${#CALIBRATIONS[@]} -gt 0 ] && wait "${CALIBRATIONS[@]}"
+for m in $MODELS; do echo "-- model $m"; cat "$WORK/calibrate-$m.json"; done
+[ -n "$MODELS" ] && (cd "$WORK" && tar -czf "$OUT/models.tar.gz" --exclude checkpoint.msgpack model-* train-*.log calibrate-*.json)
+[ "${BENCH:-1}" = 1 ] || { stamp "done (no benchmarks asked for)"; exit 0; }
+
+stamp "phase 4: benchmarks"
+[ "${BF16:-1}" = 1 ] && timeout 120 "$PY" benchmarks/bench_model.py --reads "$MODEL_READS" --buckets $MODEL_BUCKETS > "$OUT/RESULTS-gpu-model.md"; cat "$OUT/RESULTS-gpu-model.md"
+BF16_ROW=(); [ "${BF16:-1}" = 1 ] && BF16_ROW=(--bf16)
+timeout 300 "$PY" benchmarks/bench_se.py --reuse-data "${BF16_ROW[@]}" --size "$SIZE" --reads "$SE_READS" --threads "$THREADS" --workdir "$WORK/se" \
+    > "$OUT/RESULTS-gpu-se.md"; head -20 "$OUT/RESULTS-gpu-se.md"
+timeout 300 "$PY" benchmarks/bench_pe.py --reuse-data "${BF16_ROW[@]}" --size "$SIZE" --pairs "$PE_PAIRS" --threads "$THREADS" --workdir "$WORK/pe" \
+    > "$OUT/RESULTS-gpu-pe.md"; head -20 "$OUT/RESULTS-gpu-pe.md"
+timeout 120 "$PY" benchmarks/profile_align.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --neural \
+    > "$OUT/RESULTS-gpu-profile.md"; cat "$OUT/RESULTS-gpu-profile.md"
+stamp "done"

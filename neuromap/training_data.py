@@ -1,0 +1,115 @@
+"""Training examples for the NeuralReadMapper, generated from (seed, step); numpy only.
+
+Kept apart from `train.py` so that worker processes can make batches ahead of the device
+without importing JAX (`neuromap train --workers N`). Each example is one read with
+`windows_per_read` reference windows:
+  0                the window it comes from (SNPs between sample and reference, sequencing
+                   errors, 1-bp indels, occasional N calls);
+  1 .. K-3         near-identical paralogs of that window (`near_paralog` divergence), the read at
+                   the same offset: what the aligner's MAPQ must tell apart;
+  K-2              a diverged paralog (4-15 %);
+  K-1              a foreign window (unrelated sequence).
+With K = 4 that is one near paralog, as the shipped model was trained. Sequences are random with a
+random GC content; 30 % carry a low-complexity or tandem stretch. Every array is built for the
+whole batch at once (no per-base Python), so a batch of 128 reads takes milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 3000
+    batch_size: int = 32  # reads per step (each with windows_per_read windows)
+    windows_per_read: int = 4
+    min_read_length: int = 50
+    read_length: int = 150  # longest training read
+    flank: int = 24  # window = read_length + 2 * flank
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    validate_every: int = 250
+    validation_reads: int = 512
+    max_error_rate: float = 0.03
+    max_snp_rate: float = 0.01
+    near_paralog: tuple[float, float] = (0.01, 0.04)  # divergence of the near paralogs from the true window
+
+
+def random_sequences(rng: np.random.Generator, n: int, width: int) -> np.ndarray:
+    """(n, width) int8 bases, each row with its own GC content (30-70 %); 30 % of rows carry a
+    low-complexity or tandem stretch."""
+    gc = rng.uniform(0.3, 0.7, n)[:, None]
+    u = rng.random((n, width))
+    # A below (1-gc)/2, C below 1/2, G below 1/2 + gc/2, T above.
+    seq = (u >= (1 - gc) / 2).astype(np.int8) + (u >= 0.5) + (u >= 0.5 + gc / 2)
+    for row in np.flatnonzero(rng.random(n) < 0.3):
+        unit = rng.integers(0, 4, int(rng.integers(1, 7))).astype(np.int8)
+        length = int(rng.integers(15, max(16, width // 2)))
+        at = int(rng.integers(0, width - length))
+        seq[row, at : at + length] = np.resize(unit, length)
+    return seq
+
+
+def mutate(rng: np.random.Generator, seq: np.ndarray, rate: np.ndarray) -> np.ndarray:
+    """Substitute each base of row i with probability rate[i] (by another base)."""
+    sites = rng.random(seq.shape) < np.asarray(rate)[:, None]
+    return np.where(sites, (seq + rng.integers(1, 4, seq.shape)) % 4, seq).astype(np.int8)
+
+
+def sequence_reads(rng: np.random.Generator, sample: np.ndarray, start: np.ndarray, length: np.ndarray,
+                   error_rate: np.ndarray, read_width: int) -> np.ndarray:
+    """Reads of `length[i]` bases from sample[i, start[i]:] with substitution and 1-bp indel
+    errors (5 % of errors insertions, 5 % deletions) and N calls (0.2 %); -1 = N or padding."""
+    n, width = sample.shape
+    errors = rng.random((n, read_width)) < error_rate[:, None]
+    kinds = rng.random((n, read_width))
+    inserted = errors & (kinds < 0.05)
+    deleted = errors & (kinds >= 0.05) & (kinds < 0.10)
+    substituted = errors & (kinds >= 0.10)
+    # An inserted base consumes no template base; a deletion skips one before the next base.
+    consumed = np.where(inserted, 0, np.where(deleted, 2, 1))
+    position = start[:, None] + np.cumsum(consumed, axis=1) - 1
+    inside = position < width
+    reads = np.take_along_axis(sample, np.minimum(position, width - 1), axis=1).astype(np.int8)
+    reads = np.where(substituted, (reads + rng.integers(1, 4, reads.shape)) % 4, reads)
+    reads = np.where(inserted, rng.integers(0, 4, reads.shape), reads)
+    reads = np.where(rng.random(reads.shape) < 0.002, -1, reads)
+    reads = np.where(inserted | inside, reads, -1)
+    return np.where(np.arange(read_width)[None, :] < length[:, None], reads, -1).astype(np.int8)
+
+
+def make_examples(rng: np.random.Generator, n_reads: int, cfg: TrainConfig):
+    """Arrays for n_reads examples: reads (n, R) int8 (-1 = N/pad), mask (n, R) float32,
+    windows (n, K, W) int8, start (n,) true start in window 0."""
+    R, K = cfg.read_length, cfg.windows_per_read
+    W = R + 2 * cfg.flank
+    length = rng.integers(cfg.min_read_length, R + 1, n_reads)
+    window = random_sequences(rng, n_reads, W)
+    start = rng.integers(0, W - length + 1)
+    sample = mutate(rng, window, rng.uniform(0, cfg.max_snp_rate, n_reads))
+    reads = sequence_reads(rng, sample, start, length, rng.uniform(0, cfg.max_error_rate, n_reads), R)
+    mask = (np.arange(R)[None, :] < length[:, None]).astype(np.float32)
+    windows = np.zeros((n_reads, K, W), np.int8)
+    windows[:, 0] = window
+    n_near = 1 if K <= 3 else K - 3
+    for k in range(1, min(K, 1 + n_near)):
+        windows[:, k] = mutate(rng, window, rng.uniform(*cfg.near_paralog, n_reads))
+    if K >= 3:
+        windows[:, 1 + n_near] = mutate(rng, window, rng.uniform(0.04, 0.15, n_reads))
+    if K >= 4:
+        windows[:, K - 1] = random_sequences(rng, n_reads, W)
+    return reads, mask, windows, start.astype(np.int64)
+
+
+def batch_for_step(cfg: TrainConfig, step: int):
+    """The training batch of `step`: a function of (seed, step) alone, so a run resumes exactly and
+    batches can be made in any process, in any order."""
+    return make_examples(np.random.default_rng([cfg.seed, step]), cfg.batch_size, cfg)
+
+
+def validation_set(cfg: TrainConfig):
+    return make_examples(np.random.default_rng([cfg.seed, 2**31 - 1]), cfg.validation_reads, cfg)
