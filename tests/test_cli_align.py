@@ -282,6 +282,23 @@ def test_network_chooses_only_where_the_read_aligns(tmp_path):
     for extra in ([], ["--no-neural"]):
         res = run_cli(["align", *extra, tmp_path / "ref.fa", reads])
         assert res.returncode == 0, res.stderr
-        (rec,) = records(res.stdout)
-        assert rec[0] == "sim053463" and rec[1] == "0" and rec[2] == "true_4726535" and rec[3] == "301"
+        rec = next(r for r in records(res.stdout) if r[0] == "sim053463")
+        assert rec[1] == "0" and rec[2] == "true_4726535" and rec[3] == "301"
         assert rec[5] == "150M" and int(rec[4]) == 60, rec[:9]
+
+
+def test_network_start_that_aligns_worse_falls_back_to_the_dp(tmp_path):
+    """A read from a tandem array (test-data/make_regression_data.py) whose network start in its
+    window is a shift where it aligns only with a 69-base clip (AS 76); the DP's start in the same
+    window aligns it whole (AS 130). The description follows the DP there, never AS < XS."""
+    import shutil
+
+    from conftest import TEST_DATA
+
+    shutil.copy(os.path.join(TEST_DATA, "regressions.fa"), tmp_path / "ref.fa")
+    res = run_cli(["align", tmp_path / "ref.fa", os.path.join(TEST_DATA, "regressions.fq")])
+    assert res.returncode == 0, res.stderr
+    rec = next(r for r in records(res.stdout) if r[0] == "sim089504")
+    tags = dict(t.split(":", 1) for t in rec[11:])
+    assert rec[2] == "tandem_1053700" and "S" not in rec[5], rec[:9]
+    assert int(tags["AS"].split(":")[1]) >= int(tags["XS"].split(":")[1]) == 130
