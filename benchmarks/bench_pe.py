@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_se import BF16, common_args, machine_lines, network_options, print_reports, run_measured, version_of  # noqa: E402
+from bench_se import BF16, common_args, machine_lines, network_options, print_reports, run_measured, version_of, with_process_rows  # noqa: E402
 from neuromap import __version__  # noqa: E402
 from neuromap.evaluate import evaluate  # noqa: E402
 from neuromap.simulate import synthetic_genome, write_fasta  # noqa: E402
@@ -62,6 +62,7 @@ def main() -> None:
         runs.insert(1, ("neuromap (network, bf16)", runs[0][1], "pe-neuromap-bf16.sam"))
     if args.no_network:
         runs = [run for run in runs if "network" not in run[0]]
+    runs = with_process_rows(runs, args)
     if shutil.which("bwa"):
         subprocess.run(["bwa", "index", w("genome.fa")], check=True, capture_output=True)
         runs.append(("bwa mem", ["bwa", "mem", "-t", t, w("genome.fa"), w("r1.fq"), w("r2.fq")], "pe-bwa.sam"))

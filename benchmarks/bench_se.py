@@ -112,6 +112,7 @@ def common_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
     ap.add_argument("--plot", help="write the mapeval/calibration plot of all runs to this PNG")
     ap.add_argument("--weights", metavar="DIR", help="model of the network run (neuromap align --weights; default: the shipped one)")
     ap.add_argument("--bf16", action="store_true", help="add a network run in bfloat16 (NEUROMAP_COMPUTE_DTYPE=bfloat16)")
+    ap.add_argument("--processes", action="store_true", help="add neuromap runs with worker processes (align --processes)")
     ap.add_argument("--prepare-only", action="store_true", help="write the genome and reads into --workdir, then stop")
     ap.add_argument("--reuse-data", action="store_true",
                     help="take the genome and reads already in --workdir (from --prepare-only with the same options)")
@@ -120,6 +121,18 @@ def common_args(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def network_options(args) -> list[str]:
     return ["--weights", args.weights] if args.weights else []
+
+
+def with_process_rows(runs: list, args) -> list:
+    """With --processes, each neuromap run again with `align --processes`, after it."""
+    if not args.processes:
+        return runs
+    out = []
+    for name, cmd, sam, *rest in runs:
+        out.append((name, cmd, sam, *rest))
+        if name.startswith("neuromap") and "bf16" not in name:
+            out.append((f"{name}, --processes", [*cmd[:4], "--processes", *cmd[4:]], sam.replace(".sam", "-processes.sam"), *rest))
+    return out
 
 
 def machine_lines() -> str:
@@ -163,6 +176,7 @@ def main() -> None:
         runs.insert(1, ("neuromap (network, bf16)", runs[0][1], "neuromap-bf16.sam", t_idx_nm))
     if args.no_network:
         runs = [run for run in runs if "network" not in run[0]]
+    runs = with_process_rows(runs, args)
     measured = []
     for name, cmd, out, t_idx in runs:
         t, rss = run_measured(cmd, w(out), env=BF16 if "bf16" in name else None)

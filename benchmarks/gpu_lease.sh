@@ -6,6 +6,7 @@
 #   SMALL=1 bash benchmarks/gpu_lease.sh    # the same phases at toy sizes (a CPU check of the script)
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
+#   (PROCESSES=0 leaves out the rows of `neuromap align --processes`)
 #
 # Needs jax (with its CUDA plugin), flax, optax, numpy, numba, click, tqdm where it runs; pysam is
 # installed from .whl/ and minimap2 / bwa are taken from .bin/ when those folders are there (the GPU
@@ -140,10 +141,11 @@ for m in $MODELS; do echo "-- model $m"; cat "$WORK/calibrate-$m.json"; done
 
 stamp "phase 4: benchmarks"
 [ "${BF16:-1}" = 1 ] && timeout 120 "$PY" benchmarks/bench_model.py --reads "$MODEL_READS" --buckets $MODEL_BUCKETS > "$OUT/RESULTS-gpu-model.md"; cat "$OUT/RESULTS-gpu-model.md"
-BF16_ROW=(); [ "${BF16:-1}" = 1 ] && BF16_ROW=(--bf16)
-timeout 300 "$PY" benchmarks/bench_se.py --reuse-data "${BF16_ROW[@]}" --size "$SIZE" --reads "$SE_READS" --threads "$THREADS" --workdir "$WORK/se" \
+EXTRA_ROWS=(); [ "${BF16:-1}" = 1 ] && EXTRA_ROWS=(--bf16)
+[ "${PROCESSES:-1}" = 1 ] && EXTRA_ROWS+=(--processes)  # rows with `align --processes` too
+timeout 300 "$PY" benchmarks/bench_se.py --reuse-data "${EXTRA_ROWS[@]}" --size "$SIZE" --reads "$SE_READS" --threads "$THREADS" --workdir "$WORK/se" \
     > "$OUT/RESULTS-gpu-se.md"; head -20 "$OUT/RESULTS-gpu-se.md"
-timeout 300 "$PY" benchmarks/bench_pe.py --reuse-data "${BF16_ROW[@]}" --size "$SIZE" --pairs "$PE_PAIRS" --threads "$THREADS" --workdir "$WORK/pe" \
+timeout 300 "$PY" benchmarks/bench_pe.py --reuse-data "${EXTRA_ROWS[@]}" --size "$SIZE" --pairs "$PE_PAIRS" --threads "$THREADS" --workdir "$WORK/pe" \
     > "$OUT/RESULTS-gpu-pe.md"; head -20 "$OUT/RESULTS-gpu-pe.md"
 timeout 120 "$PY" benchmarks/profile_align.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --neural \
     > "$OUT/RESULTS-gpu-profile.md"; cat "$OUT/RESULTS-gpu-profile.md"

@@ -73,6 +73,7 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("-I", "--insert-size", metavar="MEAN[,STD]", help="Insert size of pairs in bp (STD defaults to 10 % of MEAN). Default: estimated from the first pairs and reported on stderr.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE: .bam is coordinate-sorted and indexed (.bai), anything else is SAM. Default: SAM on stdout.")
 @click.option("-t", "--threads", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker threads mapping batches in parallel while the input is read (the output does not depend on it).")
+@click.option("--processes", is_flag=True, help="Make the -t workers processes instead of threads: faster on many cores (Python's per-read work holds the GIL in threads), more memory (each loads its own kernels and, with the network, its own JAX).")
 @click.option("-x", "--preset", type=click.Choice(sorted(PRESETS)), default="sr", show_default=True, help="Preset: sr = short Illumina reads, single or paired.")
 @click.option("-R", "--read-group", metavar="STR", help=r"Read group header line, e.g. '@RG\tID:x\tSM:y'; its ID goes on every record as RG:Z.")
 @click.option("--index", "index_path", metavar="PATH", help="Use the index at PATH (default: REFERENCE.nmi, built if missing, rebuilt if stale).")
@@ -90,7 +91,7 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("-K", "--batch-size", type=click.IntRange(1), default=4000, show_default=True, help="Reads per batch (pairs: mates counted, so half as many pairs).")
 @click.option("--stats", "stats_path", metavar="FILE.json", help="Write the run's figures (reads, mapped %, MAPQ>=30 %, properly paired %, reads/s, device) as JSON.")
 @click.option("--progress/--quiet", default=None, help="Progress bar and summary on stderr (default: bar only when stderr is a terminal, summary always; --quiet: neither).")
-def align(reference, reads, mates, interleaved, insert_size, output, threads, preset, read_group, index_path, no_neural, weights_dir, max_candidates, max_occ,
+def align(reference, reads, mates, interleaved, insert_size, output, threads, processes, preset, read_group, index_path, no_neural, weights_dir, max_candidates, max_occ,
           match, mismatch, gap_open, gap_extend, clip, min_score, band, batch_size, stats_path, progress):
     """Align READS (FASTQ or FASTA, plain or gzip; '-' for stdin) to REFERENCE; with MATES too,
     READS and MATES are the two files of paired-end reads (R1 and R2), read in lockstep.
@@ -127,6 +128,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         min_score=min_score,
         batch_size=batch_size,
         threads=threads,
+        processes=processes,
         read_group_id=rg_id,
         neural=not no_neural,
         weights_dir=weights_dir,

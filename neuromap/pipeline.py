@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
+import signal
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Iterable, Iterator
@@ -17,7 +19,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
-from neuromap.index import Index
+from neuromap.index import Index, load_index
 from neuromap.io.fastx import ReadBatch, batched, make_batch
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
@@ -36,6 +38,7 @@ class AlignOptions:
     score_scale: float = 1.0  # alignment score -> log-likelihood, for MAPQ on the seed+DP path
     batch_size: int = 4000
     threads: int = 1
+    processes: bool = False  # the `threads` workers are processes (each with its own kernels and JAX)
     pair_chunk: int = 2048  # (read, candidate) pairs aligned per DP call: bounds memory
     read_group_id: str | None = None
     neural: bool = False  # the NeuralReadMapper chooses placement and MAPQ (seeds + DP otherwise)
@@ -467,6 +470,24 @@ def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | 
     return format_sam(batch, res, index, opts.read_group_id, fields), stats, model, samples
 
 
+_WORKER_STATE: tuple[Index, AlignOptions] | None = None
+
+
+def _init_worker(index_path: str, opts: AlignOptions) -> None:
+    """A worker process: its own view of the memory-mapped index (the pages are shared through the
+    page cache), its own kernels and, with the network, its own model."""
+    global _WORKER_STATE
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    _WORKER_STATE = (load_index(index_path), opts)
+    if opts.neural:
+        load_model(opts.weights_dir)
+
+
+def _work_in_worker(records: list, model=None, samples=None):
+    assert _WORKER_STATE is not None
+    return _work(records, *_WORKER_STATE, model, samples)
+
+
 def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert=None) -> Iterator[tuple[str, RunStats]]:
     """Yield (SAM text, figures) per batch, in input order. `records` are Records, or
     (mate 1, mate 2) tuples when `opts.paired`.
@@ -476,6 +497,11 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
     threads scale and share one index, one copy of the compiled kernels and one JAX runtime.
     Reading the input stays on the calling thread, ahead of the workers. At most 2 x threads
     batches are in flight, which bounds memory.
+
+    With `opts.processes` the workers are processes instead (spawned, so no device runtime is
+    forked): the per-read Python of a batch (batching, SAM text, the pair posterior) holds the GIL,
+    which caps what threads of one process reach on many cores; processes do not share it, at the
+    price of a copy of the kernels and, with the network, of JAX in each. The output is the same.
 
     Pairs: until the insert size is known (from -I, or estimated from the first batches), each
     batch is mapped only after the previous one, so the estimate, and thus the output, is the same
@@ -489,7 +515,10 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
     if model is not None and on_insert is not None and opts.paired:
         on_insert(model, 0)
     pool = None
-    if opts.threads > 1:
+    if opts.threads > 1 and opts.processes:
+        context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
+        pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker, initargs=(index.path, opts))
+    elif opts.threads > 1:
         if opts.neural:  # load the weights once, before the threads ask for them
             load_model(opts.weights_dir)
         pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="neuromap-map")
@@ -499,6 +528,15 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
             done: Future = Future()
             done.set_result(_work(recs, index, opts, *args))
             return done
+        if isinstance(pool, ProcessPoolExecutor):
+            # Worker processes are spawned inside submit(); a child inherits an ignored SIGINT
+            # through exec and Python then leaves it ignored, so Ctrl-C during its start-up
+            # prints nothing.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                return pool.submit(_work_in_worker, recs, *args)
+            finally:
+                signal.signal(signal.SIGINT, previous)
         return pool.submit(_work, recs, index, opts, *args)
 
     try:

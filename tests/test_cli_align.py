@@ -130,11 +130,11 @@ def test_stdin_and_gzip_input_give_the_same_records(data_dir, tmp_path):
 @pytest.mark.parametrize("neural", [True, False])
 def test_output_is_identical_whatever_the_thread_count(data_dir, neural):
     outs = []
-    for t in ("1", "2", "3"):
-        res = run_cli(["align", *([] if neural else ["--no-neural"]), "-t", t, "-K", "700", data_dir / "ref.fa", data_dir / "reads.fq"])
-        assert res.returncode == 0
+    for workers in (["-t", "1"], ["-t", "2"], ["-t", "3"], ["-t", "2", "--processes"]):
+        res = run_cli(["align", *([] if neural else ["--no-neural"]), *workers, "-K", "700", data_dir / "ref.fa", data_dir / "reads.fq"])
+        assert res.returncode == 0, res.stderr
         outs.append("\n".join(l for l in res.stdout.splitlines() if not l.startswith("@PG")))
-    assert outs[0] == outs[1] == outs[2]
+    assert outs[0] == outs[1] == outs[2] == outs[3]
 
 
 def test_sam_output_file(data_dir, tmp_path):
@@ -182,12 +182,12 @@ def test_closed_pipe_ends_quietly(data_dir):
     assert res.stderr == ""
 
 
-@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("threads", ["1", "2", "2 --processes"])
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_leaves_no_partial_output(data_dir, tmp_path, sig, code, threads):
     out = tmp_path / "out.bam"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "neuromap", "align", "-t", threads, "-K", "500", str(data_dir / "ref.fa"), "-", "-o", str(out)],
+        [sys.executable, "-m", "neuromap", "align", "-t", *threads.split(), "-K", "500", str(data_dir / "ref.fa"), "-", "-o", str(out)],
         stdin=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )
     proc.stdin.write((data_dir / "reads.fq").read_bytes())  # then keep stdin open: still running

@@ -181,12 +181,12 @@ def test_interleaved_equals_two_files(data_dir, tmp_path):
 def test_deterministic_across_threads(data_dir, tmp_path, neural):
     """Several batches (-K 300: 150 pairs each); the insert size comes from the first."""
     outs = []
-    for t in (1, 2, 1):
-        args = ["align", *([] if neural else ["--no-neural"]), "-t", t, "-K", 300, data_dir / "ref.fa", data_dir / "reads_1.fq", data_dir / "reads_2.fq"]
+    for workers in (["-t", 1], ["-t", 2], ["-t", 1], ["-t", 2, "--processes"]):
+        args = ["align", *([] if neural else ["--no-neural"]), *workers, "-K", 300, data_dir / "ref.fa", data_dir / "reads_1.fq", data_dir / "reads_2.fq"]
         res = run_cli(args)
         assert res.returncode == 0, res.stderr
         outs.append("\n".join(l for l in res.stdout.splitlines() if not l.startswith("@PG")))
-    assert outs[0] == outs[1] == outs[2]
+    assert outs[0] == outs[1] == outs[2] == outs[3]
     assert len(outs[0].splitlines()) == 4 + 2000
 
 
