@@ -1,16 +1,17 @@
 """Batches of reads through the stages: seed -> windows -> align -> mapq -> SAM text.
 
-Only this module knows the order of the stages. Batches are independent, so `threads` worker
-threads map them concurrently and the results are written in input order: the output does not
-depend on the number of threads.
+Only this module knows the order of the stages. Batches are independent, so `threads` workers
+(threads, or processes with `processes`) map them concurrently and the results are written in
+input order: the output does not depend on the number or kind of workers.
 """
 
 from __future__ import annotations
 
-import re
-from collections import deque
 import multiprocessing
+import os
+import re
 import signal
+from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -478,6 +479,8 @@ def _init_worker(index_path: str, opts: AlignOptions) -> None:
     page cache), its own kernels and, with the network, its own model."""
     global _WORKER_STATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    # On a GPU, JAX would take 75 % of the device's memory in each worker; they share it instead.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     _WORKER_STATE = (load_index(index_path), opts)
     if opts.neural:
         load_model(opts.weights_dir)
