@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from neuromap.model import Calibration  # noqa: E402
+from neuromap.model import Calibration, jitted_scorer  # noqa: E402
 from neuromap.mapq import mapq_from_p  # noqa: E402
 from neuromap.training_data import TrainConfig, make_examples  # noqa: E402
 from neuromap.weights import SHIPPED  # noqa: E402
@@ -32,22 +32,10 @@ READ_WIDTH, WINDOW_WIDTH, WINDOWS = 160, 224, 6
 
 
 def scorer(compute_dtype: str):
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
+    """The aligner's own compiled scorer (neuromap.model), on the shipped weights in this precision."""
     from neuromap.operators.mapping import NeuralReadMapper
 
-    graphdef, params = nnx.split(NeuralReadMapper.pretrained(compute_dtype=compute_dtype))
-
-    @jax.jit
-    def score(params, read_codes, read_mask, window_codes):
-        m = nnx.merge(graphdef, params)
-        read = jax.nn.one_hot(read_codes, 4, dtype=jnp.float32)
-        window = jax.nn.one_hot(window_codes, 4, dtype=jnp.float32)
-        return m(read, window, read_mask)["alignment_scores"]
-
-    return lambda *a: score(params, *a)
+    return jitted_scorer(NeuralReadMapper.pretrained(compute_dtype=compute_dtype))
 
 
 def main() -> None:

@@ -84,26 +84,32 @@ def _enable_compilation_cache() -> None:
 def load_model(weights_dir: str | None = None):
     """The shipped (or given) model, its jitted scorer and its calibration; once per process."""
     _enable_compilation_cache()
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
     from neuromap.operators.mapping.neural_mapper import WEIGHTS_DIR, NeuralReadMapper
 
     directory = weights_dir or WEIGHTS_DIR
     # NEUROMAP_COMPUTE_DTYPE=bfloat16 runs the encoder and attention in bf16 (benchmarks/README.md
     # has its speed and accuracy on a GPU); the default, float32, is what the calibration was fitted on.
     model = NeuralReadMapper.pretrained(directory, compute_dtype=os.environ.get("NEUROMAP_COMPUTE_DTYPE", "float32"))
+    return model.config, jitted_scorer(model), Calibration.load(directory)
+
+
+def jitted_scorer(model):
+    """(read_codes (P, R) int, read_mask (P, R), window_codes (P, W) int) -> alignment_scores (P, W),
+    compiled; codes >= 4 (N, padding) become all-zero one-hot rows."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
     graphdef, params = nnx.split(model)
 
     @jax.jit
     def score(params, read_codes, read_mask, window_codes):
         m = nnx.merge(graphdef, params)
-        read = jax.nn.one_hot(read_codes, 4, dtype=jnp.float32)  # codes >= 4 (N, pad) -> zero rows
+        read = jax.nn.one_hot(read_codes, 4, dtype=jnp.float32)
         window = jax.nn.one_hot(window_codes, 4, dtype=jnp.float32)
         return m(read, window, read_mask)["alignment_scores"]
 
-    return model.config, (lambda *a: score(params, *a)), Calibration.load(directory)
+    return lambda *a: score(params, *a)
 
 
 def _round_up(x: int, step: int) -> int:

@@ -115,6 +115,7 @@ class Placements:
     exact: np.ndarray  # (P,) settled by the ungapped screen (no DP needed)
     pair_diag: np.ndarray  # (P,) window column of the read start by the DP
     dp_chunks: list  # (members, query, target, DPResult) of the pairs that went through the DP
+    slot_score: np.ndarray  # (n, slots) alignment score of each slot's pair (NEG: no pair)
     choosable: np.ndarray  # (n, slots) valid placements where the read aligns (see place)
 
 
@@ -186,9 +187,9 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
     # A window where the read aligns below --min-score is no placement while the read has one
     # where it aligns: it is neither chosen nor counted against the others in P(correct) (a
     # low-complexity read can look likelier to the network in a junk window than in its true one).
-    score_at = np.full((n, n_slots), NEG, dtype=np.int64)
-    score_at[pairs.read, pairs.slot] = pair_score
-    alignable = valid & (score_at >= opts.min_score)
+    slot_score = np.full((n, n_slots), NEG, dtype=np.int64)
+    slot_score[pairs.read, pairs.slot] = pair_score
+    alignable = valid & (slot_score >= opts.min_score)
     choosable = np.where(alignable.any(axis=1)[:, None], alignable, valid)
     masked = np.where(choosable, ll, -np.inf)
     best_ll = masked.max(axis=1)
@@ -198,7 +199,7 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
     if len(tie_rows):
         chosen[tie_rows] = tie_break(batch.names, tie_rows, [np.flatnonzero(ties[r]) for r in tie_rows])
     extra = np.maximum(cands.n_clusters - opts.seed.max_candidates, 0)
-    return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra, exact, pair_diag, dp_chunks, choosable)
+    return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra, exact, pair_diag, dp_chunks, slot_score, choosable)
 
 
 def likelihood_scale(opts: AlignOptions) -> float:
@@ -237,9 +238,7 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
     best_ll = np.where(valid, pl.ll, -np.inf).max(axis=1) if n_slots else np.full(n, -np.inf)
     mapq = mapq_from_p(p)
 
-    scores = np.full((n, n_slots), NEG, dtype=np.int64)
-    scores[pairs.read, pairs.slot] = pair_score
-    runner = np.where(valid & (np.arange(n_slots)[None, :] != chosen[:, None]), scores, NEG).max(axis=1)
+    runner = np.where(valid & (np.arange(n_slots)[None, :] != chosen[:, None]), pl.slot_score, NEG).max(axis=1)
 
     # Describe the chosen placement. Where the path's start agrees with the DP's (always without
     # the network; almost always with it) the alignment already computed is traced back; where the
