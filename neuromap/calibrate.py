@@ -18,7 +18,7 @@ import numpy as np
 from neuromap.index import build_index, load_index
 from neuromap.io.fastx import batched, make_batch, read_fastx
 from neuromap.mapq import p_correct
-from neuromap.pipeline import AlignOptions, place
+from neuromap.pipeline import AlignOptions, place, weakest_ll
 from neuromap.simulate import simulate_reads, synthetic_genome, write_fasta, write_simulation
 
 
@@ -28,8 +28,9 @@ def _log_loss(p: np.ndarray, right: np.ndarray) -> float:
 
 
 def collect(weights_dir: str | None, genome_size: int, n_reads: int, seed: int, workdir: str):
-    """Align simulated reads; return per read the placements' log-likelihoods, which is chosen,
-    the unscored extra placements and whether the choice is right."""
+    """Align simulated reads; return per read the placements' log-likelihoods, which of them
+    P(correct) is taken over (as `align` does: `Placements.choosable`), which is chosen, the
+    unscored extra placements, the weakest scored candidate and whether the choice is right."""
     ref = os.path.join(workdir, "calibration.fa")
     write_fasta(ref, synthetic_genome(genome_size, seed))
     reads, truth_path = os.path.join(workdir, "reads.fq"), os.path.join(workdir, "truth.tsv")
@@ -41,7 +42,7 @@ def collect(weights_dir: str | None, genome_size: int, n_reads: int, seed: int, 
             truth[name] = (contig, int(start), strand == "-")
     index = load_index(build_index(ref))
     opts = AlignOptions(neural=True, weights_dir=weights_dir)
-    lls, valids, chosen, extras, right = [], [], [], [], []
+    lls, valids, chosen, extras, weakest, right = [], [], [], [], [], []
     for records in batched(read_fastx(reads), opts.batch_size):
         batch = make_batch(records)
         pl = place(batch, index, opts)
@@ -49,6 +50,7 @@ def collect(weights_dir: str | None, genome_size: int, n_reads: int, seed: int, 
         slot_pair = np.full(pl.valid.shape, -1)
         slot_pair[pl.pairs.read, pl.pairs.slot] = np.arange(len(pl.pairs.read))
         pair = slot_pair[np.arange(n), pl.chosen]
+        floor = weakest_ll(pl)
         for r in range(n):
             if pair[r] < 0 or not pl.valid[r].any():
                 continue
@@ -57,20 +59,21 @@ def collect(weights_dir: str | None, genome_size: int, n_reads: int, seed: int, 
             t_contig, t_start, t_rev = truth[batch.names[r]]
             ok = (index.names[contig] == t_contig and bool(pl.cands.reverse[r, pl.chosen[r]]) == t_rev
                   and abs(g - int(index.contig_offsets[contig]) - t_start) <= 10)
-            lls.append(np.where(pl.valid[r], pl.ll[r], 0.0))
-            valids.append(pl.valid[r])
+            lls.append(np.where(pl.choosable[r], pl.ll[r], 0.0))
+            valids.append(pl.choosable[r])
             chosen.append(pl.chosen[r])
             extras.append(pl.extra[r])
+            weakest.append(floor[r])
             right.append(ok)
-    return np.array(lls), np.array(valids), np.array(chosen), np.array(extras), np.array(right)
+    return np.array(lls), np.array(valids), np.array(chosen), np.array(extras), np.array(weakest), np.array(right)
 
 
-def fit_scale(ll, valid, chosen, extra, right) -> tuple[float, dict]:
+def fit_scale(ll, valid, chosen, extra, weakest, right) -> tuple[float, dict]:
     grid = np.geomspace(0.01, 20.0, 300)
-    losses = [_log_loss(p_correct(ll * lam, valid, chosen, extra), right) for lam in grid]
+    losses = [_log_loss(p_correct(ll * lam, valid, chosen, extra, weakest * lam), right) for lam in grid]
     best = float(grid[int(np.argmin(losses))])
-    p_fit = p_correct(ll * best, valid, chosen, extra)
-    p_raw = p_correct(ll, valid, chosen, extra)
+    p_fit = p_correct(ll * best, valid, chosen, extra, weakest * best)
+    p_raw = p_correct(ll, valid, chosen, extra, weakest)
     report = {
         "scale": best,
         "reads": int(len(right)),

@@ -69,3 +69,23 @@ def test_windows_per_read_layout():
         n = int(mask[i].sum())
         read, template = reads[i, :n], windows[i, 0, start[i] : start[i] + n]
         assert np.all((read == template) | (read == -1))
+
+
+def test_calibrate_writes_the_fit_beside_the_weights(tmp_path):
+    """`neuromap calibrate` on a copy of the shipped model (a small held-out genome): the fitted
+    scale and its figures land in calibration.json, and nothing else is left behind."""
+    import shutil
+
+    from neuromap.weights import SHIPPED
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    for name in ("params.npz", "config.json"):
+        shutil.copy(os.path.join(SHIPPED, name), model_dir / name)
+    res = run_cli(["calibrate", model_dir, "--genome-size", 200_000, "-n", 400])
+    assert res.returncode == 0, res.stderr
+    fit = json.load(open(model_dir / "calibration.json"))
+    assert fit == json.loads(res.stdout)
+    assert fit["scale"] > 0 and fit["reads"] > 300 and 0 < fit["reads_with_alternatives"] < fit["reads"]
+    assert fit["log_loss"] <= fit["log_loss_unscaled"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["calibration.json", "config.json", "params.npz"]
