@@ -65,6 +65,16 @@ def check_weights(weights_dir: str | None) -> None:
     for name in ("params.npz", "config.json", "calibration.json"):
         if not os.path.exists(os.path.join(directory, name)):
             raise NeuromapError(f"{directory}: no {name}: not a complete neuromap model (use --no-neural, or train and calibrate one)")
+    from neuromap.operators.mapping.neural_mapper import COMPUTE_DTYPES
+
+    if compute_dtype() not in COMPUTE_DTYPES:
+        raise NeuromapError(f"NEUROMAP_COMPUTE_DTYPE={compute_dtype()!r}: must be one of {', '.join(COMPUTE_DTYPES)}")
+
+
+def compute_dtype() -> str:
+    """The network's arithmetic: NEUROMAP_COMPUTE_DTYPE, float32 by default (what the shipped
+    calibration was fitted on; benchmarks/README.md has bfloat16's speed and accuracy on a GPU)."""
+    return os.environ.get("NEUROMAP_COMPUTE_DTYPE", "float32")
 
 
 def _enable_compilation_cache() -> None:
@@ -87,9 +97,7 @@ def load_model(weights_dir: str | None = None):
     from neuromap.operators.mapping.neural_mapper import WEIGHTS_DIR, NeuralReadMapper
 
     directory = weights_dir or WEIGHTS_DIR
-    # NEUROMAP_COMPUTE_DTYPE=bfloat16 runs the encoder and attention in bf16 (benchmarks/README.md
-    # has its speed and accuracy on a GPU); the default, float32, is what the calibration was fitted on.
-    model = NeuralReadMapper.pretrained(directory, compute_dtype=os.environ.get("NEUROMAP_COMPUTE_DTYPE", "float32"))
+    model = NeuralReadMapper.pretrained(directory, compute_dtype=compute_dtype())
     return model.config, jitted_scorer(model), Calibration.load(directory)
 
 

@@ -302,3 +302,12 @@ def test_network_start_that_aligns_worse_falls_back_to_the_dp(tmp_path):
     tags = dict(t.split(":", 1) for t in rec[11:])
     assert rec[2] == "tandem_1053700" and "S" not in rec[5], rec[:9]
     assert int(tags["AS"].split(":")[1]) >= int(tags["XS"].split(":")[1]) == 130
+
+
+def test_bad_compute_dtype_is_a_clean_error(data_dir, tmp_path):
+    """NEUROMAP_COMPUTE_DTYPE is checked with the model, before any output is started."""
+    out = tmp_path / "out.bam"
+    res = run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "-o", out],
+                  env={**os.environ, "NEUROMAP_COMPUTE_DTYPE": "int8"})
+    assert_clean_error(res, "NEUROMAP_COMPUTE_DTYPE", "int8")
+    assert list(tmp_path.iterdir()) == []

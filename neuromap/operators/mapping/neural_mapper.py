@@ -38,6 +38,9 @@ from neuromap.operators.base import TemperatureConfig, TemperatureOperator
 from neuromap.weights import SHIPPED as WEIGHTS_DIR
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
+
+
 @dataclass(frozen=True)
 class NeuralReadMapperConfig(TemperatureConfig):
     read_length: int = 150
@@ -66,8 +69,8 @@ class NeuralReadMapperConfig(TemperatureConfig):
             )
         if not 0 <= self.dropout_rate < 1:
             raise ValueError(f"dropout_rate must be in [0, 1) (got {self.dropout_rate!r})")
-        if self.compute_dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"compute_dtype must be float32, bfloat16 or float16 (got {self.compute_dtype!r})")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)} (got {self.compute_dtype!r})")
 
 
 class KmerEncoder(nnx.Module):
