@@ -21,8 +21,10 @@ WIDTH_BUCKET = 32
 
 @lru_cache(maxsize=1)
 def pair_bucket() -> int:
-    """(read, window) pairs per model call: one compiled shape. Small on a CPU (the attention
-    tensors of a call stay in cache), large on an accelerator (it wants big launches).
+    """(read, window) pairs per model call: one compiled shape. Small on a CPU, where the
+    attention tensors of a call must stay in cache (on 2 cores, 16 pairs per call score a pair in
+    about 0.6 of the time 64 do: benchmarks/README.md), large on an accelerator (it wants big
+    launches).
     NEUROMAP_PAIR_BUCKET overrides. Each pair is scored alone, but XLA's float rounding depends on
     the shapes it compiles for: with another bucket the likelihoods (and the pc tag) can differ in
     their last digits, so output is byte-identical for one bucket size, i.e. one device kind."""
@@ -30,7 +32,7 @@ def pair_bucket() -> int:
         return max(1, int(os.environ["NEUROMAP_PAIR_BUCKET"]))
     import jax
 
-    return 64 if jax.default_backend() == "cpu" else 1024
+    return 16 if jax.default_backend() == "cpu" else 1024
 
 
 @dataclass

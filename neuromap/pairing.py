@@ -258,8 +258,16 @@ def choose_pairs(
     """
     n = log_p.shape[0] // 2
     chosen, p = single_chosen.copy(), single_p.copy()
-    both = valid[:n].any(axis=1) & valid[n:].any(axis=1)
-    rows = np.flatnonzero(both)
+    count = valid.sum(axis=1)
+    both = (count[:n] > 0) & (count[n:] > 0)
+    # Most pairs have one placement per mate and nothing unscored: that combination is the choice
+    # and holds all the posterior mass (what the general case below computes, exactly).
+    lone = both & (count[:n] == 1) & (count[n:] == 1) & (extra[:n] == 0) & (extra[n:] == 0)
+    lone_rows = np.flatnonzero(lone)
+    for mates in (lone_rows, lone_rows + n):
+        chosen[mates] = valid[mates].argmax(axis=1)
+        p[mates] = 1.0
+    rows = np.flatnonzero(both & ~lone)
     if len(rows) == 0:
         return PairChoice(chosen, p)
     a, b = rows, rows + n

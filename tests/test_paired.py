@@ -267,6 +267,30 @@ def test_joint_posterior_marginals():
     assert abs(c.p[1] - 0.5) < 1e-9 and c.p[0] > 0.9999
 
 
+def test_pairs_with_one_placement_per_mate():
+    """One placement per mate and nothing unscored: that pair is chosen with P = 1 whatever its
+    insert (the shortcut gives what the joint posterior gives); an unscored placement beyond -N
+    sends it through the posterior, where it costs confidence."""
+    model = InsertModel(400.0, 50.0, 100)
+    # pair 0: lone mates in slot 1 (discordant); pair 1: mate 2 has two equal copies
+    valid = np.array([[False, True], [True, False], [False, True], [True, True]])
+    log_p = np.where(valid, 0.0, -np.inf)
+    start = np.array([[0, 1000], [5000, 0], [0, 70_000], [5250, 60_000]])
+    reverse = np.array([[False, False], [False, False], [False, True], [True, True]])
+    contig = np.zeros((4, 2), dtype=np.int32)
+    lengths = np.full(4, 150)
+    args = (start, reverse, contig, lengths)
+    c = choose_pairs(log_p, valid, *args, np.zeros(4, np.int64), np.zeros(4, np.int64), np.full(4, 0.5), list("abab"), model, 1_000_000)
+    assert c.chosen.tolist() == [1, 0, 1, 0]
+    assert c.p[0] == 1.0 and c.p[2] == 1.0
+    assert c.p[1] > 0.9999 and c.p[3] > 0.9999
+    extra = np.array([3, 0, 0, 0])
+    c = choose_pairs(log_p, valid, *args, extra, np.zeros(4, np.int64), np.full(4, 0.5), list("abab"), model, 1_000_000)
+    assert c.chosen.tolist() == [1, 0, 1, 0]
+    assert 0.2 < c.p[0] < 0.3  # one of four equally likely placements
+    assert c.p[2] < 1.0
+
+
 def test_stats_and_summary_report_proper_pairs(data_dir, tmp_path):
     import json
 
