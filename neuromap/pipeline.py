@@ -52,6 +52,15 @@ class AlignOptions:
 # network's start may fall short of the best alignment in the same window.
 SHIFT_TOLERANCE = 10
 
+# Alignment points (about 6 mismatches) by which a window may fall short of the read's best one
+# and still go to the network. Further behind, the alignment has decided: on held-out reads (the
+# calibration genome) the network put every such window at least e^-15.6 below the read's best
+# (benchmarks/RESULTS-decided-gap.md), so it is not scored, neither chosen nor counted in
+# P(correct), and the network's time (7 % of its pairs) goes to the close calls. Where the
+# placements beyond -N are valued (weakest_ll), such a window counts as e^-DECIDED_LL of the best.
+DECIDED_GAP = 40
+DECIDED_LL = 15.0
+
 
 @dataclass
 class MappedBatch:
@@ -155,6 +164,10 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
         # there the network has nothing to decide, and the DP's start stands.
         contested = (cands.valid.sum(axis=1) > 1) | (cands.n_clusters > opts.seed.max_candidates)
         fits &= contested[pairs.read]
+        best_score = np.full(n, NEG, dtype=np.int64)
+        np.maximum.at(best_score, pairs.read, pair_score)
+        decided = fits & (pair_score < best_score[pairs.read] - DECIDED_GAP)
+        fits &= ~decided
         pair_ll = pair_score.astype(np.float64) * opts.score_scale / likelihood_scale(opts)
         pair_start = pair_diag.copy()
         if fits.any():
@@ -163,9 +176,14 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
             model = score_pairs(pairs.query[members, :width], qlen[members], pairs.target[members, : width + 2 * opts.margin], opts.weights_dir)
             pair_ll[members] = model.log_likelihood
             pair_start[members] = model.start
+        if decided.any():
+            top = np.full(n, -np.inf)
+            np.maximum.at(top, pairs.read[fits], pair_ll[fits])
+            pair_ll[decided] = top[pairs.read[decided]] - DECIDED_LL / likelihood_scale(opts)
     else:
         pair_ll = pair_score.astype(np.float64)
         pair_start = pair_diag
+        decided = np.zeros(n_pairs, dtype=bool)
 
     # Per read and slot. A placement starting where a likelier one of the same read starts (same
     # strand) is the same placement found twice and must not count against it.
@@ -189,8 +207,10 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
     # low-complexity read can look likelier to the network in a junk window than in its true one).
     slot_score = np.full((n, n_slots), NEG, dtype=np.int64)
     slot_score[pairs.read, pairs.slot] = pair_score
-    alignable = valid & (slot_score >= opts.min_score)
-    choosable = np.where(alignable.any(axis=1)[:, None], alignable, valid)
+    placement = valid.copy()  # windows the alignment has not decided against (see DECIDED_GAP)
+    placement[pairs.read[decided], pairs.slot[decided]] = False
+    alignable = placement & (slot_score >= opts.min_score)
+    choosable = np.where(alignable.any(axis=1)[:, None], alignable, placement)
     masked = np.where(choosable, ll, -np.inf)
     best_ll = masked.max(axis=1)
     chosen = np.where(np.isfinite(best_ll), masked.argmax(axis=1), 0)
@@ -221,9 +241,10 @@ def single_p(pl: Placements, opts: AlignOptions) -> np.ndarray:
 
 
 def weakest_ll(pl: Placements) -> np.ndarray:
-    """Per read, the lowest log-likelihood of its scored candidates, placements or not: what
-    the unscored ones (beyond -N) are taken to be worth."""
-    low = np.where(pl.valid, pl.ll, np.inf).min(axis=1) if pl.valid.shape[1] else np.zeros(len(pl.chosen))
+    """Per read, the lowest log-likelihood of its scored candidates, placements or not (windows
+    the alignment decided against have none): what the unscored ones (beyond -N) are taken to be
+    worth."""
+    low = np.where(pl.valid & np.isfinite(pl.ll), pl.ll, np.inf).min(axis=1) if pl.valid.shape[1] else np.zeros(len(pl.chosen))
     return np.where(np.isfinite(low), low, 0.0)
 
 

@@ -147,3 +147,54 @@ def test_pretrained_is_a_whole_trainable_model():
     grads = nnx.grad(lambda m: m(read, reference)["log_likelihood"].sum())(model)
     flat = nnx.to_flat_state(nnx.state(grads, nnx.Param))
     assert flat and all(bool(np.isfinite(np.asarray(v.get_value())).all()) for _, v in flat)
+
+
+def test_windows_the_alignment_decided_are_not_scored(tmp_path, monkeypatch):
+    """A read with a near copy (2 mismatches) and a far copy (10 mismatches) of its window: the
+    network scores the true and the near window; the far one (DECIDED_GAP behind) is neither
+    scored, chosen nor counted in P(correct); XS still comes from every window."""
+    from neuromap import model as model_stage
+    from neuromap.index import open_index
+    from neuromap.io.fastx import Record, make_batch
+    from neuromap import pipeline as pipeline_stage
+    from neuromap.pipeline import DECIDED_GAP, DECIDED_LL, AlignOptions, likelihood_scale, map_batch, place
+
+    rng = np.random.default_rng(11)
+    bases = np.array(list("ACGT"))
+    segment = rng.integers(0, 4, 150)
+
+    def copy(mismatches):
+        c = segment.copy()
+        at = rng.choice(150, mismatches, replace=False)
+        c[at] = (c[at] + 1) % 4
+        return c
+
+    def spacer():
+        return rng.integers(0, 4, 2000)
+
+    seq = np.concatenate([spacer(), segment, spacer(), copy(2), spacer(), copy(10), spacer()])
+    (tmp_path / "ref.fa").write_text(">chr\n" + "".join(bases[seq]) + "\n")
+    index = open_index(str(tmp_path / "ref.fa"))
+    read = Record("r1", "".join(bases[segment]), "I" * 150)
+    opts = AlignOptions(neural=True)
+
+    scored = []  # pairs the real network is given
+
+    def counting(query, qlen, target, weights_dir=None):
+        scored.append(len(qlen))
+        return model_stage.score_pairs(query, qlen, target, weights_dir)
+
+    monkeypatch.setattr(pipeline_stage, "score_pairs", counting)
+    pl = place(make_batch([read]), index, opts)
+    scores = pl.slot_score[0][pl.valid[0]]
+    assert sorted(scores.tolist(), reverse=True)[:1] == [150] and len(scores) == 3
+    far = pl.valid[0] & (pl.slot_score[0] < 150 - DECIDED_GAP)
+    assert far.sum() == 1
+    assert scored == [2]  # the true and the near window only
+    assert not pl.choosable[0][far].any()
+    best = pl.ll[0][pl.choosable[0]].max()
+    assert np.isclose(pl.ll[0][far][0], best - DECIDED_LL / likelihood_scale(opts))
+
+    res = map_batch(make_batch([read]), index, opts)
+    assert res.mapped[0] and res.pos[0] == 2000 and res.score[0] == 150
+    assert res.sub_score[0] == int(np.sort(scores)[-2])  # the near copy

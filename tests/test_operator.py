@@ -180,6 +180,26 @@ def test_diagonal_sums_match_the_definition():
     assert np.allclose(np.asarray(diagonal_sums(jnp.asarray(logits), jnp.asarray(mask))), expected, atol=1e-5)
 
 
+def test_single_head_attention_is_flax_attention():
+    """The one-head fast path computes what flax's dot_product_attention does, masked keys and a
+    row with no real key (a padding pair) included, and a one-head model gets finite gradients."""
+    from flax.nnx.nn.attention import dot_product_attention
+
+    from neuromap.operators.mapping.neural_mapper import single_head_attention
+
+    rng = np.random.default_rng(1)
+    q, k, v = (jnp.asarray(rng.normal(size=shape), jnp.float32) for shape in ((3, 7, 1, 8), (3, 5, 1, 8), (3, 5, 1, 8)))
+    mask = jnp.asarray([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], bool)[:, None, None, :]
+    for m in (mask, None):
+        expected = np.asarray(dot_product_attention(q, k, v, mask=m))
+        assert np.allclose(np.asarray(single_head_attention(q, k, v, mask=m)), expected, atol=1e-5)
+    model = NeuralReadMapper(NeuralReadMapperConfig(**{**TINY, "num_heads": 1}))
+    assert model.reference_blocks[0].attention.attention_fn is single_head_attention
+    read, ref = example()
+    grads = nnx.grad(lambda m: jnp.sum(m(read, ref)["position_probs"][:, :10]))(model)
+    assert all(jnp.all(jnp.isfinite(g[...])) for _, g in nnx.to_flat_state(grads))
+
+
 def test_bfloat16_compute_keeps_float32_parameters_and_scores():
     """compute_dtype changes the arithmetic only: the same parameters load, scores stay float32 and
     place reads where float32 does."""
