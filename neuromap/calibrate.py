@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -27,22 +28,41 @@ def _log_loss(p: np.ndarray, right: np.ndarray) -> float:
     return float(-np.mean(np.where(right, np.log(p), np.log(1 - p))))
 
 
-def collect(weights_dir: str | None, genome_size: int, n_reads: int, seed: int, workdir: str):
-    """Align simulated reads; return per read the placements' log-likelihoods, which of them
+@dataclass
+class Collected:
+    """Per aligned read: its placements' log-likelihoods and alignment scores, which of them
     P(correct) is taken over (as `align` does: `Placements.choosable`), which is chosen, the
-    unscored extra placements, the weakest scored candidate and whether the choice is right."""
+    unscored extra placements, the weakest scored candidate (log-likelihood and alignment score)
+    and whether the choice is right."""
+
+    ll: np.ndarray
+    valid: np.ndarray
+    chosen: np.ndarray
+    extra: np.ndarray
+    weakest: np.ndarray
+    right: np.ndarray
+    score: np.ndarray
+    weakest_score: np.ndarray
+
+
+def collect(weights_dir: str | None, genome_size: int, n_reads: int, seed: int, workdir: str) -> Collected:
+    """Simulate a genome of `seed` and reads from it (seed + 1) in `workdir`, then `collect_reads`."""
     ref = os.path.join(workdir, "calibration.fa")
     write_fasta(ref, synthetic_genome(genome_size, seed))
     reads, truth_path = os.path.join(workdir, "reads.fq"), os.path.join(workdir, "truth.tsv")
     write_simulation(simulate_reads(ref, n_reads, 150, seed=seed + 1, snp_rate=0.001, indel_rate=0.0001), reads, truth_path)
+    return collect_reads(load_index(build_index(ref)), reads, truth_path, weights_dir)
+
+
+def collect_reads(index, reads: str, truth_path: str, weights_dir: str | None = None, neural: bool = True) -> Collected:
+    """Align `reads` (simulated, with `truth_path`) and collect what P(correct) is made of."""
     truth = {}
     for line in open(truth_path):
         if not line.startswith("#"):
-            name, contig, start, _, strand = line.split()
+            name, contig, start, _, strand = line.split()[:5]
             truth[name] = (contig, int(start), strand == "-")
-    index = load_index(build_index(ref))
-    opts = AlignOptions(neural=True, weights_dir=weights_dir)
-    lls, valids, chosen, extras, weakest, right = [], [], [], [], [], []
+    opts = AlignOptions(neural=neural, weights_dir=weights_dir)
+    rows = {name: [] for name in Collected.__dataclass_fields__}
     for records in batched(read_fastx(reads), opts.batch_size):
         batch = make_batch(records)
         pl = place(batch, index, opts)
@@ -51,6 +71,7 @@ def collect(weights_dir: str | None, genome_size: int, n_reads: int, seed: int, 
         slot_pair[pl.pairs.read, pl.pairs.slot] = np.arange(len(pl.pairs.read))
         pair = slot_pair[np.arange(n), pl.chosen]
         floor = weakest_ll(pl)
+        floor_score = np.where(pl.valid, pl.slot_score, np.iinfo(np.int64).max).min(axis=1)
         for r in range(n):
             if pair[r] < 0 or not pl.valid[r].any():
                 continue
@@ -59,16 +80,19 @@ def collect(weights_dir: str | None, genome_size: int, n_reads: int, seed: int, 
             t_contig, t_start, t_rev = truth[batch.names[r]]
             ok = (index.names[contig] == t_contig and bool(pl.cands.reverse[r, pl.chosen[r]]) == t_rev
                   and abs(g - int(index.contig_offsets[contig]) - t_start) <= 10)
-            lls.append(np.where(pl.choosable[r], pl.ll[r], 0.0))
-            valids.append(pl.choosable[r])
-            chosen.append(pl.chosen[r])
-            extras.append(pl.extra[r])
-            weakest.append(floor[r])
-            right.append(ok)
-    return np.array(lls), np.array(valids), np.array(chosen), np.array(extras), np.array(weakest), np.array(right)
+            rows["ll"].append(np.where(pl.choosable[r], pl.ll[r], 0.0))
+            rows["score"].append(np.where(pl.choosable[r], pl.slot_score[r], 0))
+            rows["valid"].append(pl.choosable[r])
+            rows["chosen"].append(pl.chosen[r])
+            rows["extra"].append(pl.extra[r])
+            rows["weakest"].append(floor[r])
+            rows["weakest_score"].append(floor_score[r])
+            rows["right"].append(ok)
+    return Collected(**{name: np.array(values) for name, values in rows.items()})
 
 
-def fit_scale(ll, valid, chosen, extra, weakest, right) -> tuple[float, dict]:
+def fit_scale(data: Collected) -> tuple[float, dict]:
+    ll, valid, chosen, extra, weakest, right = data.ll, data.valid, data.chosen, data.extra, data.weakest, data.right
     grid = np.geomspace(0.01, 20.0, 300)
     losses = [_log_loss(p_correct(ll * lam, valid, chosen, extra, weakest * lam), right) for lam in grid]
     best = float(grid[int(np.argmin(losses))])
@@ -90,7 +114,7 @@ def fit_scale(ll, valid, chosen, extra, weakest, right) -> tuple[float, dict]:
 def calibrate(weights_dir: str, genome_size: int = 1_000_000, n_reads: int = 20_000, seed: int = 1001) -> dict:
     with tempfile.TemporaryDirectory(prefix="neuromap-calibrate-") as workdir:
         data = collect(weights_dir, genome_size, n_reads, seed, workdir)
-    _, report = fit_scale(*data)
+    _, report = fit_scale(data)
     report.update(genome_size=genome_size, seed=seed, read_length=150)
     path = os.path.join(weights_dir, "calibration.json")
     with open(path + ".tmp", "w") as fh:
