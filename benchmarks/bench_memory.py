@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Peak memory as the number of reads grows 10 x: neuromap (network, --no-neural) beside minimap2.
+
+    python benchmarks/bench_memory.py [--reads 100000 1000000] [--threads 2] [--workdir benchmarks/work]
+
+Uses bench_se.py's 5 Mb genome (run `bench_se.py --prepare-only` first, or any bench_se run) and
+simulates the larger read sets from it with `neuromap simulate` (same settings as bench_se.py:
+150 bp, 1 % error, SNP rate 0.001, indel rate 0.0001). Every run writes SAM to /dev/null; peak RSS
+is that of the whole process tree, sampled every 50 ms (bench_se.run_measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from bench_se import cpu_model, run_measured, version_of  # noqa: E402
+from neuromap import __version__  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reads", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workdir", default=os.path.join(HERE, "work"))
+    args = ap.parse_args()
+    genome = os.path.join(args.workdir, "genome.fa")
+    if not os.path.exists(genome):
+        sys.exit(f"{genome}: missing; run benchmarks/bench_se.py --prepare-only first")
+    neuromap = [sys.executable, "-m", "neuromap"]
+    subprocess.run(neuromap + ["index", genome], check=True, capture_output=True)
+    t = str(args.threads)
+    tools = {
+        "neuromap (network)": lambda fq: neuromap + ["align", "-t", t, "--quiet", genome, fq],
+        "neuromap --no-neural": lambda fq: neuromap + ["align", "-t", t, "--quiet", "--no-neural", genome, fq],
+        "minimap2 -x sr": lambda fq: ["minimap2", "-ax", "sr", "-t", t, genome, fq],
+    }
+    rows = {name: [] for name in tools}
+    for n in args.reads:
+        fq = os.path.join(args.workdir, f"memory-{n}.fq")
+        if not os.path.exists(fq):
+            subprocess.run(neuromap + ["simulate", genome, "-n", str(n), "-l", "150", "--seed", "43", "--snp-rate", "0.001",
+                                       "--indel-rate", "0.0001", "-o", fq, "--truth", fq + ".truth.tsv"], check=True, capture_output=True)
+        for name, cmd in tools.items():
+            wall, rss = run_measured(cmd(fq))
+            rows[name].append((n / wall, rss))
+
+    import jax
+
+    print("# Peak memory as the number of reads grows\n")
+    print(f"- machine: {cpu_model()}, {os.cpu_count()} cores, {platform.platform()}")
+    print(f"- versions: neuromap {__version__}, Python {platform.python_version()}, {version_of(['minimap2', '--version'])}, "
+          f"JAX {jax.__version__} on {jax.default_backend()}")
+    print(f"- data: bench_se.py's 5 Mb genome, {' and '.join(f'{n:,}' for n in args.reads)} x 150 bp reads; -t {t} for every tool\n")
+    head = " | ".join(f"{n:,} reads: RSS MB | reads/s" for n in args.reads)
+    print(f"| tool | {head} | RSS growth | RSS / minimap2's |")
+    print("|---|" + "---|---|" * len(args.reads) + "---|---|")
+    mm = rows["minimap2 -x sr"]
+    for name, row in rows.items():
+        cells = " | ".join(f"{rss} | {speed:,.0f}" for speed, rss in row)
+        ratio = " / ".join(f"{rss / m_rss:.1f}" for (_, rss), (_, m_rss) in zip(row, mm))
+        print(f"| {name} | {cells} | {row[-1][1] / row[0][1]:.2f} x | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
