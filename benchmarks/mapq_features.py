@@ -69,6 +69,23 @@ def main() -> None:
         b_bench = float(np.mean((probability(bench, lam, mu) - bench.right) ** 2))
         print(f"| {name} | {lam:.3f} | {mu:.3f} | {loss:.5f} | {b_cal:.5f} | {b_bench:.5f} |")
 
+    # Where the difference lies: benchmark reads by how far their best placement's alignment score
+    # is ahead of the runner-up's (0: tied copies; none: one placement).
+    score = np.where(bench.valid, bench.score, -(1 << 40))
+    top2 = -np.sort(-score, axis=1)[:, :2]
+    gap = np.where(bench.valid.sum(axis=1) > 1, top2[:, 0] - top2[:, 1], -1)
+    right = bench.right.astype(float)
+    p_net = probability(bench, *fits["network log-likelihood only"][:2])
+    p_as = probability(bench, *fits["alignment score only"][:2])
+    print("\nBenchmark reads by the alignment-score lead of their best placement over the runner-up: summed squared "
+          "error (Brier x reads) of P(correct) from each evidence\n")
+    print("| AS lead | reads | wrong | network log-likelihood | alignment score |\n|---|---|---|---|---|")
+    for label, lo, hi in (("0 (tied)", 0, 0), ("1-5 (one mismatch)", 1, 5), ("6-10", 6, 10), ("11-20", 11, 20),
+                          ("21 or more", 21, 1 << 40), ("one placement", -1, -1)):
+        m = (gap >= lo) & (gap <= hi)
+        print(f"| {label} | {m.sum():,} | {int((1 - right[m]).sum()):,} | {((p_net[m] - right[m]) ** 2).sum():.2f} | "
+              f"{((p_as[m] - right[m]) ** 2).sum():.2f} |")
+
 
 if __name__ == "__main__":
     main()
