@@ -23,7 +23,7 @@ WIDTH_BUCKET = 32
 def pair_bucket() -> int:
     """(read, window) pairs per model call: one compiled shape. Small on a CPU, where the
     attention tensors of a call must stay in cache (on 2 cores, 16 pairs per call score a pair in
-    about 0.6 of the time 64 do: benchmarks/README.md), large on an accelerator (it wants big
+    about 0.7 of the time 64 do: benchmarks/RESULTS-cpu-model.md), large on an accelerator (it wants big
     launches).
     NEUROMAP_PAIR_BUCKET overrides. Each pair is scored alone, but XLA's float rounding depends on
     the shapes it compiles for: with another bucket the likelihoods (and the pc tag) can differ in

@@ -241,9 +241,9 @@ def single_p(pl: Placements, opts: AlignOptions) -> np.ndarray:
 
 
 def weakest_ll(pl: Placements) -> np.ndarray:
-    """Per read, the lowest log-likelihood of its scored candidates, placements or not (windows
-    the alignment decided against have none): what the unscored ones (beyond -N) are taken to be
-    worth."""
+    """Per read, the lowest log-likelihood of its scored candidates, placements or not (a window
+    the alignment decided against counts DECIDED_LL below the read's best): what the unscored
+    ones (beyond -N) are taken to be worth."""
     low = np.where(pl.valid & np.isfinite(pl.ll), pl.ll, np.inf).min(axis=1) if pl.valid.shape[1] else np.zeros(len(pl.chosen))
     return np.where(np.isfinite(low), low, 0.0)
 
