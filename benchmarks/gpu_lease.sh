@@ -15,7 +15,8 @@
 #   2. train candidate models ($MODELS, recipes below) side by side on the GPU (the step count is
 #      $STEPS, or set from a timed probe so they fit TRAIN_SECONDS), while the benchmark reads are
 #      simulated on the CPU;
-#   3. calibrate each model on its held-out genome (neuromap calibrate);
+#   3. calibrate each model on its held-out genome (neuromap calibrate), and ask of each whether its
+#      likelihood says more than the alignment score (benchmarks/mapq_features.py);
 #   4. benchmarks on the otherwise idle machine: the network alone (float32 vs bfloat16),
 #      single-end and paired-end end to end beside minimap2 (and bwa mem) at -t $THREADS, and the
 #      share of time per pipeline stage with the network on.
@@ -85,7 +86,7 @@ EOF
 )
 STEP_SECONDS=${STEP_SECONDS:-}
 echo "one training step (128 reads x 6 windows): ${STEP_SECONDS:-not probed} s"
-MODELS=${MODELS-A B C}
+MODELS=${MODELS-F G H}
 N_MODELS=$(echo $MODELS | wc -w)
 if [ -z "${STEPS:-}" ]; then
     STEPS=$("$PY" -c "
@@ -107,6 +108,14 @@ recipe() {
         C) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --num-heads 1" ;;
         # five paralogs of 0.2-1.5 % (8 windows)
         E) echo "--windows-per-read 8 --near-paralog 0.002 0.015 --min-read-length 100" ;;
+        # The recipes below aim at what benchmarks/mapq_features.py found: the shipped model (C) tells
+        # copies one or two mismatches apart less sharply than the alignment score does.
+        # C with Illumina-like reads (errors 0-2 %, SNPs 0-0.2 %): a mismatch is stronger evidence
+        F) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --num-heads 1 --max-error-rate 0.02 --max-snp-rate 0.002" ;;
+        # F, twice as wide
+        G) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --num-heads 1 --max-error-rate 0.02 --max-snp-rate 0.002 --embedding-dim 64" ;;
+        # F with two cross-attention blocks each way
+        H) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --num-heads 1 --max-error-rate 0.02 --max-snp-rate 0.002 --num-layers 2" ;;
     esac
 }
 TRAININGS=()
@@ -136,7 +145,15 @@ done
 # Named: a bare `wait` would also wait for the `tee` of the log.
 [ ${#CALIBRATIONS[@]} -gt 0 ] && wait "${CALIBRATIONS[@]}"
 for m in $MODELS; do echo "-- model $m"; cat "$WORK/calibrate-$m.json"; done
-[ -n "$MODELS" ] && (cd "$WORK" && tar -czf "$OUT/models.tar.gz" --exclude checkpoint.msgpack model-* train-*.log calibrate-*.json)
+# Does each model's likelihood say more than the alignment score (held-out fit; Brier on the SE reads)?
+if [ "${BENCH:-1}" = 1 ]; then
+    for m in $MODELS; do
+        [ -f "$WORK/model-$m/calibration.json" ] &&
+            timeout 300 "$PY" benchmarks/mapq_features.py --weights "$WORK/model-$m" --workdir "$WORK/se" > "$WORK/mapq-features-$m.md" 2>&1
+        echo "-- model $m"; cat "$WORK/mapq-features-$m.md"
+    done
+fi
+[ -n "$MODELS" ] && (cd "$WORK" && tar -czf "$OUT/models.tar.gz" --exclude checkpoint.msgpack model-* train-*.log calibrate-*.json $(ls mapq-features-*.md 2>/dev/null))
 [ "${BENCH:-1}" = 1 ] || { stamp "done (no benchmarks asked for)"; exit 0; }
 
 stamp "phase 4: benchmarks"

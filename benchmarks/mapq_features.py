@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does the network's likelihood say more about a placement than its alignment score does?
 
-    python benchmarks/mapq_features.py [--workdir benchmarks/work]
+    python benchmarks/mapq_features.py [--workdir benchmarks/work] [--weights DIR]
 
 P(correct) is a softmax over a read's placements. `neuromap align` feeds it the network's
 log-likelihood times λ (fitted by `neuromap calibrate`); `--no-neural` feeds it the alignment
@@ -42,11 +42,12 @@ def probability(data, lam: float, mu: float) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", default=os.path.join(HERE, "work"), help="bench_se.py's genome.fa, reads.fq, truth.tsv")
+    ap.add_argument("--weights", metavar="DIR", help="a trained and calibrated model (default: the shipped one)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        cal = collect(None, 1_000_000, 20_000, 1001, work)
+        cal = collect(args.weights, 1_000_000, 20_000, 1001, work)
     w = lambda name: os.path.join(args.workdir, name)  # noqa: E731
-    bench = collect_reads(open_index(w("genome.fa")), w("reads.fq"), w("truth.tsv"))
+    bench = collect_reads(open_index(w("genome.fa")), w("reads.fq"), w("truth.tsv"), args.weights)
 
     grid = np.concatenate([[0.0], np.geomspace(0.02, 10.0, 60)])
     fits = {}
@@ -55,11 +56,11 @@ def main() -> None:
         loss, lam, mu = min((_log_loss(probability(cal, lam, mu), cal.right), lam, mu)
                             for lam in lams for mu in mus if lam or mu)
         fits[name] = (lam, mu, loss)
-    shipped = load_model(None)[2].scale
-    fits["as shipped (calibration.json)"] = (shipped, 0.0, _log_loss(probability(cal, shipped, 0.0), cal.right))
+    shipped = load_model(args.weights)[2].scale
+    fits["as calibrated (calibration.json)"] = (shipped, 0.0, _log_loss(probability(cal, shipped, 0.0), cal.right))
 
     print("# What P(correct) is best built from\n")
-    print(f"- neuromap {__version__}, Python {platform.python_version()}, {platform.platform()}")
+    print(f"- neuromap {__version__}, Python {platform.python_version()}, {platform.platform()}; model: {args.weights or 'shipped'}")
     print(f"- fitted on the calibration genome (1 Mb, seed 1001, 20,000 reads, {len(cal.right):,} aligned); "
           f"Brier on {args.workdir}/reads.fq ({len(bench.right):,} aligned reads); the network chooses every placement\n")
     print("| P(correct) ∝ exp(λ·ll + μ·AS) | λ | μ | log loss (calibration) | Brier (calibration) | Brier (benchmark) |")

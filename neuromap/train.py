@@ -173,7 +173,8 @@ def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, 
     """Train (or resume) into out_dir; writes checkpoint.msgpack, history.json, params.npz, config.json."""
     os.makedirs(out_dir, exist_ok=True)
     model = NeuralReadMapper(model_config, rngs=nnx.Rngs(params=cfg.seed, dropout=cfg.seed + 1))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, min(200, cfg.steps // 10 + 1), cfg.steps, cfg.learning_rate / 20)
+    warmup = min(200, cfg.steps // 10 + 1, cfg.steps - 1)  # the cosine needs at least one step after it
+    schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, cfg.steps, cfg.learning_rate / 20)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=cfg.weight_decay))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     step, history = 0, []

@@ -44,6 +44,21 @@ def test_train_and_calibrate_bad_arguments(tmp_path):
     assert_clean_error(run_cli(["calibrate", tmp_path]), "params.npz")
 
 
+def test_train_command_records_its_example_options(tmp_path):
+    """`neuromap train` passes the example generator's options through and records them, so a
+    model's card can give the exact recipe."""
+    out = tmp_path / "m"
+    res = run_cli(["train", "-o", out, "--steps", "1", "--batch-size", "2", "--validate-every", "1", "--embedding-dim", "8",
+                   "--num-heads", "1", "--read-length", "160", "--reference-window", "200", "--max-error-rate", "0.02",
+                   "--max-snp-rate", "0.002", "--near-paralog", "0.003", "0.02", "--quiet"])
+    assert res.returncode == 0, res.stderr
+    recorded = json.load(open(out / "train_config.json"))
+    assert recorded["max_error_rate"] == 0.02 and recorded["max_snp_rate"] == 0.002
+    assert recorded["near_paralog"] == [0.003, 0.02]
+    bad = run_cli(["train", "-o", out, "--max-error-rate", "0.9"])  # a usage error, as click reports them
+    assert bad.returncode == 2 and "--max-error-rate" in bad.stderr and "Traceback" not in bad.stderr
+
+
 def test_worker_processes_give_the_same_training(tmp_path):
     """Batches made ahead by worker processes are the batches of the same steps: same weights."""
     a, b = tmp_path / "a", tmp_path / "b"
