@@ -256,12 +256,13 @@ def evaluate(alignments, truth, tolerance, as_json, plot):
 @click.option("--reference-window", type=click.IntRange(1), default=400, show_default=True, help="Longest reference window the model accepts.")
 @click.option("--min-read-length", type=click.IntRange(10), default=50, show_default=True, help="Shortest training read (longest: 150).")
 @click.option("--near-paralog", nargs=2, type=float, default=(0.01, 0.04), show_default=True, metavar="LO HI", help="Divergence range of the near-identical paralog window.")
+@click.option("--base-identity/--no-base-identity", default=False, show_default=True, help="Add a learned weight x [read base == reference base] to the scoring cross-attention's logits.")
 @click.option("--max-error-rate", type=click.FloatRange(0, 0.5), default=0.03, show_default=True, help="Each training read's sequencing error rate is drawn from 0 to this.")
 @click.option("--max-snp-rate", type=click.FloatRange(0, 0.5), default=0.01, show_default=True, help="Each training read's sample differs from its window by SNPs at a rate drawn from 0 to this.")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="Processes that make training batches ahead of the device (0: in this process). Same result for any value.")
 @click.option("--progress/--quiet", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 def train(out_dir, steps, batch_size, windows_per_read, learning_rate, seed, validate_every, embedding_dim, num_heads, num_layers, dropout,
-          read_length, reference_window, min_read_length, near_paralog, max_error_rate, max_snp_rate, workers, progress):
+          read_length, reference_window, min_read_length, near_paralog, base_identity, max_error_rate, max_snp_rate, workers, progress):
     """Train the NeuralReadMapper on simulated reads (CPU or GPU, whatever JAX sees).
 
     With a checkpoint in DIR training resumes from it up to --steps (the example generator follows
@@ -273,7 +274,7 @@ def train(out_dir, steps, batch_size, windows_per_read, learning_rate, seed, val
     try:
         model_config = NeuralReadMapperConfig(
             read_length=read_length, reference_window=reference_window, embedding_dim=embedding_dim,
-            num_heads=num_heads, num_layers=num_layers, dropout_rate=dropout,
+            num_heads=num_heads, num_layers=num_layers, dropout_rate=dropout, base_identity=base_identity,
         )
     except ValueError as exc:
         raise NeuromapError(str(exc)) from None

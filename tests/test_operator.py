@@ -200,6 +200,26 @@ def test_single_head_attention_is_flax_attention():
     assert all(jnp.all(jnp.isfinite(g[...])) for _, g in nnx.to_flat_state(grads))
 
 
+def test_base_identity_counts_each_matching_base():
+    """With base_identity the scoring logits gain identity_weight x [read base == reference base]:
+    at a fixed start the score moves by exactly that weight per base that turns into a mismatch,
+    and the weight is a trainable parameter with a finite gradient; without it there is none."""
+    config = NeuralReadMapperConfig(**{**TINY, "base_identity": True, "dropout_rate": 0.0})
+    model = NeuralReadMapper(config, rngs=nnx.Rngs(4))
+    assert not hasattr(NeuralReadMapper(NeuralReadMapperConfig(**TINY)), "identity_weight")
+    read, ref = example(batch=1)
+    on = model(read, ref)["alignment_scores"]
+    model.identity_weight[...] = jnp.asarray(0.0)
+    off = model(read, ref)["alignment_scores"]
+    # Read 0 starts at column 5 of its window: all 30 of its bases match there.
+    assert np.isclose(float(on[0, 5] - off[0, 5]), 30.0, atol=1e-3)
+    model.identity_weight[...] = jnp.asarray(1.0)
+    grads = nnx.grad(lambda m: jnp.sum(m(read, ref)["position_probs"][:, :10]))(model)
+    assert jnp.isfinite(grads.identity_weight[...])
+    with pytest.raises(ValueError, match="base_identity"):
+        NeuralReadMapperConfig(**{**TINY, "base_identity": 1})
+
+
 def test_bfloat16_compute_keeps_float32_parameters_and_scores():
     """compute_dtype changes the arithmetic only: the same parameters load, scores stay float32 and
     place reads where float32 does."""

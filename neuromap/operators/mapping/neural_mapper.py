@@ -51,6 +51,7 @@ class NeuralReadMapperConfig(TemperatureConfig):
     dropout_rate: float = 0.1
     kmer_kernel: int = 9  # width of the encoder's convolutions (bases)
     encoder_layers: int = 2  # residual convolutions in the k-mer encoder
+    base_identity: bool = False  # add a learned weight x [read base == reference base] to the scoring logits
     # Arithmetic of the encoder and attention ("bfloat16" halves the bytes an accelerator moves);
     # parameters stay float32 and the scores are summed in float32 either way.
     compute_dtype: str = "float32"
@@ -69,6 +70,8 @@ class NeuralReadMapperConfig(TemperatureConfig):
             )
         if not 0 <= self.dropout_rate < 1:
             raise ValueError(f"dropout_rate must be in [0, 1) (got {self.dropout_rate!r})")
+        if not isinstance(self.base_identity, bool):
+            raise ValueError(f"base_identity must be a bool (got {self.base_identity!r})")
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)} (got {self.compute_dtype!r})")
 
@@ -164,6 +167,8 @@ class NeuralReadMapper(TemperatureOperator):
         self.query = nnx.Linear(d, d, dtype=config.compute_dtype, rngs=rngs)
         self.key = nnx.Linear(d, d, dtype=config.compute_dtype, rngs=rngs)
         self.quality = nnx.Linear(3, 1, rngs=rngs)
+        if config.base_identity:
+            self.identity_weight = nnx.Param(jnp.asarray(1.0, jnp.float32))
         self.eval()
 
     # -- the computation ------------------------------------------------------------------------
@@ -182,6 +187,10 @@ class NeuralReadMapper(TemperatureOperator):
         q = self.query(t)
         k = self.key(r)
         logits = jnp.einsum("bwd,brd->bwr", q, k).astype(jnp.float32) / jnp.sqrt(jnp.float32(q.shape[-1]))
+        if self.config.base_identity:
+            # The learned k-mer features change smoothly with one base; the identity of the bases
+            # themselves lets a single mismatch between two copies count in full.
+            logits = logits + self.identity_weight[...] * jnp.einsum("bwc,brc->bwr", reference, read)
         scores = diagonal_sums(logits, read_mask)
         probs = self.soft_argmax(scores, axis=-1)
         best = jnp.argmax(scores, axis=-1)
