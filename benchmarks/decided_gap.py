@@ -49,8 +49,7 @@ def main() -> None:
         index = load_index(build_index(ref))
         for records in batched(read_fastx(reads), opts.batch_size):
             pl = pipeline.place(make_batch(records), index, opts)
-            contested = (pl.cands.valid.sum(axis=1) > 1) | (pl.cands.n_clusters > opts.seed.max_candidates)
-            for r in np.flatnonzero(contested & (pl.valid.sum(axis=1) > 1)):
+            for r in np.flatnonzero(pl.valid.sum(axis=1) > 1):  # reads with alternatives (all went to the network)
                 v = pl.valid[r]
                 gaps.append(pl.slot_score[r][v].max() - pl.slot_score[r][v])
                 behind.append(lam * (pl.ll[r][v].max() - pl.ll[r][v]))

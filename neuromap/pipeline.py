@@ -155,6 +155,9 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
         pair_diag[members] = dp.end_slot  # the diagonal the alignment ends on
         dp_chunks.append((members, query, target, dp))
 
+    slot_score = np.full((n, n_slots), NEG, dtype=np.int64)  # per read and slot, for XS and the rules below
+    slot_score[pairs.read, pairs.slot] = pair_score
+
     if opts.neural:
         # Reads whose window is wider than the model takes (longer than about 370 bp: not Illumina
         # short reads) keep the DP's placement and likelihood, on the network's probability scale.
@@ -164,9 +167,7 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
         # there the network has nothing to decide, and the DP's start stands.
         contested = (cands.valid.sum(axis=1) > 1) | (cands.n_clusters > opts.seed.max_candidates)
         fits &= contested[pairs.read]
-        best_score = np.full(n, NEG, dtype=np.int64)
-        np.maximum.at(best_score, pairs.read, pair_score)
-        decided = fits & (pair_score < best_score[pairs.read] - DECIDED_GAP)
+        decided = fits & (pair_score < slot_score.max(axis=1)[pairs.read] - DECIDED_GAP)
         fits &= ~decided
         pair_ll = pair_score.astype(np.float64) * opts.score_scale / likelihood_scale(opts)
         pair_start = pair_diag.copy()
@@ -205,8 +206,6 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
     # A window where the read aligns below --min-score is no placement while the read has one
     # where it aligns: it is neither chosen nor counted against the others in P(correct) (a
     # low-complexity read can look likelier to the network in a junk window than in its true one).
-    slot_score = np.full((n, n_slots), NEG, dtype=np.int64)
-    slot_score[pairs.read, pairs.slot] = pair_score
     placement = valid.copy()  # windows the alignment has not decided against (see DECIDED_GAP)
     placement[pairs.read[decided], pairs.slot[decided]] = False
     alignable = placement & (slot_score >= opts.min_score)
@@ -244,7 +243,7 @@ def weakest_ll(pl: Placements) -> np.ndarray:
     """Per read, the lowest log-likelihood of its scored candidates, placements or not (a window
     the alignment decided against counts DECIDED_LL below the read's best): what the unscored
     ones (beyond -N) are taken to be worth."""
-    low = np.where(pl.valid & np.isfinite(pl.ll), pl.ll, np.inf).min(axis=1) if pl.valid.shape[1] else np.zeros(len(pl.chosen))
+    low = np.where(pl.valid, pl.ll, np.inf).min(axis=1) if pl.valid.shape[1] else np.zeros(len(pl.chosen))
     return np.where(np.isfinite(low), low, 0.0)
 
 
