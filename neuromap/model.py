@@ -71,6 +71,9 @@ def check_weights(weights_dir: str | None) -> None:
 
     if compute_dtype() not in COMPUTE_DTYPES:
         raise NeuromapError(f"NEUROMAP_COMPUTE_DTYPE={compute_dtype()!r}: must be one of {', '.join(COMPUTE_DTYPES)}")
+    bucket = os.environ.get("NEUROMAP_PAIR_BUCKET")
+    if bucket and not (bucket.isdigit() and int(bucket) > 0):
+        raise NeuromapError(f"NEUROMAP_PAIR_BUCKET={bucket!r}: must be a positive whole number of pairs per model call")
 
 
 def compute_dtype() -> str:

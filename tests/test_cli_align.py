@@ -311,3 +311,13 @@ def test_bad_compute_dtype_is_a_clean_error(data_dir, tmp_path):
                   env={**os.environ, "NEUROMAP_COMPUTE_DTYPE": "int8"})
     assert_clean_error(res, "NEUROMAP_COMPUTE_DTYPE", "int8")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bucket", ["abc", "0", "-4"])
+def test_bad_pair_bucket_is_a_clean_error(data_dir, tmp_path, bucket):
+    """NEUROMAP_PAIR_BUCKET is checked with the model too, before any output is started."""
+    out = tmp_path / "out.bam"
+    res = run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "-o", out],
+                  env={**os.environ, "NEUROMAP_PAIR_BUCKET": bucket})
+    assert_clean_error(res, "NEUROMAP_PAIR_BUCKET", bucket)
+    assert list(tmp_path.iterdir()) == []
