@@ -62,6 +62,27 @@ DECIDED_GAP = 40
 DECIDED_LL = 15.0
 
 
+def same_evidence_mean(read: np.ndarray, target: np.ndarray, start: np.ndarray, qlen: np.ndarray, ll: np.ndarray) -> np.ndarray:
+    """Placements of one read on identical reference bases (from the start over the read's
+    length) get the mean of their log-likelihoods: the read says the same of each, so only the
+    windows' flanks, which the read does not cover, could tell them apart, and they must not."""
+    if len(read) < 2:
+        return ll
+    width = target.shape[1]
+    cols = np.clip(start[:, None] + np.arange(int(qlen.max()))[None, :], 0, width - 1)
+    span = np.take_along_axis(target, cols, 1)
+    span[np.arange(span.shape[1])[None, :] >= qlen[:, None]] = 255
+    keys = np.concatenate([read.astype(np.int64)[:, None].view(np.uint8), span.astype(np.uint8)], axis=1)
+    keys = np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1]))).ravel()
+    _, group, count = np.unique(keys, return_inverse=True, return_counts=True)
+    group = group.ravel()
+    if (count == 1).all():
+        return ll
+    total = np.zeros(len(count))
+    np.add.at(total, group, ll)
+    return (total / count)[group]
+
+
 @dataclass
 class MappedBatch:
     """Per-read results of one batch (arrays over reads; strings only where SAM needs them)."""
@@ -177,6 +198,7 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
             model = score_pairs(pairs.query[members, :width], qlen[members], pairs.target[members, : width + 2 * opts.margin], opts.weights_dir)
             pair_ll[members] = model.log_likelihood
             pair_start[members] = model.start
+            pair_ll[members] = same_evidence_mean(pairs.read[members], pairs.target[members], pair_start[members], qlen[members], pair_ll[members])
         if decided.any():
             top = np.full(n, -np.inf)
             np.maximum.at(top, pairs.read[fits], pair_ll[fits])

@@ -209,14 +209,18 @@ def test_fasta_reads_and_identical_repeat(data_dir, tmp_path):
     # chr1:40000-41500 and chr2:20000-21500 are identical copies (test-data/make_test_data.py).
     assert ref["chr1"][40_000:41_500] == ref["chr2"][20_000:21_500]
     fa = tmp_path / "reads.fa"
-    fa.write_text(f">rep1\n{ref['chr1'][40_100:40_250]}\n>rep2\n{ref['chr2'][20_700:20_850]}\n>uniq\n{ref['chr1'][60_000:60_150]}\n")
+    # edge1/edge2 lie 4 and 3 bases inside the copies' ends: their windows' flanks differ between
+    # the copies, the bases they cover do not, and the network must not tell the copies apart.
+    fa.write_text(f">rep1\n{ref['chr1'][40_100:40_250]}\n>rep2\n{ref['chr2'][20_700:20_850]}\n>uniq\n{ref['chr1'][60_000:60_150]}\n"
+                  f">edge1\n{ref['chr1'][40_004:40_154]}\n>edge2\n{ref['chr2'][21_347:21_497]}\n")
     runs = [run_cli(["align", data_dir / "ref.fa", fa]) for _ in range(2)]
     assert runs[0].returncode == 0 and records(runs[0].stdout) == records(runs[1].stdout)
     recs = records(runs[0].stdout)
     for rec in recs:
         assert rec[10] == "*"  # FASTA reads have no qualities
-    rep1, rep2, uniq = recs
-    assert rep1[4] == "3" and rep2[4] == "3"  # P(correct) = 1/2
+    rep1, rep2, uniq, edge1, edge2 = recs
+    for rec in (rep1, rep2, edge1, edge2):
+        assert rec[4] == "3" and "pc:f:0.5" in rec  # P(correct) = 1/2
     assert (rep1[2], int(rep1[3]) - 1) in (("chr1", 40_100), ("chr2", 20_100))
     assert "XS:i:150" in rep1 and "AS:i:150" in rep1
     assert uniq[4] == "60" and "XS" not in " ".join(uniq)

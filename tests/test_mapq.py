@@ -38,3 +38,23 @@ def test_unscored_placements_weigh_as_the_weakest_scored_candidate():
     ll2 = np.array([[150.0, 140.0]])
     assert np.allclose(p_correct(ll2, two, np.array([0]), np.array([2]), weakest=np.array([140.0])),
                        p_correct(ll2, two, np.array([0]), np.array([2])))
+
+
+def test_same_evidence_mean_only_joins_a_reads_placements_on_identical_bases():
+    from neuromap.pipeline import same_evidence_mean
+
+    rng = np.random.default_rng(0)
+    span = rng.integers(0, 4, 20).astype(np.uint8)
+    target = rng.integers(0, 4, (5, 30)).astype(np.uint8)  # flanks all differ
+    for row, start in zip(range(5), (5, 3, 5, 5, 5)):
+        target[row, start : start + 20] = span
+    target[3, 5 + 19] = (span[19] + 1) % 4  # one base differs under the read
+    read = np.array([0, 0, 0, 0, 1])  # row 4 is another read's placement
+    start = np.array([5, 3, 5, 5, 5])
+    ll = np.array([-1.0, -2.0, -3.0, -4.0, -5.0])
+    out = same_evidence_mean(read, target, start, np.full(5, 20), ll)
+    # rows 0, 1, 2 cover the same 20 bases (at different window columns): their mean
+    assert np.allclose(out, [-2.0, -2.0, -2.0, -4.0, -5.0])
+    assert out[0] == out[1] == out[2]
+    # a shorter read covers only 19 bases: row 3 then joins them
+    assert np.allclose(same_evidence_mean(read, target, start, np.full(5, 19), ll), [-2.5, -2.5, -2.5, -2.5, -5.0])
