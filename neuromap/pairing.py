@@ -310,6 +310,18 @@ def choose_pairs(
         with np.errstate(divide="ignore"):
             mass = extra[mine] * np.exp(floor_ll + lo[r, partner] - best) * resemble
         total = total + mass
+    # Where both mates have unscored placements (a repeat longer than the fragment, a tandem
+    # array), those can pair with each other: each of the fewer is taken to have a concordant
+    # partner among the other mate's, at the likeliest insert. The scored ones cannot tell: they
+    # are the first found, often bunched at one end of an array, and pair with each other badly.
+    # These combinations place neither mate where it was placed.
+    both_extra = np.minimum(extra[a], extra[b])
+    if both_extra.any():
+        fa = np.where(np.isfinite(la), la, np.inf).min(axis=1) if weakest is None else weakest[a]
+        fb = np.where(np.isfinite(lb), lb, np.inf).min(axis=1) if weakest is None else weakest[b]
+        closest = model.log_pair_term(np.array(True), np.array(model.mean), genome_length)
+        with np.errstate(over="ignore"):
+            total = total + np.where(both_extra > 0, both_extra * np.exp(np.minimum(fa + fb + closest - best, 0.0)), 0.0)
     chosen[a], chosen[b] = ca, cb
     p[a] = num_a / total
     p[b] = num_b / total

@@ -147,6 +147,7 @@ class Placements:
     dp_chunks: list  # (members, query, target, DPResult) of the pairs that went through the DP
     slot_score: np.ndarray  # (n, slots) alignment score of each slot's pair (NEG: no pair)
     choosable: np.ndarray  # (n, slots) valid placements where the read aligns (see place)
+    seeded: int  # the first `seeded` slots come from seeding (after them: rescued mates)
 
 
 def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates | None = None) -> Placements:
@@ -240,7 +241,8 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
     if len(tie_rows):
         chosen[tie_rows] = tie_break(batch.names, tie_rows, [np.flatnonzero(ties[r]) for r in tie_rows])
     extra = np.maximum(cands.n_clusters - opts.seed.max_candidates, 0)
-    return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra, exact, pair_diag, dp_chunks, slot_score, choosable)
+    return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra, exact, pair_diag, dp_chunks, slot_score, choosable,
+                      min(opts.seed.max_candidates, n_slots))
 
 
 def likelihood_scale(opts: AlignOptions) -> float:
@@ -265,7 +267,8 @@ def weakest_ll(pl: Placements) -> np.ndarray:
     """Per read, the lowest log-likelihood of its scored candidates, placements or not (a window
     the alignment decided against counts DECIDED_LL below the read's best): what the unscored
     ones (beyond -N) are taken to be worth."""
-    low = np.where(pl.valid, pl.ll, np.inf).min(axis=1) if pl.valid.shape[1] else np.zeros(len(pl.chosen))
+    seeded = pl.valid[:, : pl.seeded]  # the unscored placements are seeded ones: not rescued mates
+    low = np.where(seeded, pl.ll[:, : pl.seeded], np.inf).min(axis=1) if seeded.shape[1] else np.zeros(len(pl.chosen))
     return np.where(np.isfinite(low), low, 0.0)
 
 

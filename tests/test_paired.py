@@ -300,3 +300,53 @@ def test_stats_and_summary_report_proper_pairs(data_dir, tmp_path):
     assert stats["properly_paired"] == sum(r.is_proper_pair for r in by_mate(tmp_path / "pe.sam").values())
     assert stats["properly_paired_pct"] > 99
     assert "% properly paired" in res.stderr
+
+
+def test_choose_pairs_counts_unscored_placements_of_both_mates_against_both():
+    """Both mates have unscored placements (a tandem array longer than the fragment): the scored
+    ones pair only at the chosen combination, but the unscored ones can pair with each other, so
+    neither mate is sure (before: P about 1 for both)."""
+    model = InsertModel(400.0, 50.0, 100)
+    valid = np.array([[True, True], [True, True]])
+    log_p = np.zeros((2, 2))
+    start = np.array([[10_000, 5_000], [10_250, 2_000]])  # only (slot 0, slot 0) is concordant
+    reverse = np.array([[False, False], [True, True]])
+    contig = np.zeros((2, 2), dtype=np.int32)
+    lengths = np.array([150, 150])
+    args = (log_p, valid, start, reverse, contig, lengths)
+    rest = (np.zeros(2, np.int64), np.full(2, 0.5), ["x", "x"], model, 1_000_000)
+    c = choose_pairs(*args, np.array([0, 0]), *rest)
+    assert c.chosen.tolist() == [0, 0] and c.p.min() > 0.9999
+    c = choose_pairs(*args, np.array([40, 0]), *rest)  # one mate's extras: its partner decides
+    assert c.p[1] > 0.99
+    c = choose_pairs(*args, np.array([40, 60]), *rest)
+    assert c.chosen.tolist() == [0, 0]
+    assert 1 / 45 < c.p[0] < 1 / 38 and 1 / 45 < c.p[1] < 1 / 38  # 40 more concordant combinations
+
+
+@pytest.mark.parametrize("neural", [[], ["--no-neural"]])
+def test_pairs_inside_tandem_array_get_low_mapq(tmp_path, neural):
+    """Fragments inside a 3 kb array of a 13-bp unit: each mate has about 200 equally good
+    placements, far more than -N scores, and rescue adds weaker ones; no mate may claim its
+    placement (before: MAPQ up to 4 here, and 38 for a wrongly placed mate in the benchmark)."""
+    rng = np.random.default_rng(7)
+    bases = np.array(list("ACGT"))
+    unit = "".join(rng.choice(bases, 13))
+    flank = lambda: "".join(rng.choice(bases, 20_000))  # noqa: E731
+    ref = flank() + unit * 231 + flank()
+    (tmp_path / "ref.fa").write_text(f">chr\n{ref}\n")
+    r1, r2 = [], []
+    for k, lo in enumerate(range(20_000, 20_000 + 13 * 231 - 400, 37)):
+        frag = ref[lo : lo + 400]
+        mate2 = list(reverse_complement(frag[-150:]))
+        for i in rng.choice(150, 2, replace=False):  # two sequencing errors
+            mate2[i] = "A" if mate2[i] != "A" else "C"
+        r1.append((f"p{k}", frag[:150]))
+        r2.append((f"p{k}", "".join(mate2)))
+    fastq(tmp_path / "r1.fq", r1)
+    fastq(tmp_path / "r2.fq", r2)
+    res = run_cli(["align", *neural, "-I", "400,50", tmp_path / "ref.fa", tmp_path / "r1.fq", tmp_path / "r2.fq", "-o", tmp_path / "o.sam"])
+    assert res.returncode == 0, res.stderr
+    recs = by_mate(tmp_path / "o.sam")
+    assert len(recs) == 2 * len(r1)
+    assert max(rec.mapping_quality for rec in recs.values()) <= 3
