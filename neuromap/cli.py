@@ -259,10 +259,13 @@ def evaluate(alignments, truth, tolerance, as_json, plot):
 @click.option("--base-identity/--no-base-identity", default=False, show_default=True, help="Add a learned weight x [read base == reference base] to the scoring cross-attention's logits.")
 @click.option("--max-error-rate", type=click.FloatRange(0, 0.5), default=0.03, show_default=True, help="Each training read's sequencing error rate is drawn from 0 to this.")
 @click.option("--max-snp-rate", type=click.FloatRange(0, 0.5), default=0.01, show_default=True, help="Each training read's sample differs from its window by SNPs at a rate drawn from 0 to this.")
+@click.option("--position-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True, help="Share of the start-position target put on the starts 1 bp either side of the true one (0: all on the true start).")
+@click.option("--init-from", metavar="DIR", help="Fine-tune: start from the parameters of a trained model (a directory with params.npz and config.json, or 'shipped' for the weights in the package). Its architecture is used, and --embedding-dim, --num-heads, --num-layers, --read-length and --reference-window are ignored; --base-identity may add its weight (starting at 1).")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="Processes that make training batches ahead of the device (0: in this process). Same result for any value.")
 @click.option("--progress/--quiet", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 def train(out_dir, steps, batch_size, windows_per_read, learning_rate, seed, validate_every, embedding_dim, num_heads, num_layers, dropout,
-          read_length, reference_window, min_read_length, near_paralog, base_identity, max_error_rate, max_snp_rate, workers, progress):
+          read_length, reference_window, min_read_length, near_paralog, base_identity, max_error_rate, max_snp_rate, position_smoothing, init_from,
+          workers, progress):
     """Train the NeuralReadMapper on simulated reads (CPU or GPU, whatever JAX sees).
 
     With a checkpoint in DIR training resumes from it up to --steps (the example generator follows
@@ -271,16 +274,29 @@ def train(out_dir, steps, batch_size, windows_per_read, learning_rate, seed, val
     from neuromap.operators.mapping import NeuralReadMapperConfig
     from neuromap.train import TrainConfig, train as run_train
 
+    architecture = dict(read_length=read_length, reference_window=reference_window, embedding_dim=embedding_dim,
+                        num_heads=num_heads, num_layers=num_layers)
+    if init_from:
+        import json as _json
+
+        from neuromap.weights import SHIPPED
+
+        init_from = os.path.abspath(SHIPPED if init_from == "shipped" else init_from)
+        for name in ("params.npz", "config.json"):
+            if not os.path.exists(os.path.join(init_from, name)):
+                raise NeuromapError(f"{init_from}: no {name}: not a trained neuromap model (--init-from)")
+        with open(os.path.join(init_from, "config.json")) as fh:
+            trained = _json.load(fh)
+        architecture = {key: value for key, value in trained.items() if key not in ("dropout_rate", "base_identity", "compute_dtype")}
+        base_identity = base_identity or bool(trained.get("base_identity", False))
     try:
-        model_config = NeuralReadMapperConfig(
-            read_length=read_length, reference_window=reference_window, embedding_dim=embedding_dim,
-            num_heads=num_heads, num_layers=num_layers, dropout_rate=dropout, base_identity=base_identity,
-        )
-    except ValueError as exc:
+        model_config = NeuralReadMapperConfig(**architecture, dropout_rate=dropout, base_identity=base_identity)
+    except (TypeError, ValueError) as exc:
         raise NeuromapError(str(exc)) from None
     cfg = TrainConfig(steps=steps, batch_size=batch_size, windows_per_read=windows_per_read, learning_rate=learning_rate, seed=seed,
                       validate_every=validate_every, min_read_length=min_read_length, near_paralog=tuple(near_paralog),
-                      max_error_rate=max_error_rate, max_snp_rate=max_snp_rate)
+                      max_error_rate=max_error_rate, max_snp_rate=max_snp_rate, init_from=init_from,
+                      position_smoothing=position_smoothing)
     show = sys.stderr.isatty() if progress is None else progress
     run_train(model_config, cfg, out_dir, progress=show, log=lambda m: click.echo(f"neuromap: {m}", err=True), workers=workers)
 

@@ -36,6 +36,7 @@ from neuromap.operators.mapping.neural_mapper import (
     NeuralReadMapper,
     NeuralReadMapperConfig,
     config_dict,
+    load_parameters,
     save_parameters,
 )
 from neuromap.training_data import TrainConfig, batch_for_step, make_examples, validation_set
@@ -56,12 +57,12 @@ def _forward(model: NeuralReadMapper, reads, mask, windows):
     return jax.tree_util.tree_map(lambda x: x.reshape((n, K) + x.shape[1:]), out)
 
 
-def loss_fn(model: NeuralReadMapper, reads, mask, windows, start):
+def loss_fn(model: NeuralReadMapper, reads, mask, windows, start, smoothing=0.2):
     out = _forward(model, reads, mask, windows)
     n, K, W = out["alignment_scores"].shape
     logp = jax.nn.log_softmax(out["alignment_scores"][:, 0], axis=-1)
     pos = jnp.arange(W)[None, :]
-    target = 0.8 * (pos == start[:, None]) + 0.1 * (jnp.abs(pos - start[:, None]) == 1)
+    target = (1 - smoothing) * (pos == start[:, None]) + smoothing / 2 * (jnp.abs(pos - start[:, None]) == 1)
     target = target / jnp.sum(target, axis=-1, keepdims=True)
     position_loss = -jnp.mean(jnp.sum(target * logp, axis=-1))
     window_loss = -jnp.mean(jax.nn.log_softmax(out["log_likelihood"], axis=-1)[:, 0])
@@ -73,9 +74,9 @@ def loss_fn(model: NeuralReadMapper, reads, mask, windows, start):
     return total, (position_loss, window_loss, quality_loss)
 
 
-@nnx.jit
-def train_step(model, optimizer, reads, mask, windows, start):
-    (loss, parts), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, reads, mask, windows, start)
+@nnx.jit(static_argnames="smoothing")
+def train_step(model, optimizer, reads, mask, windows, start, smoothing=0.2):
+    (loss, parts), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model, reads, mask, windows, start, smoothing)
     optimizer.update(model, grads)
     return loss, parts
 
@@ -173,6 +174,11 @@ def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, 
     """Train (or resume) into out_dir; writes checkpoint.msgpack, history.json, params.npz, config.json."""
     os.makedirs(out_dir, exist_ok=True)
     model = NeuralReadMapper(model_config, rngs=nnx.Rngs(params=cfg.seed, dropout=cfg.seed + 1))
+    if cfg.init_from and not os.path.exists(_checkpoint_path(out_dir)):
+        # Fine-tuning: the trained parameters; any the model adds (e.g. base_identity's weight)
+        # keep their initial values.
+        missing = load_parameters(model, os.path.join(cfg.init_from, "params.npz"), missing_ok=True)
+        log(f"starting from the parameters in {cfg.init_from}" + (f"; new: {', '.join(missing)}" if missing else ""))
     warmup = min(200, cfg.steps // 10 + 1, cfg.steps - 1)  # the cosine needs at least one step after it
     schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, cfg.steps, cfg.learning_rate / 20)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=cfg.weight_decay))
@@ -181,12 +187,13 @@ def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, 
     if os.path.exists(_checkpoint_path(out_dir)):
         step, history = load_checkpoint(out_dir, model, optimizer)
         log(f"resuming from step {step}")
+
     model.train()
     validation = validation_set(cfg)
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, file=sys.stderr, unit="step")
     started = time.time()
     for reads, mask, windows, start in batches(cfg, step, workers):
-        loss, parts = train_step(model, optimizer, reads, mask, windows, start)
+        loss, parts = train_step(model, optimizer, reads, mask, windows, start, smoothing=cfg.position_smoothing)
         step += 1
         bar.update(1)
         if progress:  # reading the loss waits for the device; only when someone is watching

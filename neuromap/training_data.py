@@ -37,6 +37,8 @@ class TrainConfig:
     max_error_rate: float = 0.03
     max_snp_rate: float = 0.01
     near_paralog: tuple[float, float] = (0.01, 0.04)  # divergence of the near paralogs from the true window
+    init_from: str | None = None  # a trained model's directory whose parameters training starts from
+    position_smoothing: float = 0.2  # share of the position target on the starts 1 bp either side
 
 
 def random_sequences(rng: np.random.Generator, n: int, width: int) -> np.ndarray:

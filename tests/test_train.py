@@ -1,5 +1,6 @@
 """Training is deterministic given a seed, and a resumed run ends where an uninterrupted one does."""
 
+import dataclasses
 import json
 import os
 
@@ -104,3 +105,44 @@ def test_calibrate_writes_the_fit_beside_the_weights(tmp_path):
     assert fit["scale"] > 0 and fit["reads"] > 300 and 0 < fit["reads_with_alternatives"] < fit["reads"]
     assert fit["log_loss"] <= fit["log_loss_unscaled"]
     assert sorted(p.name for p in model_dir.iterdir()) == ["calibration.json", "config.json", "params.npz"]
+
+
+def test_fine_tune_starts_from_a_trained_model(tmp_path):
+    """--init-from takes a trained model's architecture and parameters; a parameter the model adds
+    (the base-identity weight) starts at its initial value. With a learning rate of 0 nothing
+    moves: the result is the shipped model plus that weight."""
+    out = tmp_path / "ft"
+    res = run_cli(["train", "-o", out, "--init-from", "shipped", "--base-identity", "--steps", "1", "--batch-size", "2",
+                   "--validate-every", "1", "--lr", "0", "--embedding-dim", "8", "--position-smoothing", "0", "--quiet"])
+    assert res.returncode == 0, res.stderr
+    assert "new: identity_weight" in res.stderr
+    from neuromap.weights import SHIPPED
+
+    shipped, tuned = params(SHIPPED), params(out)
+    assert set(tuned) == set(shipped) | {"identity_weight"} and float(tuned["identity_weight"]) == 1.0
+    assert all(np.array_equal(tuned[k], shipped[k]) for k in shipped)
+    config = json.load(open(out / "config.json"))
+    assert config["embedding_dim"] == json.load(open(os.path.join(SHIPPED, "config.json")))["embedding_dim"]  # not 8
+    assert config["base_identity"] is True
+    recorded = json.load(open(out / "train_config.json"))
+    assert recorded["init_from"] == SHIPPED and recorded["position_smoothing"] == 0
+    assert_clean_error(run_cli(["train", "-o", tmp_path / "x", "--init-from", tmp_path]), "not a trained neuromap model")
+
+
+def test_position_smoothing_shapes_the_position_target():
+    """The position loss puts 1 - s on the true start and s/2 on each neighbour: with s = 0 a
+    model whose scores peak sharply at the true start has almost no position loss, with the
+    default 0.2 it pays for the sharpness."""
+    from neuromap.train import loss_fn
+
+    rng = np.random.default_rng(0)
+    reads = rng.integers(0, 4, (2, 20))
+    windows = rng.integers(0, 4, (2, 3, 40))
+    windows[:, 0, 5:25] = reads
+    mask = np.ones((2, 20), np.float32)
+    start = np.array([5, 5])
+    sharp = NeuralReadMapper(dataclasses.replace(TINY, base_identity=True))
+    sharp.identity_weight.set_value(np.float32(50.0))  # the identity term dominates: a sharp peak at 5
+    _, (pos0, _, _) = loss_fn(sharp, reads, mask, windows, start, smoothing=0.0)
+    _, (pos2, _, _) = loss_fn(sharp, reads, mask, windows, start, smoothing=0.2)
+    assert float(pos0) < 1e-3 < 1.0 < float(pos2)

@@ -282,14 +282,20 @@ def save_parameters(model: nnx.Module, path: str) -> None:
     os.replace(tmp, path)
 
 
-def load_parameters(model: nnx.Module, path: str) -> None:
+def load_parameters(model: nnx.Module, path: str, missing_ok: bool = False) -> list[str]:
+    """Fill `model`'s parameters from an .npz of `save_parameters`; returns the names the file
+    lacks (an error unless `missing_ok`: those keep their current values)."""
     state = nnx.state(model, nnx.Param)
     flat = nnx.to_flat_state(state)
+    missing = []
     with np.load(path) as saved:
         names = set(saved.files)
         for key, var in flat:
             name = "/".join(map(str, key))
             if name not in names:
+                if missing_ok:
+                    missing.append(name)
+                    continue
                 raise ValueError(f"{path}: no parameter {name}")
             value = saved[name]
             expected = var.get_value().shape  # an array, or a ShapeDtypeStruct (see pretrained)
@@ -297,6 +303,7 @@ def load_parameters(model: nnx.Module, path: str) -> None:
                 raise ValueError(f"{path}: parameter {name} has shape {value.shape}, model expects {expected}")
             var.set_value(jnp.asarray(value))
     nnx.update(model, nnx.from_flat_state(flat))
+    return missing
 
 
 def config_dict(config: NeuralReadMapperConfig) -> dict:
