@@ -3,6 +3,8 @@
 
     python benchmarks/brier_split.py TRUTH.tsv REFERENCE_PATH.sam OTHER.sam ...
 
+(single-end or paired-end SAM; for pairs, truth_pairs.tsv of bench_pe.py)
+
 A read whose best placement ties with another (AS == XS in REFERENCE_PATH.sam, neuromap's
 --no-neural output) sits in an exact repeat: P(correct) = 1/copies is the best any aligner can
 claim there, so that part of the Brier score is a floor, not a fault. The rest is where MAPQ can be
@@ -22,13 +24,16 @@ def per_read(path, truth):
     out = {}
     with pysam.AlignmentFile(path, check_sq=False) as fh:
         for r in fh:
-            if r.is_secondary or r.is_supplementary or r.is_unmapped or r.query_name not in truth:
+            name = r.query_name
+            if r.is_paired:  # the truth of pairs names mates NAME/1 and NAME/2
+                name += "/1" if r.is_read1 else "/2"
+            if r.is_secondary or r.is_supplementary or r.is_unmapped or name not in truth:
                 continue
-            contig, start, _, strand = truth[r.query_name]
+            contig, start, _, strand = truth[name]
             clip = r.cigartuples[0][1] if r.cigartuples and r.cigartuples[0][0] in (4, 5) else 0
             ok = r.reference_name == contig and ("-" if r.is_reverse else "+") == strand and abs(r.reference_start - clip - start) <= 10
             tied = r.has_tag("XS") and r.get_tag("XS") >= r.get_tag("AS")
-            out[r.query_name] = (10 ** (-r.mapping_quality / 10), not ok, tied)
+            out[name] = (10 ** (-r.mapping_quality / 10), not ok, tied)
     return out
 
 

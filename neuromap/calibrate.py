@@ -19,7 +19,7 @@ import numpy as np
 from neuromap.index import build_index, load_index
 from neuromap.io.fastx import batched, make_batch, read_fastx
 from neuromap.mapq import p_correct
-from neuromap.pipeline import AlignOptions, place, weakest_ll
+from neuromap.pipeline import AlignOptions, place, unscored_ll
 from neuromap.simulate import simulate_reads, synthetic_genome, write_fasta, write_simulation
 
 
@@ -70,7 +70,7 @@ def collect_reads(index, reads: str, truth_path: str, weights_dir: str | None = 
         slot_pair = np.full(pl.valid.shape, -1)
         slot_pair[pl.pairs.read, pl.pairs.slot] = np.arange(len(pl.pairs.read))
         pair = slot_pair[np.arange(n), pl.chosen]
-        floor = weakest_ll(pl)
+        floor = unscored_ll(pl)
         floor_score = np.where(pl.valid, pl.slot_score, np.iinfo(np.int64).max).min(axis=1)
         for r in range(n):
             if pair[r] < 0 or not pl.valid[r].any():

@@ -27,10 +27,10 @@ def p_correct(log_likelihood: np.ndarray, valid: np.ndarray, chosen: np.ndarray,
     """P(the chosen placement is right) for each read.
 
     log_likelihood, valid: (n_reads, n_candidates); chosen: (n_reads,) slot index.
-    n_unscored: placements found but not scored (beyond the kept candidates); each is counted
-    as likely as the weakest scored one, so a read in a large repeat family is not overconfident.
-    weakest: (n_reads,) that weakest log-likelihood when it is not among the `valid` ones (a
-    scored candidate that is no placement still tells how strong the unscored ones are).
+    n_unscored: placements found but not scored (beyond the kept candidates), so a read in a
+    large repeat family is not overconfident; each is counted as likely as `weakest` (the
+    aligner gives the median of the read's other seeded candidates: `pipeline.unscored_ll`), or
+    without it as the weakest valid one; never as more likely than the chosen one.
     """
     n = log_likelihood.shape[0]
     if n == 0:

@@ -297,9 +297,11 @@ def choose_pairs(
     # weakest scored one. Whether they lie at a concordant distance is unknown; they are taken
     # to resemble the scored non-chosen placements: in a tandem array those are concordant (so
     # are the extras: low MAPQ), in a dispersed family they are not (so the partner decides).
-    # Their combinations are counted against both mates: in an array the partner's own unscored
-    # placements pair with them as well, so they do not confirm where the partner was placed.
+    # These combinations place the partner where it was placed (they count for it) and this mate
+    # elsewhere; where the partner has unscored placements too, the combinations of those with
+    # these are counted below, against both mates.
     floor = np.log(P_DISCORDANT) - np.log(max(genome_length, 1))
+    credit = {}
     for mine, lm, lo, own, partner, term in ((a, la, lb, ca, cb, pair_term[r, :, cb]), (b, lb, la, cb, ca, pair_term[r, ca, :])):
         others = np.isfinite(lm)
         others[r, own] = False
@@ -310,6 +312,8 @@ def choose_pairs(
         with np.errstate(divide="ignore"):
             mass = extra[mine] * np.exp(floor_ll + lo[r, partner] - best) * resemble
         total = total + mass
+        credit["b" if mine is a else "a"] = mass
+    num_a, num_b = num_a + credit["a"], num_b + credit["b"]
     # Where both mates have unscored placements (a repeat longer than the fragment, a tandem
     # array), those can pair with each other: each of the fewer is taken to have a concordant
     # partner among the other mate's, at the likeliest insert. The scored ones cannot tell: they
@@ -320,8 +324,9 @@ def choose_pairs(
         fa = np.where(np.isfinite(la), la, np.inf).min(axis=1) if weakest is None else weakest[a]
         fb = np.where(np.isfinite(lb), lb, np.inf).min(axis=1) if weakest is None else weakest[b]
         closest = model.log_pair_term(np.array(True), np.array(model.mean), genome_length)
-        with np.errstate(over="ignore"):
-            total = total + np.where(both_extra > 0, both_extra * np.exp(np.minimum(fa + fb + closest - best, 0.0)), 0.0)
+        # fa + fb <= the best mates' likelihoods, and the closest insert's term exceeds any
+        # combination's by at most the discordant floor's depth: no overflow.
+        total = total + np.where(both_extra > 0, both_extra * np.exp(np.where(both_extra > 0, fa + fb + closest - best, 0.0)), 0.0)
     chosen[a], chosen[b] = ca, cb
     p[a] = num_a / total
     p[b] = num_b / total

@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import re
 import signal
+import warnings
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ SHIFT_TOLERANCE = 10
 # calibration genome) the network put every such window at least e^-15.6 below the read's best
 # (benchmarks/RESULTS-decided-gap.md), so it is not scored, neither chosen nor counted in
 # P(correct), and the network's time (7 % of its pairs) goes to the close calls. Where the
-# placements beyond -N are valued (weakest_ll), such a window counts as e^-DECIDED_LL of the best.
+# placements beyond -N are valued (unscored_ll), such a window counts as e^-DECIDED_LL of the best.
 DECIDED_GAP = 40
 DECIDED_LL = 15.0
 
@@ -260,16 +261,29 @@ def single_p(pl: Placements, opts: AlignOptions) -> np.ndarray:
     """P(correct) of each read's chosen placement from its own placements alone (those where it
     aligns; see `place`)."""
     scale = likelihood_scale(opts)
-    return p_correct(np.where(pl.choosable, pl.ll * scale, 0.0), pl.choosable, pl.chosen, pl.extra, weakest_ll(pl) * scale)
+    return p_correct(np.where(pl.choosable, pl.ll * scale, 0.0), pl.choosable, pl.chosen, pl.extra, unscored_ll(pl) * scale)
 
 
-def weakest_ll(pl: Placements) -> np.ndarray:
-    """Per read, the lowest log-likelihood of its scored candidates, placements or not (a window
-    the alignment decided against counts DECIDED_LL below the read's best): what the unscored
-    ones (beyond -N) are taken to be worth."""
-    seeded = pl.valid[:, : pl.seeded]  # the unscored placements are seeded ones: not rescued mates
-    low = np.where(seeded, pl.ll[:, : pl.seeded], np.inf).min(axis=1) if seeded.shape[1] else np.zeros(len(pl.chosen))
-    return np.where(np.isfinite(low), low, 0.0)
+def unscored_ll(pl: Placements) -> np.ndarray:
+    """Per read, what each of its unscored placements (found by seeding beyond -N) is taken to be
+    worth: the median log-likelihood of its other seeded candidates, placements or not (a window
+    the alignment decided against counts DECIDED_LL below the read's best). Seeding keeps the
+    candidates with the most seed support, and the ones beyond resemble them: in a tandem array
+    or a large repeat family they are as good as the kept copies. (Not the weakest kept one: one
+    partial hit at an array's end would make hundreds of equal copies count for nothing.) The
+    median scales with the likelihoods, so the calibration's λ applies to it as to them."""
+    n = len(pl.chosen)
+    if pl.seeded == 0:
+        return np.zeros(n)
+    seeded = pl.valid[:, : pl.seeded].copy()
+    own = pl.chosen < pl.seeded
+    alone = seeded.sum(axis=1) <= 1  # only the chosen one: the unscored ones are like it
+    seeded[np.flatnonzero(own & ~alone), pl.chosen[own & ~alone]] = False
+    values = np.where(seeded, pl.ll[:, : pl.seeded], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # rows without any: all-NaN slices
+        middle = np.nanmedian(values, axis=1)
+    return np.where(np.isfinite(middle), middle, 0.0)
 
 
 def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarray, p: np.ndarray) -> MappedBatch:
@@ -492,7 +506,7 @@ def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertM
     choice = choose_pairs(
         np.where(pl.choosable, pl.ll * scale, -np.inf), pl.choosable, start, pl.cands.reverse, pl.cands.contig,
         batch.lengths, pl.extra, pl.chosen, single_p(pl, opts), batch.names, model, int(index.contig_lengths.sum()),
-        weakest=weakest_ll(pl) * scale,
+        weakest=unscored_ll(pl) * scale,
     )
     return describe(index, opts, pl, choice.chosen, choice.p), model, samples
 

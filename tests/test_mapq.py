@@ -58,3 +58,24 @@ def test_same_evidence_mean_only_joins_a_reads_placements_on_identical_bases():
     assert out[0] == out[1] == out[2]
     # a shorter read covers only 19 bases: row 3 then joins them
     assert np.allclose(same_evidence_mean(read, target, start, np.full(5, 19), ll), [-2.5, -2.5, -2.5, -2.5, -5.0])
+
+
+def test_unscored_placements_are_valued_like_the_kept_ones():
+    """unscored_ll: the median log-likelihood of a read's other seeded candidates; the chosen one
+    only when it is alone; rescued slots (after the seeded ones) do not count."""
+    from types import SimpleNamespace
+
+    from neuromap.pipeline import unscored_ll
+
+    inf = -np.inf
+    ll = np.array([
+        [150.0, 150.0, 150.0, 126.0, 10.0],  # an array: one partial hit at its end, one rescued slot
+        [150.0, 90.0, 80.0, 70.0, inf],  # a family whose kept copies are weak
+        [150.0, inf, inf, inf, inf],  # only the chosen one
+        [inf, inf, inf, inf, inf],  # nothing
+    ])
+    valid = np.isfinite(ll)
+    pl = SimpleNamespace(ll=ll, valid=valid, chosen=np.array([0, 0, 0, 0]), seeded=4)
+    assert unscored_ll(pl).tolist() == [150.0, 80.0, 150.0, 0.0]
+    p = p_correct(ll[:1, :4], valid[:1, :4], np.array([0]), np.array([100]), unscored_ll(pl)[:1])
+    assert p[0] < 1 / 100  # a hundred unscored copies as good as the kept ones

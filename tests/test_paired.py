@@ -270,7 +270,7 @@ def test_joint_posterior_marginals():
 def test_pairs_with_one_placement_per_mate():
     """One placement per mate and nothing unscored: that pair is chosen with P = 1 whatever its
     insert (the shortcut gives what the joint posterior gives); an unscored placement beyond -N
-    sends it through the posterior, where it costs confidence."""
+    sends it through the posterior, where it costs that mate confidence (not its partner)."""
     model = InsertModel(400.0, 50.0, 100)
     # pair 0: lone mates in slot 1 (discordant); pair 1: mate 2 has two equal copies
     valid = np.array([[False, True], [True, False], [False, True], [True, True]])
@@ -288,7 +288,7 @@ def test_pairs_with_one_placement_per_mate():
     c = choose_pairs(log_p, valid, *args, extra, np.zeros(4, np.int64), np.full(4, 0.5), list("abab"), model, 1_000_000)
     assert c.chosen.tolist() == [1, 0, 1, 0]
     assert 0.2 < c.p[0] < 0.3  # one of four equally likely placements
-    assert c.p[2] < 1.0
+    assert c.p[2] == 1.0  # every combination puts its partner where it is: its only placement
 
 
 def test_stats_and_summary_report_proper_pairs(data_dir, tmp_path):
