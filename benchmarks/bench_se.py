@@ -56,19 +56,37 @@ def tree_rss_kb(root: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | None = None) -> tuple[float, int]:
+def tree_anon_kb(root: int) -> int:
+    """Anonymous (private, not file-backed) resident memory of a process and its descendants
+    (kB): RSS without the pages of shared libraries and memory-mapped files."""
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                total += next((int(line.split()[1]) for line in fh if line.startswith("RssAnon:")), 0)
+            with open(f"/proc/{pid}/task/{pid}/children") as fh:
+                stack.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | None = None, anon: list | None = None) -> tuple[float, int]:
     """Run a command (with `env` added to the environment); return (wall seconds, peak RSS in MB of
-    its whole process tree)."""
+    its whole process tree). With `anon` (a list), its peak anonymous memory in MB is appended."""
     out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
-    peak = 0
+    peak = peak_anon = 0
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     stop = threading.Event()
 
     def sample():
-        nonlocal peak
+        nonlocal peak, peak_anon
         while not stop.is_set():
             peak = max(peak, tree_rss_kb(proc.pid))
+            if anon is not None:
+                peak_anon = max(peak_anon, tree_anon_kb(proc.pid))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -81,6 +99,8 @@ def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | Non
         out.close()
     if proc.returncode != 0:
         sys.exit(f"failed: {' '.join(cmd)}\n{err.decode()[-2000:]}")
+    if anon is not None:
+        anon.append(peak_anon // 1024)
     return wall, peak // 1024
 
 
