@@ -260,12 +260,14 @@ def evaluate(alignments, truth, tolerance, as_json, plot):
 @click.option("--max-error-rate", type=click.FloatRange(0, 0.5), default=0.03, show_default=True, help="Each training read's sequencing error rate is drawn from 0 to this.")
 @click.option("--max-snp-rate", type=click.FloatRange(0, 0.5), default=0.01, show_default=True, help="Each training read's sample differs from its window by SNPs at a rate drawn from 0 to this.")
 @click.option("--position-smoothing", type=click.FloatRange(0, 1, max_open=True), default=0.2, show_default=True, help="Share of the start-position target put on the starts 1 bp either side of the true one (0: all on the true start).")
+@click.option("--genome", "genomes", multiple=True, type=click.Path(dir_okay=False), metavar="FASTA", help="A real genome (FASTA, may be gzipped) to draw training windows from; repeatable. benchmarks/debian_genomes.sh fetches the phage and mitochondrial genomes of Debian's packages.")
+@click.option("--genome-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="Share of the training reads drawn from the --genome files (the rest from random sequence).")
 @click.option("--init-from", metavar="DIR", help="Fine-tune: start from the parameters of a trained model (a directory with params.npz and config.json, or 'shipped' for the weights in the package). Its architecture is used, and --embedding-dim, --num-heads, --num-layers, --read-length and --reference-window are ignored; --base-identity may add its weight (starting at 1).")
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="Processes that make training batches ahead of the device (0: in this process). Same result for any value.")
 @click.option("--progress/--quiet", default=None, help="Progress bar on stderr (default: when stderr is a terminal).")
 def train(out_dir, steps, batch_size, windows_per_read, learning_rate, seed, validate_every, embedding_dim, num_heads, num_layers, dropout,
-          read_length, reference_window, min_read_length, near_paralog, base_identity, max_error_rate, max_snp_rate, position_smoothing, init_from,
-          workers, progress):
+          read_length, reference_window, min_read_length, near_paralog, base_identity, max_error_rate, max_snp_rate, position_smoothing, genomes,
+          genome_fraction, init_from, workers, progress):
     """Train the NeuralReadMapper on simulated reads (CPU or GPU, whatever JAX sees).
 
     With a checkpoint in DIR training resumes from it up to --steps (the example generator follows
@@ -296,7 +298,14 @@ def train(out_dir, steps, batch_size, windows_per_read, learning_rate, seed, val
     cfg = TrainConfig(steps=steps, batch_size=batch_size, windows_per_read=windows_per_read, learning_rate=learning_rate, seed=seed,
                       validate_every=validate_every, min_read_length=min_read_length, near_paralog=tuple(near_paralog),
                       max_error_rate=max_error_rate, max_snp_rate=max_snp_rate, init_from=init_from,
-                      position_smoothing=position_smoothing)
+                      position_smoothing=position_smoothing, genomes=tuple(os.path.abspath(g) for g in genomes),
+                      genome_fraction=genome_fraction)
+    if cfg.genomes:
+        from neuromap.training_data import genome_contigs
+
+        width = cfg.read_length + 2 * cfg.flank
+        if not any(len(c) >= width for c in genome_contigs(cfg.genomes)):  # reads them: a bad file is a clean error here
+            raise NeuromapError(f"--genome: no sequence of {width} bp or more in {', '.join(genomes)}")
     show = sys.stderr.isatty() if progress is None else progress
     run_train(model_config, cfg, out_dir, progress=show, log=lambda m: click.echo(f"neuromap: {m}", err=True), workers=workers)
 

@@ -10,13 +10,18 @@ without importing JAX (`neuromap train --workers N`). Each example is one read w
   K-2              a diverged paralog (4-15 %);
   K-1              a foreign window (unrelated sequence).
 With K = 4 that is one near paralog, as the shipped model was trained. Sequences are random with a
-random GC content; 30 % carry a low-complexity or tandem stretch. Every array is built for the
-whole batch at once (no per-base Python), so a batch of 128 reads takes milliseconds.
+random GC content; 30 % carry a low-complexity or tandem stretch. With `genomes` (FASTA files of
+real genomes, e.g. the phage and mitochondrial genomes in Debian's packages:
+benchmarks/debian_genomes.sh), a `genome_fraction` of the reads come from windows of those
+instead (either strand; N bases replaced by random ones), and so do their foreign windows.
+Every array is built for the whole batch at once (no per-base Python), so a batch of 128 reads
+takes milliseconds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -39,6 +44,8 @@ class TrainConfig:
     near_paralog: tuple[float, float] = (0.01, 0.04)  # divergence of the near paralogs from the true window
     init_from: str | None = None  # a trained model's directory whose parameters training starts from
     position_smoothing: float = 0.2  # share of the position target on the starts 1 bp either side
+    genomes: tuple[str, ...] = ()  # FASTA files of real genomes to draw windows from
+    genome_fraction: float = 0.5  # share of the reads drawn from `genomes` (when there are any)
 
 
 def random_sequences(rng: np.random.Generator, n: int, width: int) -> np.ndarray:
@@ -54,6 +61,40 @@ def random_sequences(rng: np.random.Generator, n: int, width: int) -> np.ndarray
         at = int(rng.integers(0, width - length))
         seq[row, at : at + length] = np.resize(unit, length)
     return seq
+
+
+@lru_cache(maxsize=4)
+def genome_contigs(paths: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+    """The sequences of the FASTA files, as codes (0-3; 4 for N and other letters); once per process."""
+    from neuromap.io.fastx import encode, read_fastx
+
+    return tuple(encode(rec.seq) for path in paths for rec in read_fastx(path))
+
+
+def genome_windows(rng: np.random.Generator, paths: tuple[str, ...], n: int, width: int) -> np.ndarray:
+    """(n, width) int8 windows from the genomes in `paths`: a contig in proportion to its length, a
+    start, a strand; N (and other letters) become random bases."""
+    contigs = [c for c in genome_contigs(paths) if len(c) >= width]
+    if not contigs:
+        raise ValueError(f"no sequence of {width} bp or more in {', '.join(paths)}")
+    sizes = np.array([len(c) - width + 1 for c in contigs], dtype=np.float64)
+    which = rng.choice(len(contigs), size=n, p=sizes / sizes.sum())
+    starts = (rng.random(n) * sizes[which]).astype(np.int64)
+    out = np.stack([contigs[c][s : s + width] for c, s in zip(which, starts)]).astype(np.int8) if n else np.zeros((0, width), np.int8)
+    reverse = rng.random(n) < 0.5
+    out[reverse] = np.where(out[reverse] < 4, 3 - out[reverse], out[reverse])[:, ::-1]
+    unknown = out >= 4
+    out[unknown] = rng.integers(0, 4, int(unknown.sum()))
+    return out
+
+
+def make_windows(rng: np.random.Generator, n: int, width: int, cfg: TrainConfig) -> np.ndarray:
+    """Source windows: random sequence, or with `cfg.genomes` a `genome_fraction` from those."""
+    window = random_sequences(rng, n, width)
+    if cfg.genomes:
+        real = rng.random(n) < cfg.genome_fraction
+        window[real] = genome_windows(rng, tuple(cfg.genomes), int(real.sum()), width)
+    return window
 
 
 def mutate(rng: np.random.Generator, seq: np.ndarray, rate: np.ndarray) -> np.ndarray:
@@ -90,7 +131,7 @@ def make_examples(rng: np.random.Generator, n_reads: int, cfg: TrainConfig):
     R, K = cfg.read_length, cfg.windows_per_read
     W = R + 2 * cfg.flank
     length = rng.integers(cfg.min_read_length, R + 1, n_reads)
-    window = random_sequences(rng, n_reads, W)
+    window = make_windows(rng, n_reads, W, cfg)
     start = rng.integers(0, W - length + 1)
     sample = mutate(rng, window, rng.uniform(0, cfg.max_snp_rate, n_reads))
     reads = sequence_reads(rng, sample, start, length, rng.uniform(0, cfg.max_error_rate, n_reads), R)
@@ -103,7 +144,7 @@ def make_examples(rng: np.random.Generator, n_reads: int, cfg: TrainConfig):
     if K >= 3:
         windows[:, 1 + n_near] = mutate(rng, window, rng.uniform(0.04, 0.15, n_reads))
     if K >= 4:
-        windows[:, K - 1] = random_sequences(rng, n_reads, W)
+        windows[:, K - 1] = make_windows(rng, n_reads, W, cfg)
     return reads, mask, windows, start.astype(np.int64)
 
 

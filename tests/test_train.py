@@ -146,3 +146,53 @@ def test_position_smoothing_shapes_the_position_target():
     _, (pos0, _, _) = loss_fn(sharp, reads, mask, windows, start, smoothing=0.0)
     _, (pos2, _, _) = loss_fn(sharp, reads, mask, windows, start, smoothing=0.2)
     assert float(pos0) < 1e-3 < 1.0 < float(pos2)
+
+
+def test_training_windows_from_real_genomes(tmp_path):
+    """With genomes, the given share of the examples' windows are taken from them (either strand,
+    N replaced by random bases), deterministically; without, the examples are those of before."""
+    import gzip
+
+    from neuromap.training_data import genome_windows, make_examples
+
+    rng = np.random.default_rng(0)
+    seq = "".join(rng.choice(list("ACGT"), 3000))
+    seq = seq[:1000] + "N" * 50 + seq[1050:]
+    fa = tmp_path / "g.fa.gz"
+    with gzip.open(fa, "wt") as fh:
+        fh.write(f">g\n{seq}\n>short\nACGT\n")
+    lut = np.full(256, -1, np.int8)
+    lut[list(b"ACGT")] = [0, 1, 2, 3]
+    codes = lut[np.frombuffer(seq.encode(), np.uint8)]
+    forward = codes
+    reverse = np.where(codes >= 0, 3 - codes, -1)[::-1].astype(np.int8)
+
+    def on_genome(w):
+        """w matches the genome (either strand) at every base but the N run's."""
+        for strand in (forward, reverse):
+            for s in range(len(strand) - len(w) + 1):
+                ref = strand[s : s + len(w)]
+                if np.all((ref == w) | (ref < 0)):
+                    return True
+        return False
+
+    windows = genome_windows(np.random.default_rng(1), (str(fa),), 40, 100)
+    assert windows.shape == (40, 100) and windows.min() >= 0 and windows.max() <= 3
+    assert all(on_genome(w) for w in windows)
+    strands = [any(np.array_equal(w, forward[s : s + 100]) for s in range(0, 2901)) for w in windows]
+    assert 0 < sum(strands) < 40  # both strands
+    base = TrainConfig(batch_size=8, read_length=48, min_read_length=30, flank=8)
+    assert all(np.array_equal(x, y) for x, y in zip(make_examples(np.random.default_rng(5), 8, base),
+                                                    make_examples(np.random.default_rng(5), 8, dataclasses.replace(base, genome_fraction=1.0))))
+    real = dataclasses.replace(base, genomes=(str(fa),), genome_fraction=1.0)
+    a, b = make_examples(np.random.default_rng(5), 8, real), make_examples(np.random.default_rng(5), 8, real)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(on_genome(w) for w in a[2][:, 0]) and all(on_genome(w) for w in a[2][:, -1])  # true and foreign windows
+    res = run_cli(["train", "-o", tmp_path / "m", "--genome", fa, "--genome-fraction", "0.5", "--steps", "1", "--batch-size", "2",
+                   "--validate-every", "1", "--embedding-dim", "8", "--num-heads", "1", "--read-length", "160", "--reference-window", "200", "--quiet"])
+    assert res.returncode == 0, res.stderr
+    recorded = json.load(open(tmp_path / "m" / "train_config.json"))
+    assert recorded["genomes"] == [str(fa)] and recorded["genome_fraction"] == 0.5
+    (tmp_path / "tiny.fa").write_text(">t\nACGTACGT\n")
+    assert_clean_error(run_cli(["train", "-o", tmp_path / "x", "--genome", tmp_path / "tiny.fa", "--steps", "1"]), "no sequence of 198 bp")
+    assert_clean_error(run_cli(["train", "-o", tmp_path / "x", "--genome", tmp_path / "missing.fa", "--steps", "1"]), "missing.fa")
