@@ -283,11 +283,12 @@ def train(out_dir, steps, batch_size, windows_per_read, learning_rate, seed, val
 
         from neuromap.weights import SHIPPED
 
-        init_from = os.path.abspath(SHIPPED if init_from == "shipped" else init_from)
+        init_from = "shipped" if init_from == "shipped" else os.path.abspath(init_from)  # recorded so
+        source = SHIPPED if init_from == "shipped" else init_from
         for name in ("params.npz", "config.json"):
-            if not os.path.exists(os.path.join(init_from, name)):
-                raise NeuromapError(f"{init_from}: no {name}: not a trained neuromap model (--init-from)")
-        with open(os.path.join(init_from, "config.json")) as fh:
+            if not os.path.exists(os.path.join(source, name)):
+                raise NeuromapError(f"{source}: no {name}: not a trained neuromap model (--init-from)")
+        with open(os.path.join(source, "config.json")) as fh:
             trained = _json.load(fh)
         architecture = {key: value for key, value in trained.items() if key not in ("dropout_rate", "base_identity", "compute_dtype")}
         base_identity = base_identity or bool(trained.get("base_identity", False))

@@ -177,8 +177,11 @@ def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, 
     if cfg.init_from and not os.path.exists(_checkpoint_path(out_dir)):
         # Fine-tuning: the trained parameters; any the model adds (e.g. base_identity's weight)
         # keep their initial values.
-        missing = load_parameters(model, os.path.join(cfg.init_from, "params.npz"), missing_ok=True)
-        log(f"starting from the parameters in {cfg.init_from}" + (f"; new: {', '.join(missing)}" if missing else ""))
+        from neuromap.weights import SHIPPED
+
+        source = SHIPPED if cfg.init_from == "shipped" else cfg.init_from
+        missing = load_parameters(model, os.path.join(source, "params.npz"), missing_ok=True)
+        log(f"starting from the parameters in {source}" + (f"; new: {', '.join(missing)}" if missing else ""))
     warmup = min(200, cfg.steps // 10 + 1, cfg.steps - 1)  # the cosine needs at least one step after it
     schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, cfg.steps, cfg.learning_rate / 20)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=cfg.weight_decay))

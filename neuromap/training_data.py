@@ -42,7 +42,7 @@ class TrainConfig:
     max_error_rate: float = 0.03
     max_snp_rate: float = 0.01
     near_paralog: tuple[float, float] = (0.01, 0.04)  # divergence of the near paralogs from the true window
-    init_from: str | None = None  # a trained model's directory whose parameters training starts from
+    init_from: str | None = None  # a trained model's directory ("shipped": the package's) training starts from
     position_smoothing: float = 0.2  # share of the position target on the starts 1 bp either side
     genomes: tuple[str, ...] = ()  # FASTA files of real genomes to draw windows from
     genome_fraction: float = 0.5  # share of the reads drawn from `genomes` (when there are any)

@@ -50,7 +50,12 @@ def test_pretrained_is_trained_not_initial(model, held_out, outputs):
     out = untrained(one_hot(reads[:50]), one_hot(windows[:50, 0]), mask[:50])
     untrained_hits = np.mean(np.abs(np.asarray(out["best_position"]) - start[:50]) <= 2)
     trained_hits = np.mean(np.abs(outputs["best_position"][:50, 0] - start[:50]) <= 2)
-    assert trained_hits > untrained_hits + 0.5
+    # With base_identity an untrained model already counts matching bases along each diagonal
+    # (its weight starts at 1), which places some reads; the learned layers place the rest.
+    if model.config.base_identity:
+        assert untrained_hits <= 0.7 and trained_hits >= 0.95, (untrained_hits, trained_hits)
+    else:
+        assert trained_hits > untrained_hits + 0.5
 
 
 def test_localises_held_out_reads_within_2bp(outputs, held_out):

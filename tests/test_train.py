@@ -125,7 +125,7 @@ def test_fine_tune_starts_from_a_trained_model(tmp_path):
     assert config["embedding_dim"] == json.load(open(os.path.join(SHIPPED, "config.json")))["embedding_dim"]  # not 8
     assert config["base_identity"] is True
     recorded = json.load(open(out / "train_config.json"))
-    assert recorded["init_from"] == SHIPPED and recorded["position_smoothing"] == 0
+    assert recorded["init_from"] == "shipped" and recorded["position_smoothing"] == 0
     assert_clean_error(run_cli(["train", "-o", tmp_path / "x", "--init-from", tmp_path]), "not a trained neuromap model")
 
 
