@@ -110,22 +110,30 @@ def test_calibrate_writes_the_fit_beside_the_weights(tmp_path):
 def test_fine_tune_starts_from_a_trained_model(tmp_path):
     """--init-from takes a trained model's architecture and parameters; a parameter the model adds
     (the base-identity weight) starts at its initial value. With a learning rate of 0 nothing
-    moves: the result is the shipped model plus that weight."""
+    moves: the result is the trained model plus that weight."""
+    small = ["--steps", "1", "--batch-size", "2", "--validate-every", "1", "--read-length", "160", "--reference-window", "200", "--quiet"]
+    base = tmp_path / "base"
+    assert run_cli(["train", "-o", base, "--embedding-dim", "8", "--num-heads", "1", *small]).returncode == 0
     out = tmp_path / "ft"
-    res = run_cli(["train", "-o", out, "--init-from", "shipped", "--base-identity", "--steps", "1", "--batch-size", "2",
-                   "--validate-every", "1", "--lr", "0", "--embedding-dim", "8", "--position-smoothing", "0", "--quiet"])
+    res = run_cli(["train", "-o", out, "--init-from", base, "--base-identity", "--lr", "0", "--embedding-dim", "16",
+                   "--position-smoothing", "0", *small])
     assert res.returncode == 0, res.stderr
     assert "new: identity_weight" in res.stderr
+    trained, tuned = params(base), params(out)
+    assert set(tuned) == set(trained) | {"identity_weight"} and float(tuned["identity_weight"]) == 1.0
+    assert all(np.array_equal(tuned[k], trained[k]) for k in trained)
+    config = json.load(open(out / "config.json"))
+    assert config["embedding_dim"] == 8 and config["base_identity"] is True  # the base's width, not 16
+    recorded = json.load(open(out / "train_config.json"))
+    assert recorded["init_from"] == str(base) and recorded["position_smoothing"] == 0
+    # 'shipped': the package's weights, recorded as such
+    res = run_cli(["train", "-o", tmp_path / "s", "--init-from", "shipped", "--lr", "0", *small])
+    assert res.returncode == 0, res.stderr
     from neuromap.weights import SHIPPED
 
-    shipped, tuned = params(SHIPPED), params(out)
-    assert set(tuned) == set(shipped) | {"identity_weight"} and float(tuned["identity_weight"]) == 1.0
-    assert all(np.array_equal(tuned[k], shipped[k]) for k in shipped)
-    config = json.load(open(out / "config.json"))
-    assert config["embedding_dim"] == json.load(open(os.path.join(SHIPPED, "config.json")))["embedding_dim"]  # not 8
-    assert config["base_identity"] is True
-    recorded = json.load(open(out / "train_config.json"))
-    assert recorded["init_from"] == "shipped" and recorded["position_smoothing"] == 0
+    shipped = params(SHIPPED)
+    assert all(np.array_equal(params(tmp_path / "s")[k], shipped[k]) for k in shipped)
+    assert json.load(open(tmp_path / "s" / "train_config.json"))["init_from"] == "shipped"
     assert_clean_error(run_cli(["train", "-o", tmp_path / "x", "--init-from", tmp_path]), "not a trained neuromap model")
 
 
