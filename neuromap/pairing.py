@@ -253,8 +253,9 @@ def choose_pairs(
 
     log_p: (2n, S) log-probability scale likelihood of each placement; start: global reference
     position of each placement's first base; extra: placements found but not scored (see below);
-    weakest: (2n,) log-probability of the weakest scored candidate, where it is not a valid
-    placement (default: the weakest valid one).
+    weakest: (2n,) log-probability each unscored placement is taken to have (the aligner gives
+    `pipeline.unscored_ll`: the median of the mate's other seeded candidates; default: the
+    weakest valid one).
     """
     n = log_p.shape[0] // 2
     chosen, p = single_chosen.copy(), single_p.copy()
@@ -293,8 +294,8 @@ def choose_pairs(
     total = w.sum(axis=(1, 2))
     num_a = w[r, ca, :].sum(axis=1)
     num_b = w[r, :, cb].sum(axis=1)
-    # Placements found by seeding but not scored (beyond -N): each counted as likely as the
-    # weakest scored one. Whether they lie at a concordant distance is unknown; they are taken
+    # Placements found by seeding but not scored (beyond -N): each counted as likely as `weakest`
+    # says (the aligner gives the median of the mate's other seeded candidates). Whether they lie at a concordant distance is unknown; they are taken
     # to resemble the scored non-chosen placements: in a tandem array those are concordant (so
     # are the extras: low MAPQ), in a dispersed family they are not (so the partner decides).
     # These combinations place the partner where it was placed (they count for it) and this mate

@@ -198,9 +198,8 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
             members = np.flatnonzero(fits)
             width = int(qlen[members].max())
             model = score_pairs(pairs.query[members, :width], qlen[members], pairs.target[members, : width + 2 * opts.margin], opts.weights_dir)
-            pair_ll[members] = model.log_likelihood
             pair_start[members] = model.start
-            pair_ll[members] = same_evidence_mean(pairs.read[members], pairs.target[members], pair_start[members], qlen[members], pair_ll[members])
+            pair_ll[members] = same_evidence_mean(pairs.read[members], pairs.target[members], model.start, qlen[members], model.log_likelihood)
         if decided.any():
             top = np.full(n, -np.inf)
             np.maximum.at(top, pairs.read[fits], pair_ll[fits])
