@@ -33,43 +33,44 @@ from neuromap.simulate import synthetic_genome, write_fasta  # noqa: E402
 BF16 = {"NEUROMAP_COMPUTE_DTYPE": "bfloat16"}
 
 
-def tree_rss_kb(root: int) -> int:
-    """Resident memory of a process and all its descendants (kB), from /proc."""
+def tree_pids(root: int) -> list[int]:
+    """A process and all its descendants, from /proc."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            ppid, pages = int(fields[1]), int(fields[21])
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-        rss[int(entry)] = pages * os.sysconf("SC_PAGE_SIZE") // 1024
-    total, stack = 0, [root]
+    pids, stack = [], [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        pids.append(pid)
         stack.extend(children.get(pid, []))
-    return total
+    return pids
+
+
+def _status_kb(pid: int, field: str) -> int:
+    """A kB figure of /proc/PID/status (0 for a process that has gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next((int(line.split()[1]) for line in fh if line.startswith(field + ":")), 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def tree_rss_kb(root: int) -> int:
+    """Resident memory of a process and all its descendants (kB)."""
+    return sum(_status_kb(pid, "VmRSS") for pid in tree_pids(root))
 
 
 def tree_anon_kb(root: int) -> int:
     """Anonymous (private, not file-backed) resident memory of a process and its descendants
     (kB): RSS without the pages of shared libraries and memory-mapped files."""
-    total, stack = 0, [root]
-    while stack:
-        pid = stack.pop()
-        try:
-            with open(f"/proc/{pid}/status") as fh:
-                total += next((int(line.split()[1]) for line in fh if line.startswith("RssAnon:")), 0)
-            with open(f"/proc/{pid}/task/{pid}/children") as fh:
-                stack.extend(int(c) for c in fh.read().split())
-        except (OSError, ValueError):
-            continue
-    return total
+    return sum(_status_kb(pid, "RssAnon") for pid in tree_pids(root))
 
 
 def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | None = None, anon: list | None = None) -> tuple[float, int]:

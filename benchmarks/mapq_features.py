@@ -35,8 +35,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def probability(data, lam: float, mu: float) -> np.ndarray:
     evidence = lam * data.ll + mu * data.score
-    weakest = lam * data.weakest + mu * data.weakest_score
-    return p_correct(evidence, data.valid, data.chosen, data.extra, weakest)
+    unscored = lam * data.unscored + mu * data.weakest_score
+    return p_correct(evidence, data.valid, data.chosen, data.extra, unscored)
 
 
 def main() -> None:

@@ -32,14 +32,15 @@ def _log_loss(p: np.ndarray, right: np.ndarray) -> float:
 class Collected:
     """Per aligned read: its placements' log-likelihoods and alignment scores, which of them
     P(correct) is taken over (as `align` does: `Placements.choosable`), which is chosen, the
-    unscored extra placements, the weakest scored candidate (log-likelihood and alignment score)
-    and whether the choice is right."""
+    unscored extra placements, what each of those is taken to be worth (`unscored`: the
+    log-likelihood of `pipeline.unscored_ll`; `weakest_score`: the weakest scored candidate's
+    alignment score) and whether the choice is right."""
 
     ll: np.ndarray
     valid: np.ndarray
     chosen: np.ndarray
     extra: np.ndarray
-    weakest: np.ndarray
+    unscored: np.ndarray
     right: np.ndarray
     score: np.ndarray
     weakest_score: np.ndarray
@@ -85,19 +86,19 @@ def collect_reads(index, reads: str, truth_path: str, weights_dir: str | None = 
             rows["valid"].append(pl.choosable[r])
             rows["chosen"].append(pl.chosen[r])
             rows["extra"].append(pl.extra[r])
-            rows["weakest"].append(floor[r])
+            rows["unscored"].append(floor[r])
             rows["weakest_score"].append(floor_score[r])
             rows["right"].append(ok)
     return Collected(**{name: np.array(values) for name, values in rows.items()})
 
 
 def fit_scale(data: Collected) -> tuple[float, dict]:
-    ll, valid, chosen, extra, weakest, right = data.ll, data.valid, data.chosen, data.extra, data.weakest, data.right
+    ll, valid, chosen, extra, unscored, right = data.ll, data.valid, data.chosen, data.extra, data.unscored, data.right
     grid = np.geomspace(0.01, 20.0, 300)
-    losses = [_log_loss(p_correct(ll * lam, valid, chosen, extra, weakest * lam), right) for lam in grid]
+    losses = [_log_loss(p_correct(ll * lam, valid, chosen, extra, unscored * lam), right) for lam in grid]
     best = float(grid[int(np.argmin(losses))])
-    p_fit = p_correct(ll * best, valid, chosen, extra, weakest * best)
-    p_raw = p_correct(ll, valid, chosen, extra, weakest)
+    p_fit = p_correct(ll * best, valid, chosen, extra, unscored * best)
+    p_raw = p_correct(ll, valid, chosen, extra, unscored)
     report = {
         "scale": best,
         "reads": int(len(right)),

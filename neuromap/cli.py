@@ -274,17 +274,15 @@ def train(out_dir, steps, batch_size, windows_per_read, learning_rate, seed, val
     the options given now, so a run can continue on harder examples).
     """
     from neuromap.operators.mapping import NeuralReadMapperConfig
-    from neuromap.train import TrainConfig, train as run_train
+    from neuromap.train import TrainConfig, init_source, train as run_train
 
     architecture = dict(read_length=read_length, reference_window=reference_window, embedding_dim=embedding_dim,
                         num_heads=num_heads, num_layers=num_layers)
     if init_from:
         import json as _json
 
-        from neuromap.weights import SHIPPED
-
-        init_from = "shipped" if init_from == "shipped" else os.path.abspath(init_from)  # recorded so
-        source = SHIPPED if init_from == "shipped" else init_from
+        init_from = "shipped" if init_from == "shipped" else os.path.abspath(init_from)  # as recorded in train_config.json
+        source = init_source(init_from)
         for name in ("params.npz", "config.json"):
             if not os.path.exists(os.path.join(source, name)):
                 raise NeuromapError(f"{source}: no {name}: not a trained neuromap model (--init-from)")
@@ -302,11 +300,12 @@ def train(out_dir, steps, batch_size, windows_per_read, learning_rate, seed, val
                       position_smoothing=position_smoothing, genomes=tuple(os.path.abspath(g) for g in genomes),
                       genome_fraction=genome_fraction)
     if cfg.genomes:
-        from neuromap.training_data import genome_contigs
+        from neuromap.training_data import usable_contigs
 
-        width = cfg.read_length + 2 * cfg.flank
-        if not any(len(c) >= width for c in genome_contigs(cfg.genomes)):  # reads them: a bad file is a clean error here
-            raise NeuromapError(f"--genome: no sequence of {width} bp or more in {', '.join(genomes)}")
+        try:  # reads them: a bad or short file is a clean error here, not in a worker
+            usable_contigs(cfg.genomes, cfg.window_width)
+        except ValueError as exc:
+            raise NeuromapError(f"--genome: {exc}") from None
     show = sys.stderr.isatty() if progress is None else progress
     run_train(model_config, cfg, out_dir, progress=show, log=lambda m: click.echo(f"neuromap: {m}", err=True), workers=workers)
 

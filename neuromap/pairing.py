@@ -295,26 +295,30 @@ def choose_pairs(
     num_a = w[r, ca, :].sum(axis=1)
     num_b = w[r, :, cb].sum(axis=1)
     # Placements found by seeding but not scored (beyond -N): each counted as likely as `weakest`
-    # says (the aligner gives the median of the mate's other seeded candidates). Whether they lie at a concordant distance is unknown; they are taken
-    # to resemble the scored non-chosen placements: in a tandem array those are concordant (so
-    # are the extras: low MAPQ), in a dispersed family they are not (so the partner decides).
-    # These combinations place the partner where it was placed (they count for it) and this mate
-    # elsewhere; where the partner has unscored placements too, the combinations of those with
-    # these are counted below, against both mates.
+    # says (the aligner gives the median of the mate's other seeded candidates). Whether they lie
+    # at a concordant distance is unknown; they are taken to resemble the scored non-chosen
+    # placements: in a tandem array those are concordant (so are the extras: low MAPQ), in a
+    # dispersed family they are not (so the partner decides). These combinations place the
+    # partner where it was placed (they count for it) and this mate elsewhere; where the partner
+    # has unscored placements too, the combinations of those with these are counted below,
+    # against both mates.
     floor = np.log(P_DISCORDANT) - np.log(max(genome_length, 1))
-    credit = {}
-    for mine, lm, lo, own, partner, term in ((a, la, lb, ca, cb, pair_term[r, :, cb]), (b, lb, la, cb, ca, pair_term[r, ca, :])):
+    if weakest is None:
+        fa, fb = (np.where(np.isfinite(lm), lm, np.inf).min(axis=1) for lm in (la, lb))
+    else:
+        fa, fb = weakest[a], weakest[b]
+    masses = []
+    for mine, lm, lo, own, partner, term, floor_ll in ((a, la, lb, ca, cb, pair_term[r, :, cb], fa), (b, lb, la, cb, ca, pair_term[r, ca, :], fb)):
         others = np.isfinite(lm)
         others[r, own] = False
         n_others = others.sum(axis=1)
         resemble = np.where(others, np.exp(term), 0.0).sum(axis=1) / np.maximum(n_others, 1)
         resemble = np.where(n_others > 0, resemble, np.exp(floor))
-        floor_ll = np.where(np.isfinite(lm), lm, np.inf).min(axis=1) if weakest is None else weakest[mine]
         with np.errstate(divide="ignore"):
-            mass = extra[mine] * np.exp(floor_ll + lo[r, partner] - best) * resemble
-        total = total + mass
-        credit["b" if mine is a else "a"] = mass
-    num_a, num_b = num_a + credit["a"], num_b + credit["b"]
+            masses.append(extra[mine] * np.exp(floor_ll + lo[r, partner] - best) * resemble)
+    mass_a, mass_b = masses
+    total = total + mass_a + mass_b
+    num_a, num_b = num_a + mass_b, num_b + mass_a
     # Where both mates have unscored placements (a repeat longer than the fragment, a tandem
     # array), those can pair with each other: each of the fewer is taken to have a concordant
     # partner among the other mate's, at the likeliest insert. The scored ones cannot tell: they
@@ -322,8 +326,6 @@ def choose_pairs(
     # These combinations place neither mate where it was placed.
     both_extra = np.minimum(extra[a], extra[b])
     if both_extra.any():
-        fa = np.where(np.isfinite(la), la, np.inf).min(axis=1) if weakest is None else weakest[a]
-        fb = np.where(np.isfinite(lb), lb, np.inf).min(axis=1) if weakest is None else weakest[b]
         closest = model.log_pair_term(np.array(True), np.array(model.mean), genome_length)
         # fa + fb <= the best mates' likelihoods, and the closest insert's term exceeds any
         # combination's by at most the discordant floor's depth: no overflow.

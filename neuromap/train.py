@@ -106,6 +106,13 @@ def validate(model: NeuralReadMapper, data) -> dict:
     }
 
 
+def init_source(init_from: str) -> str:
+    """The directory `--init-from` names: "shipped" is the package's weights."""
+    from neuromap.weights import SHIPPED
+
+    return SHIPPED if init_from == "shipped" else init_from
+
+
 def _checkpoint_path(directory: str) -> str:
     return os.path.join(directory, "checkpoint.msgpack")
 
@@ -177,9 +184,7 @@ def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, 
     if cfg.init_from and not os.path.exists(_checkpoint_path(out_dir)):
         # Fine-tuning: the trained parameters; any the model adds (e.g. base_identity's weight)
         # keep their initial values.
-        from neuromap.weights import SHIPPED
-
-        source = SHIPPED if cfg.init_from == "shipped" else cfg.init_from
+        source = init_source(cfg.init_from)
         missing = load_parameters(model, os.path.join(source, "params.npz"), missing_ok=True)
         log(f"starting from the parameters in {source}" + (f"; new: {', '.join(missing)}" if missing else ""))
     warmup = min(200, cfg.steps // 10 + 1, cfg.steps - 1)  # the cosine needs at least one step after it
@@ -190,7 +195,6 @@ def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, 
     if os.path.exists(_checkpoint_path(out_dir)):
         step, history = load_checkpoint(out_dir, model, optimizer)
         log(f"resuming from step {step}")
-
     model.train()
     validation = validation_set(cfg)
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, file=sys.stderr, unit="step")

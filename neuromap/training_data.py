@@ -47,6 +47,10 @@ class TrainConfig:
     genomes: tuple[str, ...] = ()  # FASTA files of real genomes to draw windows from
     genome_fraction: float = 0.5  # share of the reads drawn from `genomes` (when there are any)
 
+    @property
+    def window_width(self) -> int:
+        return self.read_length + 2 * self.flank
+
 
 def random_sequences(rng: np.random.Generator, n: int, width: int) -> np.ndarray:
     """(n, width) int8 bases, each row with its own GC content (30-70 %); 30 % of rows carry a
@@ -71,12 +75,18 @@ def genome_contigs(paths: tuple[str, ...]) -> tuple[np.ndarray, ...]:
     return tuple(encode(rec.seq) for path in paths for rec in read_fastx(path))
 
 
-def genome_windows(rng: np.random.Generator, paths: tuple[str, ...], n: int, width: int) -> np.ndarray:
-    """(n, width) int8 windows from the genomes in `paths`: a contig in proportion to its length, a
-    start, a strand; N (and other letters) become random bases."""
+def usable_contigs(paths: tuple[str, ...], width: int) -> list[np.ndarray]:
+    """The genomes' sequences that hold a window of `width`; ValueError if none does."""
     contigs = [c for c in genome_contigs(paths) if len(c) >= width]
     if not contigs:
         raise ValueError(f"no sequence of {width} bp or more in {', '.join(paths)}")
+    return contigs
+
+
+def genome_windows(rng: np.random.Generator, paths: tuple[str, ...], n: int, width: int) -> np.ndarray:
+    """(n, width) int8 windows from the genomes in `paths`: a contig in proportion to its length, a
+    start, a strand; N (and other letters) become random bases."""
+    contigs = usable_contigs(paths, width)
     sizes = np.array([len(c) - width + 1 for c in contigs], dtype=np.float64)
     which = rng.choice(len(contigs), size=n, p=sizes / sizes.sum())
     starts = (rng.random(n) * sizes[which]).astype(np.int64)
@@ -129,7 +139,7 @@ def make_examples(rng: np.random.Generator, n_reads: int, cfg: TrainConfig):
     """Arrays for n_reads examples: reads (n, R) int8 (-1 = N/pad), mask (n, R) float32,
     windows (n, K, W) int8, start (n,) true start in window 0."""
     R, K = cfg.read_length, cfg.windows_per_read
-    W = R + 2 * cfg.flank
+    W = cfg.window_width
     length = rng.integers(cfg.min_read_length, R + 1, n_reads)
     window = make_windows(rng, n_reads, W, cfg)
     start = rng.integers(0, W - length + 1)
