@@ -286,8 +286,13 @@ def train(out_dir, steps, batch_size, windows_per_read, learning_rate, seed, val
         for name in ("params.npz", "config.json"):
             if not os.path.exists(os.path.join(source, name)):
                 raise NeuromapError(f"{source}: no {name}: not a trained neuromap model (--init-from)")
-        with open(os.path.join(source, "config.json")) as fh:
-            trained = _json.load(fh)
+        try:
+            with open(os.path.join(source, "config.json")) as fh:
+                trained = _json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise NeuromapError(f"{os.path.join(source, 'config.json')}: not a model configuration ({exc}) (--init-from)") from None
+        if not isinstance(trained, dict):
+            raise NeuromapError(f"{os.path.join(source, 'config.json')}: not a model configuration (--init-from)")
         architecture = {key: value for key, value in trained.items() if key not in ("dropout_rate", "base_identity", "compute_dtype")}
         base_identity = base_identity or bool(trained.get("base_identity", False))
     try:

@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import sys
 import time
+import zipfile
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
@@ -32,6 +33,7 @@ import optax
 from flax import nnx, serialization
 from tqdm import tqdm
 
+from neuromap.errors import NeuromapError
 from neuromap.operators.mapping.neural_mapper import (
     NeuralReadMapper,
     NeuralReadMapperConfig,
@@ -179,14 +181,18 @@ def batches(cfg: TrainConfig, first_step: int, workers: int = 0):
 def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, progress: bool = True, log=print,
           workers: int = 0) -> dict:
     """Train (or resume) into out_dir; writes checkpoint.msgpack, history.json, params.npz, config.json."""
-    os.makedirs(out_dir, exist_ok=True)
     model = NeuralReadMapper(model_config, rngs=nnx.Rngs(params=cfg.seed, dropout=cfg.seed + 1))
     if cfg.init_from and not os.path.exists(_checkpoint_path(out_dir)):
         # Fine-tuning: the trained parameters; any the model adds (e.g. base_identity's weight)
         # keep their initial values.
         source = init_source(cfg.init_from)
-        missing = load_parameters(model, os.path.join(source, "params.npz"), missing_ok=True)
+        path = os.path.join(source, "params.npz")
+        try:
+            missing = load_parameters(model, path, missing_ok=True)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise NeuromapError(f"{path}: cannot start from these parameters ({exc}) (--init-from)") from None
         log(f"starting from the parameters in {source}" + (f"; new: {', '.join(missing)}" if missing else ""))
+    os.makedirs(out_dir, exist_ok=True)  # after the start is known to load: no empty output on a bad --init-from
     warmup = min(200, cfg.steps // 10 + 1, cfg.steps - 1)  # the cosine needs at least one step after it
     schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, warmup, cfg.steps, cfg.learning_rate / 20)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=cfg.weight_decay))

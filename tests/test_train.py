@@ -135,6 +135,14 @@ def test_fine_tune_starts_from_a_trained_model(tmp_path):
     assert all(np.array_equal(params(tmp_path / "s")[k], shipped[k]) for k in shipped)
     assert json.load(open(tmp_path / "s" / "train_config.json"))["init_from"] == "shipped"
     assert_clean_error(run_cli(["train", "-o", tmp_path / "x", "--init-from", tmp_path]), "not a trained neuromap model")
+    for name, broken in (("config.json", "{not json"), ("params.npz", "PK\x03\x04 truncated")):
+        bad = tmp_path / f"bad-{name}"
+        bad.mkdir()
+        for part in ("config.json", "params.npz"):
+            (bad / part).write_bytes((base / part).read_bytes())
+        (bad / name).write_text(broken)
+        assert_clean_error(run_cli(["train", "-o", tmp_path / "y", "--init-from", bad, *small]), f"{bad / name}")
+        assert not (tmp_path / "y").exists()  # nothing written
 
 
 def test_position_smoothing_shapes_the_position_target():
