@@ -136,9 +136,10 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         insert=parse_insert(insert_size) if insert_size else None,
     )
     if opts.neural:
-        from neuromap.model import check_weights
+        from neuromap.model import check_weights, preload
 
         check_weights(weights_dir)
+        preload(weights_dir)
     if stats_path:
         parent = os.path.dirname(os.path.abspath(stats_path))
         if not os.path.isdir(parent):

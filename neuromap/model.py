@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
+from neuromap.errors import NeuromapError
 
 WIDTH_BUCKET = 32
 
@@ -54,8 +57,12 @@ class Calibration:
         path = os.path.join(directory, "calibration.json")
         if not os.path.exists(path):
             return cls()
-        with open(path) as fh:
-            return cls(**{k: v for k, v in json.load(fh).items() if k in cls.__dataclass_fields__})
+        try:
+            with open(path) as fh:
+                fields = json.load(fh)
+            return cls(**{k: v for k, v in fields.items() if k in cls.__dataclass_fields__})
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ValueError(f"{path}: not a calibration ({exc})") from None
 
 
 def check_weights(weights_dir: str | None) -> None:
@@ -67,7 +74,7 @@ def check_weights(weights_dir: str | None) -> None:
     for name in ("params.npz", "config.json", "calibration.json"):
         if not os.path.exists(os.path.join(directory, name)):
             raise NeuromapError(f"{directory}: no {name}: not a complete neuromap model (use --no-neural, or train and calibrate one)")
-    from neuromap.operators.mapping.neural_mapper import COMPUTE_DTYPES
+    from neuromap.weights import COMPUTE_DTYPES
 
     if compute_dtype() not in COMPUTE_DTYPES:
         raise NeuromapError(f"NEUROMAP_COMPUTE_DTYPE={compute_dtype()!r}: must be one of {', '.join(COMPUTE_DTYPES)}")
@@ -95,15 +102,42 @@ def _enable_compilation_cache() -> None:
         pass
 
 
-@lru_cache(maxsize=4)
+_LOADING = threading.Lock()
+
+
 def load_model(weights_dir: str | None = None):
-    """The shipped (or given) model, its jitted scorer and its calibration; once per process."""
+    """The shipped (or given) model, its jitted scorer and its calibration; once per process
+    (threads asking at once wait for the one load)."""
+    with _LOADING:
+        return _load_model(weights_dir)
+
+
+def preload(weights_dir: str | None = None) -> None:
+    """Start loading the model (JAX, Flax, the weights: about 1.5 s on a CPU) on a background
+    thread, so that it overlaps reading the index and the input and seeding the first batches.
+    A failure is left for the foreground `load_model` call to raise, with its usual message."""
+
+    def load() -> None:
+        try:
+            load_model(weights_dir)
+        except Exception:  # noqa: BLE001 - raised again, where it is reported, by the caller
+            pass
+
+    threading.Thread(target=load, name="neuromap-load-model", daemon=True).start()
+
+
+@lru_cache(maxsize=4)
+def _load_model(weights_dir: str | None):
     _enable_compilation_cache()
     from neuromap.operators.mapping.neural_mapper import WEIGHTS_DIR, NeuralReadMapper
 
     directory = weights_dir or WEIGHTS_DIR
-    model = NeuralReadMapper.pretrained(directory, compute_dtype=compute_dtype())
-    return model.config, jitted_scorer(model), Calibration.load(directory)
+    try:  # the errors name the file (check_weights has seen that all three exist)
+        model = NeuralReadMapper.pretrained(directory, compute_dtype=compute_dtype())
+        calibration = Calibration.load(directory)
+    except (OSError, ValueError) as exc:
+        raise NeuromapError(f"cannot load the model: {exc}") from None
+    return model.config, jitted_scorer(model), calibration
 
 
 def jitted_scorer(model):

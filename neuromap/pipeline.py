@@ -579,8 +579,6 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
         context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
         pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker, initargs=(index.path, opts))
     elif opts.threads > 1:
-        if opts.neural:  # load the weights once, before the threads ask for them
-            load_model(opts.weights_dir)
         pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="neuromap-map")
 
     def submit(recs, *args):

@@ -190,7 +190,7 @@ def train(model_config: NeuralReadMapperConfig, cfg: TrainConfig, out_dir: str, 
         try:
             missing = load_parameters(model, path, missing_ok=True)
         except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise NeuromapError(f"{path}: cannot start from these parameters ({exc}) (--init-from)") from None
+            raise NeuromapError(f"cannot start from these parameters: {exc} (--init-from)") from None
         log(f"starting from the parameters in {source}" + (f"; new: {', '.join(missing)}" if missing else ""))
     os.makedirs(out_dir, exist_ok=True)  # after the start is known to load: no empty output on a bad --init-from
     warmup = min(200, cfg.steps // 10 + 1, cfg.steps - 1)  # the cosine needs at least one step after it

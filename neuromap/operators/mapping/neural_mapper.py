@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 
 import jax
@@ -35,10 +36,8 @@ import numpy as np
 from flax import nnx
 
 from neuromap.operators.base import TemperatureConfig, TemperatureOperator
+from neuromap.weights import COMPUTE_DTYPES  # noqa: F401 (re-exported; the config checks against it)
 from neuromap.weights import SHIPPED as WEIGHTS_DIR
-
-
-COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -256,9 +255,13 @@ class NeuralReadMapper(TemperatureOperator):
         """The trained model shipped in neuromap/weights/ (no network access). `overrides` change
         fields that do not change the parameters, e.g. compute_dtype="bfloat16"."""
         directory = path or WEIGHTS_DIR
-        with open(os.path.join(directory, "config.json")) as fh:
-            fields = json.load(fh)
-        config = NeuralReadMapperConfig(**{**fields, **overrides})
+        config_path = os.path.join(directory, "config.json")
+        try:
+            with open(config_path) as fh:
+                fields = json.load(fh)
+            config = NeuralReadMapperConfig(**{**fields, **overrides})
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{config_path}: not a NeuralReadMapper configuration ({exc})") from None
         # Built abstractly (shapes only) and then filled: running every random initialiser only
         # to overwrite it costs a second of start-up in `align`. The dropout streams get the
         # state a fresh `nnx.Rngs(0)` has.
@@ -287,9 +290,13 @@ def load_parameters(model: nnx.Module, path: str, missing_ok: bool = False) -> l
     lacks (an error unless `missing_ok`: those keep their current values)."""
     state = nnx.state(model, nnx.Param)
     flat = nnx.to_flat_state(state)
-    missing = []
-    with np.load(path) as saved:
+    missing, found, values = [], [], []
+    try:
+        saved = np.load(path)
         names = set(saved.files)
+    except (ValueError, EOFError, zipfile.BadZipFile, AttributeError) as exc:
+        raise ValueError(f"{path}: not a parameter file ({exc})") from None
+    with saved:
         for key, var in flat:
             name = "/".join(map(str, key))
             if name not in names:
@@ -297,11 +304,18 @@ def load_parameters(model: nnx.Module, path: str, missing_ok: bool = False) -> l
                     missing.append(name)
                     continue
                 raise ValueError(f"{path}: no parameter {name}")
-            value = saved[name]
+            try:
+                value = saved[name]
+            except (ValueError, EOFError, OSError, zipfile.BadZipFile) as exc:
+                raise ValueError(f"{path}: parameter {name} is unreadable ({exc})") from None
             expected = var.get_value().shape  # an array, or a ShapeDtypeStruct (see pretrained)
             if value.shape != expected:
                 raise ValueError(f"{path}: parameter {name} has shape {value.shape}, model expects {expected}")
-            var.set_value(jnp.asarray(value))
+            found.append(var)
+            values.append(value)
+    # One transfer for all of them (one jnp.asarray per parameter costs 0.2 s of start-up).
+    for var, value in zip(found, jax.device_put(values)):
+        var.set_value(value)
     nnx.update(model, nnx.from_flat_state(flat))
     return missing
 
