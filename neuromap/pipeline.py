@@ -53,13 +53,13 @@ class AlignOptions:
 # network's start may fall short of the best alignment in the same window.
 SHIFT_TOLERANCE = 10
 
-# Alignment points (3 mismatches) by which a window may fall short of the read's best one and
-# still go to the network. Further behind, the alignment has decided: on held-out reads (the
-# calibration genome) 1 of 4,583 such windows was the read's true origin, while the network put
-# some of them level with the best (benchmarks/RESULTS-decided-gap.md). So such a window is not
-# scored, neither chosen nor counted in P(correct) (on the alignment-score scale it is at least
-# e^-15 behind, past MAPQ 60), and the network's time (24 % of its pairs) goes to the close calls.
-# Where the placements beyond -N are valued (unscored_ll), it counts as e^-DECIDED_LL of the best.
+# Alignment points (3 mismatches) by which a window falls short of the read's best one when the
+# alignment has decided against it: on held-out reads (the calibration genome) 1 of 4,583 windows
+# 15 or more points behind was the read's true origin, while the network put some of them level
+# with the best (benchmarks/RESULTS-decided-gap.md). So such a window is not scored, neither
+# chosen nor counted in P(correct) (on the alignment-score scale it is at least e^-15 behind,
+# about MAPQ 60), and the network's time (24 % of its pairs) goes to the close calls. Where the
+# placements beyond -N are valued (unscored_ll), it counts as e^-DECIDED_LL of the best.
 DECIDED_GAP = 15
 DECIDED_LL = 15.0
 
@@ -191,7 +191,7 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
         # there the network has nothing to decide, and the DP's start stands.
         contested = (cands.valid.sum(axis=1) > 1) | (cands.n_clusters > opts.seed.max_candidates)
         fits &= contested[pairs.read]
-        decided = fits & (pair_score < slot_score.max(axis=1)[pairs.read] - DECIDED_GAP)
+        decided = fits & (pair_score <= slot_score.max(axis=1)[pairs.read] - DECIDED_GAP)
         fits &= ~decided
         pair_ll = pair_score.astype(np.float64) * opts.score_scale / likelihood_scale(opts)
         pair_start = pair_diag.copy()

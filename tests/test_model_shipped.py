@@ -210,7 +210,7 @@ def test_windows_the_alignment_decided_are_not_scored(tmp_path, monkeypatch):
     pl = place(make_batch([read]), index, opts)
     scores = pl.slot_score[0][pl.valid[0]]
     assert sorted(scores.tolist(), reverse=True)[:1] == [150] and len(scores) == 3
-    far = pl.valid[0] & (pl.slot_score[0] < 150 - DECIDED_GAP)
+    far = pl.valid[0] & (pl.slot_score[0] <= 150 - DECIDED_GAP)
     assert far.sum() == 1
     assert scored == [2]  # the true and the near window only
     assert not pl.choosable[0][far].any()
