@@ -53,14 +53,14 @@ class AlignOptions:
 # network's start may fall short of the best alignment in the same window.
 SHIFT_TOLERANCE = 10
 
-# Alignment points (3 mismatches) by which a window falls short of the read's best one when the
-# alignment has decided against it: on held-out reads (the calibration genome) 1 of 4,583 windows
-# 15 or more points behind was the read's true origin, while the network put some of them level
-# with the best (benchmarks/RESULTS-decided-gap.md). So such a window is not scored, neither
-# chosen nor counted in P(correct) (on the alignment-score scale it is at least e^-15 behind,
-# about MAPQ 60), and the network's time (24 % of its pairs) goes to the close calls. Where the
+# Alignment points (2 mismatches) by which a window falls short of the read's best one when the
+# alignment has decided against it: on held-out reads (the calibration genome) 1 of 5,614 windows
+# 10 or more points behind was the read's true origin (the same one at 15 or more; 3 more lie
+# 5-9 points behind), while the network put some of them level with the best
+# (benchmarks/RESULTS-decided-gap.md). So such a window is not scored, neither chosen nor counted
+# in P(correct), and the network's time (30 % of its pairs) goes to the close calls. Where the
 # placements beyond -N are valued (unscored_ll), it counts as e^-DECIDED_LL of the best.
-DECIDED_GAP = 15
+DECIDED_GAP = 10
 DECIDED_LL = 15.0
 
 

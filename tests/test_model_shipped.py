@@ -172,7 +172,7 @@ def test_pretrained_is_a_whole_trainable_model():
 
 
 def test_windows_the_alignment_decided_are_not_scored(tmp_path, monkeypatch):
-    """A read with a near copy (2 mismatches) and a far copy (10 mismatches) of its window: the
+    """A read with a near copy (1 mismatch) and a far copy (10 mismatches) of its window: the
     network scores the true and the near window; the far one (DECIDED_GAP behind) is neither
     scored, chosen nor counted in P(correct); XS still comes from every window."""
     from neuromap import model as model_stage
@@ -194,7 +194,7 @@ def test_windows_the_alignment_decided_are_not_scored(tmp_path, monkeypatch):
     def spacer():
         return rng.integers(0, 4, 2000)
 
-    seq = np.concatenate([spacer(), segment, spacer(), copy(2), spacer(), copy(10), spacer()])
+    seq = np.concatenate([spacer(), segment, spacer(), copy(1), spacer(), copy(10), spacer()])
     (tmp_path / "ref.fa").write_text(">chr\n" + "".join(bases[seq]) + "\n")
     index = open_index(str(tmp_path / "ref.fa"))
     read = Record("r1", "".join(bases[segment]), "I" * 150)
