@@ -139,7 +139,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         from neuromap.model import check_weights, preload
 
         check_weights(weights_dir)
-        preload(weights_dir)
+        if not (opts.processes and opts.threads > 1):  # worker processes load their own
+            preload(weights_dir)
     if stats_path:
         parent = os.path.dirname(os.path.abspath(stats_path))
         if not os.path.isdir(parent):
