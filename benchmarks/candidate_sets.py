@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from neuromap.calibrate import calibrate  # noqa: E402
+from neuromap.evaluate import load_truth  # noqa: E402
 from neuromap.index import build_index, load_index  # noqa: E402
 from neuromap.io.fastx import batched, make_batch, read_fastx  # noqa: E402
 from neuromap.pipeline import DECIDED_GAP, AlignOptions, place  # noqa: E402
@@ -49,11 +50,7 @@ def candidate_examples(seed: int, n_reads: int, work: str) -> dict:
     write_fasta(ref, synthetic_genome(2_000_000, seed))
     write_simulation(simulate_reads(ref, n_reads, READ, seed=seed + 1, snp_rate=0.001, indel_rate=0.0001), fq, tsv)
     index = load_index(build_index(ref))
-    truth = {}
-    for line in open(tsv):
-        if not line.startswith("#"):
-            name, contig, start, _, strand = line.split()[:5]
-            truth[name] = (index.names.index(contig), int(start), strand == "-")
+    truth = {name: (index.names.index(contig), start, strand == "-") for name, (contig, start, _, strand) in load_truth(tsv).items()}
     opts = AlignOptions(neural=False, margin=FLANK)
     rng = np.random.default_rng(seed)
     out: dict[str, list] = {"reads": [], "windows": [], "start": []}

@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import neuromap.pipeline as pipeline  # noqa: E402
 from neuromap import __version__  # noqa: E402
+from neuromap.evaluate import load_truth  # noqa: E402
 from neuromap.index import build_index, load_index  # noqa: E402
 from neuromap.io.fastx import batched, make_batch, read_fastx  # noqa: E402
 from neuromap.simulate import simulate_reads, synthetic_genome, write_fasta, write_simulation  # noqa: E402
@@ -46,12 +47,9 @@ def main() -> None:
         write_fasta(ref, synthetic_genome(args.size, args.seed))
         write_simulation(simulate_reads(ref, args.reads, 150, seed=args.seed + 1, snp_rate=0.001, indel_rate=0.0001),
                          reads, os.path.join(work, "truth.tsv"))
-        truth = {}
-        for line in open(os.path.join(work, "truth.tsv")):
-            if not line.startswith("#"):
-                name, contig, start, _, strand = line.split()[:5]
-                truth[name] = (contig, int(start), strand == "-")
+        truth = load_truth(os.path.join(work, "truth.tsv"))
         index = load_index(build_index(ref))
+        names = np.array(index.names)
         for records in batched(read_fastx(reads), opts.batch_size):
             batch = make_batch(records)
             pl = pipeline.place(batch, index, opts)
@@ -62,11 +60,11 @@ def main() -> None:
                 gaps.append(pl.slot_score[r][v].max() - pl.slot_score[r][v])
                 behind.append(lam * (pl.ll[r][v].max() - pl.ll[r][v]))
                 # Is the window the read's true origin? (the DP's start within 10 bp of it)
-                t_contig, t_start, t_rev = truth[batch.names[r]]
+                t_contig, t_start, _, t_strand = truth[batch.names[r]]
                 pair = slot_pair[r, v]
                 contig = pl.cands.contig[r, v]
                 start = pl.pairs.window_start[pair] + pl.pair_diag[pair] - index.contig_offsets[contig]
-                true.append((np.array(index.names)[contig] == t_contig) & (pl.cands.reverse[r, v] == t_rev) & (np.abs(start - t_start) <= 10))
+                true.append((names[contig] == t_contig) & (pl.cands.reverse[r, v] == (t_strand == "-")) & (np.abs(start - t_start) <= 10))
     gap, low, origin = np.concatenate(gaps), np.concatenate(behind), np.concatenate(true)
     print("# Windows the alignment decides: how far behind the network puts them\n")
     print(f"- neuromap {__version__}, Python {platform.python_version()}, {platform.platform()}")

@@ -121,7 +121,7 @@ def calibrate(weights_dir: str, genome_size: int = 1_000_000, n_reads: int = 20_
     with open(path + ".tmp", "w") as fh:
         json.dump(report, fh, indent=1)
     os.replace(path + ".tmp", path)
-    from neuromap.model import _load_model
+    from neuromap.model import load_model
 
-    _load_model.cache_clear()
+    load_model.cache_clear()
     return report

@@ -128,6 +128,7 @@ def preload(weights_dir: str | None = None) -> None:
 
 @lru_cache(maxsize=4)
 def _load_model(weights_dir: str | None):
+    """The load itself (see load_model); cached per directory."""
     _enable_compilation_cache()
     from neuromap.operators.mapping.neural_mapper import WEIGHTS_DIR, NeuralReadMapper
 
@@ -138,6 +139,9 @@ def _load_model(weights_dir: str | None):
     except (OSError, ValueError) as exc:
         raise NeuromapError(f"cannot load the model: {exc}") from None
     return model.config, jitted_scorer(model), calibration
+
+
+load_model.cache_clear = _load_model.cache_clear  # `calibrate` rewrites a model's files
 
 
 def jitted_scorer(model):
