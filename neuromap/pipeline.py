@@ -22,10 +22,10 @@ import numpy as np
 
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
 from neuromap.index import Index, load_index
-from neuromap.io.fastx import ReadBatch, batched, make_batch
+from neuromap.io.fastx import ReadBatch, batched, make_batch, pack, unpack
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
-from neuromap.model import device_name, load_model, max_window, score_pairs
+from neuromap.model import device_name, load_model, max_window, preload, score_pairs
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
 from neuromap.windows import gather_windows, make_pairs
@@ -534,19 +534,30 @@ _WORKER_STATE: tuple[Index, AlignOptions] | None = None
 
 def _init_worker(index_path: str, opts: AlignOptions) -> None:
     """A worker process: its own view of the memory-mapped index (the pages are shared through the
-    page cache), its own kernels and, with the network, its own model."""
+    page cache), its own kernels and, with the network, its own model, loaded on a background
+    thread while the first batches are seeded and aligned (a failure is raised by the batch that
+    needs the model, so the parent reports it like any other error)."""
     global _WORKER_STATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
     # On a GPU, JAX would take 75 % of the device's memory in each worker; they share it instead.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     _WORKER_STATE = (load_index(index_path), opts)
     if opts.neural:
-        load_model(opts.weights_dir)
+        preload(opts.weights_dir)
 
 
-def _work_in_worker(records: list, model=None, samples=None):
+def _pack_batch(records: list, paired: bool):
+    """A batch as a worker process receives it: the reads' fields as joined strings (`pack`)."""
+    if paired:
+        return pack([r1 for r1, _ in records]), pack([r2 for _, r2 in records])
+    return pack(records)
+
+
+def _work_in_worker(packed, model=None, samples=None):
     assert _WORKER_STATE is not None
-    return _work(records, *_WORKER_STATE, model, samples)
+    index, opts = _WORKER_STATE
+    records = list(zip(unpack(packed[0]), unpack(packed[1]))) if opts.paired else unpack(packed)
+    return _work(records, index, opts, model, samples)
 
 
 def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert=None) -> Iterator[tuple[str, RunStats]]:
@@ -593,7 +604,7 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
             # prints nothing.
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
-                return pool.submit(_work_in_worker, recs, *args)
+                return pool.submit(_work_in_worker, _pack_batch(recs, opts.paired), *args)
             finally:
                 signal.signal(signal.SIGINT, previous)
         return pool.submit(_work, recs, index, opts, *args)

@@ -5,7 +5,7 @@ import pysam
 import pytest
 
 from neuromap.errors import NeuromapError
-from neuromap.io.fastx import make_batch, read_fastx
+from neuromap.io.fastx import Record, make_batch, pack, read_fastx, unpack
 
 FQ = "@r1 some comment\nACGTN\n+\nIIIII\n@r2\nacgtRY\n+r2\n!!##~~\n"
 
@@ -85,3 +85,15 @@ def test_batch_codes_lowercase_and_ambiguous(tmp_path):
     assert batch.codes[0].tolist() == [0, 1, 2, 3, 4, 4]  # padded with N
     assert batch.codes[1].tolist() == [0, 1, 2, 3, 4, 4]  # lowercase = upper, IUPAC = N
     assert batch.codes.dtype == np.uint8
+
+
+@pytest.mark.parametrize("records", [
+    [Record("r1", "ACGTN", "IIII#", "BC:Z:1 extra words"), Record("r2", "", "", ""), Record("r 3?", "acgt.", "!!~~!", "")],
+    [Record("chr1", "ACGT", None, "a comment"), Record("chr2", "", None, "")],
+    [Record("only", "A", "I", "")],
+    [],
+    [Record("fasta", "ACGT", None, ""), Record("fastq", "ACGT", "IIII", "")],  # mixed: sent as they are
+])
+def test_pack_unpack_gives_the_records_back(records):
+    """What a worker process receives (--processes) is the batch as read, field for field."""
+    assert unpack(pack(records)) == records

@@ -93,17 +93,18 @@ def test_incomplete_weights_directory_is_a_clear_error(data_dir, tmp_path):
     assert res.returncode == 1 and "params.npz" in res.stderr and "Traceback" not in res.stderr
 
 
-@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("threads", ["1", "2", "2 --processes"])
 @pytest.mark.parametrize("name", ["params.npz", "config.json", "calibration.json"])
 def test_corrupt_weights_file_is_a_clear_error_and_no_output(data_dir, tmp_path, name, threads):
     """A damaged file in --weights (the model loads on a background thread while the input is
-    read) is a one-line error naming the file, and -o is not written."""
+    read, in each worker process with --processes) is a one-line error naming the file, and -o is
+    not written."""
     weights = tmp_path / "model"
     shutil.copytree(WEIGHTS_DIR, weights, ignore=shutil.ignore_patterns("CARD.md", "__*"))
     data = (weights / name).read_bytes()
     (weights / name).write_bytes(data[: len(data) // 2])  # truncated, as by a failed copy
     out = tmp_path / "out.sam"
-    res = run_cli(["align", "-t", threads, "--weights", weights, "-o", out, data_dir / "ref.fa", data_dir / "reads.fq"])
+    res = run_cli(["align", "-t", *threads.split(), "--weights", weights, "-o", out, data_dir / "ref.fa", data_dir / "reads.fq"])
     assert res.returncode == 1 and str(weights / name) in res.stderr, res.stderr
     assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not out.exists()
