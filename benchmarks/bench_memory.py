@@ -2,11 +2,15 @@
 """Peak memory as the number of reads grows 10 x: neuromap (network, --no-neural) beside minimap2.
 
     python benchmarks/bench_memory.py [--reads 100000 1000000] [--threads 2] [--workdir benchmarks/work]
+                                      [--processes] [--from FASTQ]
 
 Uses bench_se.py's 5 Mb genome (run `bench_se.py --prepare-only` first, or any bench_se run) and
 simulates the larger read sets from it with `neuromap simulate` (same settings as bench_se.py:
-150 bp, 1 % error, SNP rate 0.001, indel rate 0.0001). Every run writes SAM to /dev/null; peak RSS
-is that of the whole process tree, sampled every 50 ms (bench_se.run_measured).
+150 bp, 1 % error, SNP rate 0.001, indel rate 0.0001). With `--from FASTQ` each read set is instead
+that file's reads repeated (renamed `NAME.k` on the k-th pass) until there are enough: seconds
+instead of minutes of simulation, for throughput on a lent GPU machine. Every run writes SAM to
+/dev/null; peak RSS is that of the whole process tree (all worker processes with --processes),
+sampled every 50 ms (bench_se.run_measured).
 """
 
 from __future__ import annotations
@@ -25,11 +29,24 @@ from bench_se import cpu_model, run_measured, version_of  # noqa: E402
 from neuromap import __version__  # noqa: E402
 
 
+def repeat_reads(source: str, n: int, path: str) -> None:
+    """The first n reads of `source` repeated as often as needed, renamed NAME.k on pass k."""
+    with open(source, "rb") as fh:
+        lines = fh.read().split(b"\n")
+    records = [lines[i:i + 4] for i in range(0, len(lines) - 3, 4)]
+    with open(path, "wb") as out:
+        for k in range(-(-n // len(records))):
+            take = records[: n - k * len(records)]
+            out.write(b"".join(b"%s.%d\n%s\n+\n%s\n" % (head.split()[0], k, seq, qual) for head, seq, _, qual in take))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reads", type=int, nargs="+", default=[100_000, 1_000_000])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", default=os.path.join(HERE, "work"))
+    ap.add_argument("--processes", action="store_true", help="neuromap's runs with worker processes (align --processes) instead of threads")
+    ap.add_argument("--from", dest="source", metavar="FASTQ", help="make each read set by repeating this FASTQ's reads")
     args = ap.parse_args()
     genome = os.path.join(args.workdir, "genome.fa")
     if not os.path.exists(genome):
@@ -37,15 +54,20 @@ def main() -> None:
     neuromap = [sys.executable, "-m", "neuromap"]
     subprocess.run(neuromap + ["index", genome], check=True, capture_output=True)
     t = str(args.threads)
+    align = [*neuromap, "align", "-t", t, "--quiet", *(["--processes"] if args.processes else [])]
+    workers = ", --processes" if args.processes else ""
     tools = {
-        "neuromap (network)": lambda fq: neuromap + ["align", "-t", t, "--quiet", genome, fq],
-        "neuromap --no-neural": lambda fq: neuromap + ["align", "-t", t, "--quiet", "--no-neural", genome, fq],
+        f"neuromap (network){workers}": lambda fq: [*align, genome, fq],
+        f"neuromap --no-neural{workers}": lambda fq: [*align, "--no-neural", genome, fq],
         "minimap2 -x sr": lambda fq: ["minimap2", "-ax", "sr", "-t", t, genome, fq],
     }
     rows = {name: [] for name in tools}
     for n in args.reads:
         fq = os.path.join(args.workdir, f"memory-{n}.fq")
-        if not os.path.exists(fq):
+        if args.source:
+            fq = os.path.join(args.workdir, f"repeated-{n}.fq")
+            repeat_reads(args.source, n, fq)
+        elif not os.path.exists(fq):
             subprocess.run(neuromap + ["simulate", genome, "-n", str(n), "-l", "150", "--seed", "43", "--snp-rate", "0.001",
                                        "--indel-rate", "0.0001", "-o", fq, "--truth", fq + ".truth.tsv"], check=True, capture_output=True)
         for name, cmd in tools.items():
@@ -59,7 +81,8 @@ def main() -> None:
     print(f"- machine: {cpu_model()}, {os.cpu_count()} cores, {platform.platform()}")
     print(f"- versions: neuromap {__version__}, Python {platform.python_version()}, {version_of(['minimap2', '--version'])}, "
           f"JAX {jax.__version__} on {jax.default_backend()}")
-    print(f"- data: bench_se.py's 5 Mb genome, {' and '.join(f'{n:,}' for n in args.reads)} x 150 bp reads; -t {t} for every tool\n")
+    origin = f"the reads of {args.source} repeated (renamed)" if args.source else "simulated"
+    print(f"- data: bench_se.py's 5 Mb genome, {' and '.join(f'{n:,}' for n in args.reads)} x 150 bp reads ({origin}); -t {t} for every tool\n")
     head = " | ".join(f"{n:,} reads: RSS MB (anonymous) | reads/s" for n in args.reads)
     print(f"| tool | {head} | RSS growth | RSS / minimap2's | anonymous / minimap2's |")
     print("|---|" + "---|---|" * len(args.reads) + "---|---|---|")

@@ -18,8 +18,9 @@
 #   3. calibrate each model on its held-out genome (neuromap calibrate), and ask of each whether its
 #      likelihood says more than the alignment score (benchmarks/mapq_features.py);
 #   4. benchmarks on the otherwise idle machine: the network alone (float32 vs bfloat16),
-#      single-end and paired-end end to end beside minimap2 (and bwa mem) at -t $THREADS, and the
-#      share of time per pipeline stage with the network on.
+#      single-end and paired-end end to end beside minimap2 (and bwa mem) at -t $THREADS, with
+#      threads and with worker processes, throughput and memory as the input grows 5 x (worker
+#      processes), and the share of time per pipeline stage with the network on.
 set -uo pipefail
 OUT=${OUT:-/tmp/neuromap-gpu-out}
 mkdir -p "$OUT"
@@ -172,6 +173,9 @@ timeout 300 "$PY" benchmarks/bench_se.py --reuse-data "${EXTRA_ROWS[@]}" --size 
     > "$OUT/RESULTS-gpu-se.md"; head -20 "$OUT/RESULTS-gpu-se.md"
 timeout 300 "$PY" benchmarks/bench_pe.py --reuse-data "${EXTRA_ROWS[@]}" --size "$SIZE" --pairs "$PE_PAIRS" --threads "$THREADS" --workdir "$WORK/pe" \
     > "$OUT/RESULTS-gpu-pe.md"; head -20 "$OUT/RESULTS-gpu-pe.md"
+# Throughput as the input grows 5 x (the SE reads repeated, renamed), neuromap with worker processes
+[ "${PROCESSES:-1}" = 1 ] && timeout 300 "$PY" benchmarks/bench_memory.py --processes --from "$WORK/se/reads.fq" --reads "$SE_READS" $((5 * SE_READS)) \
+    --threads "$THREADS" --workdir "$WORK/se" > "$OUT/RESULTS-gpu-scaling.md"; cat "$OUT/RESULTS-gpu-scaling.md"
 timeout 120 "$PY" benchmarks/profile_align.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --neural \
     > "$OUT/RESULTS-gpu-profile.md"; cat "$OUT/RESULTS-gpu-profile.md"
 stamp "done"
