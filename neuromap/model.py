@@ -177,7 +177,106 @@ def device_name() -> str:
 
 
 def max_window(weights_dir: str | None = None) -> int:
+    if _REMOTE is not None:
+        return _REMOTE.info()[1]
     return load_model(weights_dir)[0].reference_window
+
+
+def calibration_scale(weights_dir: str | None = None) -> float:
+    """The fitted log-likelihood -> log-probability scale shipped with the model."""
+    if _REMOTE is not None:
+        return _REMOTE.info()[2]
+    return load_model(weights_dir)[2].scale
+
+
+def model_device(weights_dir: str | None = None) -> str:
+    """Where this process's network runs (in a worker of `align --processes`: the parent's)."""
+    if _REMOTE is not None:
+        return _REMOTE.info()[3]
+    return device_name()
+
+
+class RemoteModel:
+    """The model as a worker process of `align --processes` uses it: the parent process holds the
+    one copy (one JAX runtime, one set of compiled kernels, one device context: on a GPU about
+    1 GB less per worker, and no JAX start-up in each), and the worker sends it the padded model
+    calls of `_score_distinct` over a pipe (the Python around them stays in the worker). Each
+    call is the one the worker would make, with the same shapes, so the output is the same as in
+    one process."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self._info: tuple | None = None
+
+    def _ask(self, *message):
+        self.conn.send(message)
+        reply = self.conn.recv()
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    def info(self) -> tuple:
+        """(read_length, reference_window, calibration scale, device name, pairs per call)"""
+        if self._info is None:
+            self._info = self._ask("info")
+        return self._info
+
+    def call(self, codes: np.ndarray, lens: np.ndarray, windows: np.ndarray, read_width: int, padded_width: int) -> np.ndarray:
+        return self._ask("call", codes, lens, windows, read_width, padded_width)
+
+
+_REMOTE: RemoteModel | None = None
+
+
+def use_remote(conn) -> None:
+    """In a worker process: score with the parent's model over `conn` (see RemoteModel)."""
+    global _REMOTE
+    _REMOTE = RemoteModel(conn)
+
+
+class ModelServer:
+    """In the parent process of `align --processes`: one thread per worker pipe answers its
+    RemoteModel with this process's model. The pipes' worker ends go to the workers
+    (`worker_ends`)."""
+
+    def __init__(self, weights_dir: str | None, n_workers: int, context):
+        self.weights_dir = weights_dir
+        self.pipes = [context.Pipe() for _ in range(n_workers)]
+        for own, _ in self.pipes:
+            threading.Thread(target=self._serve, args=(own,), name="neuromap-model-server", daemon=True).start()
+
+    def worker_ends(self) -> list:
+        return [theirs for _, theirs in self.pipes]
+
+    def _serve(self, conn) -> None:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):  # every worker has ended (each holds all the pipes' ends)
+                conn.close()
+                return
+            try:
+                config, score, calibration = load_model(self.weights_dir)
+                if message[0] == "info":
+                    reply = (config.read_length, config.reference_window, calibration.scale, device_name(), pair_bucket())
+                else:
+                    reply = _model_call(score, pair_bucket(), *message[1:])
+            except Exception as exc:  # noqa: BLE001 - raised again in the worker, then reported
+                reply = exc
+            try:
+                try:
+                    conn.send(reply)
+                except (TypeError, AttributeError, ValueError) as exc:  # an exception that does not pickle
+                    conn.send(RuntimeError(f"{type(reply).__name__}: {reply}") if isinstance(reply, BaseException) else exc)
+            except OSError:
+                conn.close()
+                return
+
+    def close(self) -> None:
+        """This process's copies of the workers' ends; each thread closes its own end when the
+        workers have gone (closing it here, under a thread blocked reading it, would be unsafe)."""
+        for _, theirs in self.pipes:
+            theirs.close()
 
 
 def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights_dir: str | None = None) -> ModelScores:
@@ -203,16 +302,36 @@ def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights
     return ModelScores(start=scored.start[shared], log_likelihood=scored.log_likelihood[shared])
 
 
+def _model_call(score, bucket: int, codes: np.ndarray, lens: np.ndarray, windows: np.ndarray, read_width: int, padded_width: int) -> np.ndarray:
+    """One compiled call on up to `bucket` pairs, padded to its fixed shape: (pairs, window width)
+    float32 scores of the read starting at each column."""
+    n, width = windows.shape
+    padded_codes = np.full((bucket, read_width), 4, dtype=np.int32)
+    padded_codes[:n, : codes.shape[1]] = codes
+    padded_lens = np.zeros(bucket, dtype=np.int64)
+    padded_lens[:n] = lens
+    mask = (np.arange(read_width)[None, :] < padded_lens[:, None]).astype(np.float32)
+    padded_windows = np.full((bucket, padded_width), 4, dtype=np.int32)
+    padded_windows[:n, :width] = windows
+    return np.asarray(score(padded_codes, mask, padded_windows)[:n, :width])
+
+
 def _score_distinct(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights_dir: str | None) -> ModelScores:
-    config, score, _ = load_model(weights_dir)
+    if _REMOTE is not None:  # a worker process: the calls go to the parent's model
+        read_length, reference_window, _, _, bucket = _REMOTE.info()
+        call = _REMOTE.call
+    else:
+        config, score, _ = load_model(weights_dir)
+        read_length, reference_window, bucket = config.read_length, config.reference_window, pair_bucket()
+        call = lambda *args: _model_call(score, bucket, *args)  # noqa: E731
     n_pairs, width = target.shape
     if n_pairs == 0:
         return ModelScores(np.zeros(0, np.int64), np.zeros(0))
-    if width > config.reference_window:
-        raise ValueError(f"window {width} exceeds the model's reference_window {config.reference_window}")
+    if width > reference_window:
+        raise ValueError(f"window {width} exceeds the model's reference_window {reference_window}")
     # Pad the window to a bucketed width (N columns, never chosen) so shapes repeat across batches.
-    padded_width = min(_round_up(width, WIDTH_BUCKET), config.reference_window)
-    chunk = config.read_length
+    padded_width = min(_round_up(width, WIDTH_BUCKET), reference_window)
+    chunk = read_length
     total = np.zeros((n_pairs, width), dtype=np.float64)
     longest = int(qlen.max())
     for offset in range(0, longest, chunk):
@@ -221,18 +340,9 @@ def _score_distinct(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, wei
         codes_all = query[:, offset : offset + read_width]
         # A fixed number of pairs per call: one compiled shape, and the attention tensors of a call
         # stay small (memory, not arithmetic, is what a whole batch at once would cost).
-        bucket = pair_bucket()
         for lo in range(0, n_pairs, bucket):
             hi = min(lo + bucket, n_pairs)
-            codes = np.full((bucket, read_width), 4, dtype=np.int32)
-            codes[: hi - lo, : codes_all.shape[1]] = codes_all[lo:hi]
-            lens = np.zeros(bucket, dtype=np.int64)
-            lens[: hi - lo] = piece_len[lo:hi]
-            mask = (np.arange(read_width)[None, :] < lens[:, None]).astype(np.float32)
-            windows = np.full((bucket, padded_width), 4, dtype=np.int32)
-            windows[: hi - lo, :width] = target[lo:hi]
-            scores = score(codes, mask, windows)
-            scores = np.asarray(scores[: hi - lo, :width], dtype=np.float64)
+            scores = call(codes_all[lo:hi], piece_len[lo:hi], target[lo:hi], read_width, padded_width).astype(np.float64)
             # This chunk starts `offset` bases into the read: its score at column p votes for a
             # read start at p - offset.
             if offset < width:

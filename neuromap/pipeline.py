@@ -25,7 +25,7 @@ from neuromap.index import Index, load_index
 from neuromap.io.fastx import ReadBatch, batched, make_batch, pack, unpack
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
-from neuromap.model import device_name, load_model, max_window, preload, score_pairs
+from neuromap.model import ModelServer, calibration_scale, max_window, model_device, score_pairs, use_remote
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
 from neuromap.windows import gather_windows, make_pairs
@@ -249,7 +249,7 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
 def likelihood_scale(opts: AlignOptions) -> float:
     """Log-likelihood -> log-probability across a read's placements: the network's fitted
     calibration (shipped with the weights), or `score_scale` for alignment scores."""
-    return load_model(opts.weights_dir)[2].scale if opts.neural else opts.score_scale
+    return calibration_scale(opts.weights_dir) if opts.neural else opts.score_scale
 
 
 def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch:
@@ -525,25 +525,22 @@ def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | 
     if fields is not None:
         stats.paired, stats.proper = len(batch), int(fields.proper.sum())
     if opts.neural:
-        stats.device = device_name()
+        stats.device = model_device(opts.weights_dir)
     return format_sam(batch, res, index, opts.read_group_id, fields), stats, model, samples
 
 
 _WORKER_STATE: tuple[Index, AlignOptions] | None = None
 
 
-def _init_worker(index_path: str, opts: AlignOptions) -> None:
+def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots) -> None:
     """A worker process: its own view of the memory-mapped index (the pages are shared through the
-    page cache), its own kernels and, with the network, its own model, loaded on a background
-    thread while the first batches are seeded and aligned (a failure is raised by the batch that
-    needs the model, so the parent reports it like any other error)."""
+    page cache) and its own kernels. The network stays in the parent, which scores the worker's
+    pairs over a pipe of its own (model.RemoteModel): no JAX in the workers."""
     global _WORKER_STATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
-    # On a GPU, JAX would take 75 % of the device's memory in each worker; they share it instead.
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     _WORKER_STATE = (load_index(index_path), opts)
     if opts.neural:
-        preload(opts.weights_dir)
+        use_remote(model_pipes[slots.get()])
 
 
 def _pack_batch(records: list, paired: bool):
@@ -586,10 +583,17 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
     samples = np.zeros(0, np.int64)
     if model is not None and on_insert is not None and opts.paired:
         on_insert(model, 0)
-    pool = None
+    pool = server = None
     if opts.threads > 1 and opts.processes:
         context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
-        pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker, initargs=(index.path, opts))
+        pipes: list = []
+        slots = context.Queue()
+        if opts.neural:
+            server = ModelServer(opts.weights_dir, opts.threads, context)
+            pipes = server.worker_ends()
+            for slot in range(opts.threads):
+                slots.put(slot)
+        pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker, initargs=(index.path, opts, pipes, slots))
     elif opts.threads > 1:
         pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="neuromap-map")
 
@@ -630,3 +634,5 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
     finally:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        if server is not None:
+            server.close()

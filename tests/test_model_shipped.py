@@ -155,6 +155,49 @@ def test_identical_pairs_are_scored_once_with_the_same_result():
     assert (shared.start == 16).mean() > 0.9  # and the reads are found where they are
 
 
+def test_worker_processes_score_with_the_parents_model(tmp_path):
+    """`align --processes`: a worker scoring through its pipe (model.use_remote) gets exactly what
+    score_pairs gives in the parent, reads longer than the model's read length (chunked calls)
+    included; info() gives the model's shapes, scale and device, and the parent's load error
+    comes back as the same one-line NeuromapError."""
+    import multiprocessing
+
+    from neuromap import model as model_stage
+    from neuromap.errors import NeuromapError
+
+    rng = np.random.default_rng(5)
+    query = rng.integers(0, 4, (30, 368)).astype(np.uint8)  # up to 368 bp: longer than read_length (320)
+    target = rng.integers(0, 4, (30, 400)).astype(np.uint8)
+    target[:, 16:384] = query
+    qlen = rng.integers(100, 369, 30)
+    for i in range(30):
+        query[i, qlen[i]:] = 4
+    context = multiprocessing.get_context("spawn")
+    server = model_stage.ModelServer(None, 1, context)
+    config, _, calibration = model_stage.load_model(None)
+    want = model_stage.score_pairs(query, qlen, target)
+    try:
+        model_stage.use_remote(server.worker_ends()[0])
+        assert model_stage._REMOTE.info() == (config.read_length, config.reference_window, calibration.scale,
+                                              model_stage.device_name(), model_stage.pair_bucket())
+        assert model_stage.max_window() == config.reference_window and model_stage.calibration_scale() == calibration.scale
+        got = model_stage.score_pairs(query, qlen, target)
+    finally:
+        model_stage._REMOTE = None
+        server.close()
+    assert np.array_equal(got.start, want.start) and np.array_equal(got.log_likelihood, want.log_likelihood)
+    broken = tmp_path / "model"
+    shutil.copytree(WEIGHTS_DIR, broken, ignore=shutil.ignore_patterns("CARD.md", "__*"))
+    (broken / "config.json").write_text("{not json")
+    server = model_stage.ModelServer(str(broken), 1, context)
+    try:
+        with pytest.raises(NeuromapError, match="config.json"):
+            model_stage.RemoteModel(server.worker_ends()[0]).info()
+    finally:
+        server.close()
+        model_stage.load_model.cache_clear()
+
+
 def test_pretrained_is_a_whole_trainable_model():
     """pretrained() builds the module from shapes and fills it from params.npz: every variable is
     a concrete array (the dropout streams too), and gradients flow to every parameter."""
