@@ -12,7 +12,7 @@ import click
 from tqdm import tqdm
 
 from neuromap import __version__
-from neuromap.errors import NeuromapError
+from neuromap.errors import NeuromapError, OutputClosed
 
 PRESETS = {"sr": {}}  # short reads; the defaults below are tuned for it
 
@@ -145,8 +145,10 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         if not os.path.isdir(parent):
             raise NeuromapError(f"{stats_path}: output directory {parent} does not exist")
     sink = SamSink(output, threads=threads)
-    if output is None or output == "-":
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` ends us quietly, as for C tools
+    if (output is None or output == "-") and not (processes and threads > 1):
+        # `| head` ends us quietly, as for C tools. Worker processes would be left behind by such
+        # a sudden end: with them, the closed pipe is a BrokenPipeError, handled in main().
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     show_bar = sys.stderr.isatty() if progress is None else progress
     started = time.perf_counter()
     totals = RunStats()
@@ -389,9 +391,12 @@ def main(argv=None) -> None:
     except _Terminated:
         print("neuromap: terminated", file=sys.stderr)
         sys.exit(143)
-    except BrokenPipeError:
-        sys.stderr.close()
-        os._exit(141)
+    except (OutputClosed, BrokenPipeError):
+        # stdout's reader has gone (`| head`): end quietly, as SIGPIPE would, but through the
+        # normal exit, which stops worker processes and releases what they share (an abrupt
+        # end leaves the resource tracker warning of leaked semaphores). Writes go to /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except MemoryError:
         print("neuromap: error: out of memory", file=sys.stderr)
         sys.exit(1)

@@ -1,4 +1,4 @@
-"""The one exception type that reaches the user as a one-line message."""
+"""The one exception type that reaches the user as a one-line message, and the closed output."""
 
 
 class NeuromapError(Exception):
@@ -6,3 +6,8 @@ class NeuromapError(Exception):
 
     The message names the file (and the record or line where it applies).
     """
+
+
+class OutputClosed(Exception):
+    """The reader of stdout has gone (`| head`): the run ends quietly with status 141, as SIGPIPE
+    ends C tools. Not an OSError, which click would turn into status 1."""

@@ -11,6 +11,8 @@ import multiprocessing
 import os
 import re
 import signal
+import threading
+import time
 import warnings
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -532,12 +534,26 @@ def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | 
 _WORKER_STATE: tuple[Index, AlignOptions] | None = None
 
 
-def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the process that started it has gone (killed by `| head`'s SIGPIPE, by
+    SIGKILL or by the OOM killer): a pool worker would otherwise wait for work forever."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="neuromap-parent-watch", daemon=True).start()
+
+
+def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, parent: int) -> None:
     """A worker process: its own view of the memory-mapped index (the pages are shared through the
     page cache) and its own kernels. The network stays in the parent, which scores the worker's
     pairs over a pipe of its own (model.RemoteModel): no JAX in the workers."""
     global _WORKER_STATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    _exit_with_parent(parent)
     _WORKER_STATE = (load_index(index_path), opts)
     if opts.neural:
         use_remote(model_pipes[slots.get()])
@@ -593,7 +609,7 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
             pipes = server.worker_ends()
             for slot in range(opts.threads):
                 slots.put(slot)
-        pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker, initargs=(index.path, opts, pipes, slots))
+        pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker, initargs=(index.path, opts, pipes, slots, os.getpid()))
     elif opts.threads > 1:
         pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="neuromap-map")
 

@@ -175,11 +175,25 @@ def test_missing_inputs_and_bad_output_dir(data_dir, tmp_path):
     assert_clean_error(run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "-R", "ID:x"]), "@RG")
 
 
-def test_closed_pipe_ends_quietly(data_dir):
-    cmd = f"{sys.executable} -m neuromap align {data_dir / 'ref.fa'} {data_dir / 'reads.fq'} | head -n 5"
-    res = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True)
-    assert res.returncode == 0 and len(res.stdout.splitlines()) == 5
-    assert res.stderr == ""
+@pytest.mark.parametrize("workers", ["-t 1", "-t 2", "-t 2 --processes"])
+def test_closed_pipe_ends_quietly(data_dir, workers):
+    """`| head` ends the run at once, silently (status 141, as SIGPIPE gives C tools), and leaves no
+    worker process behind (each run has a process group of its own here)."""
+    cmd = (f"{sys.executable} -m neuromap align {workers} -K 500 {data_dir / 'ref.fa'} {data_dir / 'reads.fq'} | head -n 5; "
+           "echo status ${PIPESTATUS[0]} >&2")
+    proc = subprocess.Popen(["bash", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    out, err = proc.communicate(timeout=120)
+    assert len(out.splitlines()) == 5
+    assert err == "status 141\n"
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.killpg(proc.pid, 0)  # anything left in the group?
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("processes of the run are still alive after it ended")
 
 
 @pytest.mark.parametrize("threads", ["1", "2", "2 --processes"])
@@ -202,6 +216,40 @@ def test_interrupt_leaves_no_partial_output(data_dir, tmp_path, sig, code, threa
     err = proc.stderr.read()
     assert b"Traceback" not in err, err
     assert err.strip().splitlines()[-1] in (b"neuromap: interrupted", b"neuromap: terminated")
+
+
+def test_workers_end_when_the_main_process_is_killed(data_dir, tmp_path):
+    """SIGKILL (or the OOM killer) ends the main process of `--processes` with no clean-up: its
+    worker processes notice within a second and end too, instead of waiting for work forever."""
+    many = tmp_path / "many.fq"
+    many.write_bytes((data_dir / "reads.fq").read_bytes() * 20)  # 60,000 reads: the workers are busy when it is killed
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neuromap", "align", "-t", "2", "--processes", "-K", "500", str(data_dir / "ref.fa"), str(many)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not os.popen(f"pgrep -P {proc.pid}").read().split():
+        time.sleep(0.1)
+    workers = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid}").read().split()]
+    assert workers, "no worker process started"
+    time.sleep(1)
+    proc.kill()
+    proc.wait(timeout=10)
+
+    def running(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.time() + 10
+    while time.time() < deadline and any(map(running, workers)):
+        time.sleep(0.2)
+    alive = [pid for pid in workers if running(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "worker processes outlived the main process"
 
 
 def test_fasta_reads_and_identical_repeat(data_dir, tmp_path):

@@ -10,7 +10,7 @@ import tempfile
 import pysam
 
 from neuromap import __version__
-from neuromap.errors import NeuromapError
+from neuromap.errors import NeuromapError, OutputClosed
 
 _COMPLEMENT = str.maketrans(
     "ACGTUNRYSWKMBDHVacgtunryswkmbdhv", "TGCAANYRSWMKVHDBtgcaanyrswmkvhdb"
@@ -76,13 +76,16 @@ class SamSink:
             self._fh.write(text)
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):
-                raise
+                raise OutputClosed() from None
             raise NeuromapError(f"{self.path or '<stdout>'}: write failed: {exc.strerror or exc}") from None
 
     def commit(self) -> None:
         """Finish the output; only now does `path` appear."""
         if self.path is None:
-            self._fh.flush()
+            try:
+                self._fh.flush()
+            except BrokenPipeError:
+                raise OutputClosed() from None
             return
         try:
             self._fh.close()
