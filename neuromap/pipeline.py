@@ -535,8 +535,8 @@ _WORKER_STATE: tuple[Index, AlignOptions] | None = None
 
 
 def _exit_with_parent(parent: int) -> None:
-    """End this worker when the process that started it has gone (killed by `| head`'s SIGPIPE, by
-    SIGKILL or by the OOM killer): a pool worker would otherwise wait for work forever."""
+    """End this worker when the process that started it has gone without stopping it (SIGKILL, the
+    OOM killer): a busy pool worker would otherwise wait for its next batch forever."""
 
     def watch() -> None:
         while True:
