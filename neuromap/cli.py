@@ -12,17 +12,13 @@ import click
 from tqdm import tqdm
 
 from neuromap import __version__
-from neuromap.errors import NeuromapError, OutputClosed
+from neuromap.errors import NeuromapError, OutputClosed, Terminated
 
 PRESETS = {"sr": {}}  # short reads; the defaults below are tuned for it
 
 
-class _Terminated(Exception):
-    pass
-
-
 def _on_sigterm(signum, frame):
-    raise _Terminated()
+    raise Terminated()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -106,7 +102,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     """
     from neuromap.align import Scoring
     from neuromap.index import open_index
-    from neuromap.io.fastx import read_fastx, read_interleaved, read_pairs
+    from neuromap.io.fastx import fastq_batches, read_fastx, read_interleaved, read_pairs
     from neuromap.io.sam import SamSink, header_text, parse_read_group
     from neuromap.pairing import parse_insert
     from neuromap.pipeline import AlignOptions, RunStats, align_records
@@ -160,6 +156,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
             # The header goes out with the first batch, so input that is bad from its first record
             # leaves no SAM at all, not even on stdout.
             records = read_pairs(reads, mates) if mates else read_interleaved(reads) if interleaved else read_fastx(reads)
+            # Worker processes parse single-end FASTQ themselves: this process only cuts it.
+            batches = fastq_batches(reads, opts.batch_size) if processes and threads > 1 and not (mates or interleaved) else None
 
             def on_insert(model, samples):
                 if progress is not False:
@@ -167,7 +165,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
                         f"too few uniquely placed pairs ({samples}) to estimate the insert size; mates placed on their own (give -I)")
                     tqdm.write(f"neuromap: {note}", file=sys.stderr)
 
-            for text, figures in align_records(records, idx, opts, on_insert):
+            for text, figures in align_records(records, idx, opts, on_insert, batches):
                 sink.write(header + text)
                 header = ""
                 totals.add(figures)
@@ -388,7 +386,7 @@ def main(argv=None) -> None:
     except KeyboardInterrupt:
         print("neuromap: interrupted", file=sys.stderr)
         sys.exit(130)
-    except _Terminated:
+    except Terminated:
         print("neuromap: terminated", file=sys.stderr)
         sys.exit(143)
     except (OutputClosed, BrokenPipeError):

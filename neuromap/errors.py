@@ -11,3 +11,7 @@ class NeuromapError(Exception):
 class OutputClosed(Exception):
     """The reader of stdout has gone (`| head`): the run ends quietly with status 141, as SIGPIPE
     ends C tools. Not an OSError, which click would turn into status 1."""
+
+
+class Terminated(Exception):
+    """SIGTERM arrived (raised by the CLI's handler): the run stops at once, status 143."""

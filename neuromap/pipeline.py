@@ -23,8 +23,9 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
+from neuromap.errors import Terminated
 from neuromap.index import Index, load_index
-from neuromap.io.fastx import ReadBatch, batched, make_batch, pack, unpack
+from neuromap.io.fastx import RawBatch, ReadBatch, batched, make_batch, pack, parse_raw, unpack
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
 from neuromap.model import ModelServer, calibration_scale, max_window, model_device, score_pairs, use_remote
@@ -515,6 +516,8 @@ def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertM
 
 def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | None = None, samples: np.ndarray | None = None):
     """One batch: (SAM text, figures, insert model used, insert samples so far)."""
+    if isinstance(records, RawBatch):  # read, not yet parsed (fastx.fastq_batches)
+        records = parse_raw(records)
     if not opts.paired:
         batch = make_batch(records)
         res = map_batch(batch, index, opts)
@@ -559,8 +562,11 @@ def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, 
         use_remote(model_pipes[slots.get()])
 
 
-def _pack_batch(records: list, paired: bool):
-    """A batch as a worker process receives it: the reads' fields as joined strings (`pack`)."""
+def _pack_batch(records, paired: bool):
+    """A batch as a worker process receives it: the reads' fields as joined strings (`pack`), or
+    the file's lines as read (RawBatch)."""
+    if isinstance(records, RawBatch):
+        return records
     if paired:
         return pack([r1 for r1, _ in records]), pack([r2 for _, r2 in records])
     return pack(records)
@@ -569,13 +575,17 @@ def _pack_batch(records: list, paired: bool):
 def _work_in_worker(packed, model=None, samples=None):
     assert _WORKER_STATE is not None
     index, opts = _WORKER_STATE
-    records = list(zip(unpack(packed[0]), unpack(packed[1]))) if opts.paired else unpack(packed)
+    if isinstance(packed, RawBatch):
+        records = packed
+    else:
+        records = list(zip(unpack(packed[0]), unpack(packed[1]))) if opts.paired else unpack(packed)
     return _work(records, index, opts, model, samples)
 
 
-def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert=None) -> Iterator[tuple[str, RunStats]]:
+def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert=None, batches: Iterable | None = None) -> Iterator[tuple[str, RunStats]]:
     """Yield (SAM text, figures) per batch, in input order. `records` are Records, or
-    (mate 1, mate 2) tuples when `opts.paired`.
+    (mate 1, mate 2) tuples when `opts.paired`; or, instead of them, `batches` of single reads
+    already cut to `opts.batch_size` (fastx.fastq_batches: then worker processes parse them).
 
     With threads > 1 the batches go to that many worker threads of this process. The heavy stages
     (sketch, seeding, DP, traceback, the network) are compiled code that releases the GIL, so
@@ -594,7 +604,8 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
     fixed, or at the end if there were too few pairs to estimate it.
     """
     per_batch = max(1, opts.batch_size // 2) if opts.paired else opts.batch_size
-    batches = batched(iter(records), per_batch)
+    if batches is None:
+        batches = batched(iter(records), per_batch)
     model = opts.insert
     samples = np.zeros(0, np.int64)
     if model is not None and on_insert is not None and opts.paired:
@@ -629,6 +640,7 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
                 signal.signal(signal.SIGINT, previous)
         return pool.submit(_work, recs, index, opts, *args)
 
+    interrupted = False
     try:
         pending: deque = deque()
         for recs in batches:
@@ -647,8 +659,14 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
             yield pending.popleft().result()[:2]
         if opts.paired and model is None and on_insert is not None:
             on_insert(None, len(samples))
+    except (KeyboardInterrupt, Terminated):
+        interrupted = True
+        raise
     finally:
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            # After an error, the workers are let finish their batch (and one still starting up,
+            # its start): were this process to end first, they would print tracebacks. Ctrl-C and
+            # SIGTERM stop at once (they reach the workers too, as a process group).
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
         if server is not None:
             server.close()

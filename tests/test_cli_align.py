@@ -137,6 +137,61 @@ def test_output_is_identical_whatever_the_thread_count(data_dir, neural):
     assert outs[0] == outs[1] == outs[2] == outs[3]
 
 
+def _odd_fastq(data_dir, kind: str) -> bytes:
+    """test-data's 3,000 reads, made odd (valid or not) in a way a reader must get right."""
+    raw = (data_dir / "reads.fq").read_bytes()
+    lines = raw.split(b"\n")[:-1]
+    if kind == "crlf":
+        return b"".join(line + b"\r\n" for line in lines)
+    if kind == "blank-line-late":  # a blank line between records 1,700 and 1,701
+        return b"\n".join(lines[: 4 * 1700] + [b""] + lines[4 * 1700 :]) + b"\n"
+    if kind == "trailing-blanks":
+        return raw + b"\n\n"
+    if kind == "unterminated":
+        return raw[:-1]
+    if kind == "lowercase-n-comments":
+        lines[4 * 1200] += b" BC:Z:ACGT extra"
+        lines[4 * 1200 + 1] = lines[4 * 1200 + 1].lower()
+        lines[4 * 2100 + 1] = b"N" * len(lines[4 * 2100 + 1])
+        return b"\n".join(lines) + b"\n"
+    if kind == "bad-base-late":
+        lines[4 * 1234 + 1] = lines[4 * 1234 + 1][:50] + b"1" + lines[4 * 1234 + 1][51:]
+        return b"\n".join(lines) + b"\n"
+    if kind == "bad-length-late":
+        lines[4 * 2345 + 3] = lines[4 * 2345 + 3][:-1]
+        return b"\n".join(lines) + b"\n"
+    if kind == "truncated":
+        return b"\n".join(lines[:-2]) + b"\n"
+    if kind == "fasta":
+        return b"".join(b">" + lines[i][1:] + b"\n" + lines[i + 1] + b"\n" for i in range(0, len(lines), 4))
+    if kind == "no-plus-late":
+        lines[4 * 999 + 2] = b"-"
+        return b"\n".join(lines) + b"\n"
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["fasta", "crlf", "blank-line-late", "trailing-blanks", "unterminated", "lowercase-n-comments",
+                                  "bad-base-late", "bad-length-late", "truncated", "no-plus-late"])
+@pytest.mark.parametrize("gz", [False, True])
+def test_processes_read_odd_input_as_one_process_does(data_dir, tmp_path, kind, gz):
+    """With --processes the workers parse single-end FASTQ themselves (the main process only cuts
+    it into batches): every odd but valid input gives the same SAM as -t 1, and every bad one the
+    same one-line error (file, record, line), whichever batch it is in."""
+    data = _odd_fastq(data_dir, kind)
+    reads = tmp_path / ("reads.fq.gz" if gz else "reads.fq")
+    reads.write_bytes(gzip.compress(data) if gz else data)
+    runs = [run_cli(["align", "--no-neural", *workers, "-K", "500", data_dir / "ref.fa", reads]) for workers in (["-t", "1"], ["-t", "2", "--processes"])]
+    one, processes = runs
+    assert one.returncode == processes.returncode
+    if one.returncode == 0:
+        assert records(one.stdout) == records(processes.stdout) and len(records(one.stdout)) == 3000 - (kind == "truncated")
+    else:
+        assert kind.startswith(("bad", "truncated", "no-plus"))
+        assert_clean_error(processes, "reads.fq")
+        error = [line for line in processes.stderr.splitlines() if line.startswith("neuromap: error:")]
+        assert error == [line for line in one.stderr.splitlines() if line.startswith("neuromap: error:")]
+
+
 def test_sam_output_file(data_dir, tmp_path):
     out = tmp_path / "out.sam"
     res = run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "-o", out])

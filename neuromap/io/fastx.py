@@ -345,6 +345,103 @@ def batched(records: Iterator[Record], batch_size: int) -> Iterator[list[Record]
         yield batch
 
 
+@dataclass
+class RawBatch:
+    """Whole FASTQ records as read, not yet parsed: what a worker process of `align --processes`
+    parses (`parse_raw`), so that the main process only finds where the records end."""
+
+    label: str  # the file, for error messages
+    data: bytes  # the records' lines, each ending in a newline
+    recno: int  # records of the file before these
+    lineno: int  # lines of the file before these
+
+
+def parse_raw(raw: RawBatch) -> list[Record]:
+    """The records of a RawBatch, checked exactly as `read_fastx` checks them: the fast path, or
+    where it finds anything odd the strict parser, whose errors name the file, record and line."""
+    lines = raw.data.split(b"\n")
+    lines.pop()  # after the last newline
+    records = _fast_records(lines)
+    if records is None:
+        records = list(_parse_fastq(_Resume([line + b"\n" for line in lines], io.BytesIO()), raw.label, None, raw.lineno, raw.recno))
+    return records
+
+
+class _Prefixed(io.RawIOBase):
+    """Bytes already read, then the rest of a stream, as one stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self.head, self.rest = memoryview(head), rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.head.nbytes:
+            n = min(len(buffer), self.head.nbytes)
+            buffer[:n] = self.head[:n]
+            self.head = self.head[n:]
+            return n
+        data = self.rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def fastq_batches(path: str, batch_size: int) -> Iterator[RawBatch | list[Record]]:
+    """The reads of `path` in batches of `batch_size` (the last one smaller), as `batched(read_fastx(path))`
+    gives them, but unparsed (RawBatch) while the file is plain FASTQ: four lines a record, '@'
+    and '+' where they belong (found with numpy, a few milliseconds a batch). From the first batch
+    that is not (FASTA, blank lines, a truncated record...) on, the records are parsed here as
+    `read_fastx` parses them; errors are the same, from here or from `parse_raw`."""
+    label = "<stdin>" if path == "-" else path
+    handle = open_input(path)
+    try:
+        yield from _raw_batches(handle, label, batch_size)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise NeuromapError(f"{label}: corrupt or truncated gzip data ({exc})") from None
+    except OSError as exc:
+        raise NeuromapError(f"{label}: read error: {exc}") from None
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+
+
+def _raw_batches(handle: BinaryIO, label: str, batch_size: int) -> Iterator[RawBatch | list[Record]]:
+    need = 4 * batch_size  # lines
+    pending, newlines, eof = b"", 0, False
+    recno = lineno = 0
+    while True:
+        chunks = [pending]
+        while not eof and newlines < need:
+            chunk = handle.read(_BLOCK)
+            eof = not chunk
+            chunks.append(chunk)
+            newlines += chunk.count(b"\n")
+        pending = b"".join(chunks)
+        if not pending:
+            return
+        codes = np.frombuffer(pending, dtype=np.uint8)
+        ends = np.flatnonzero(codes == 10)  # newlines
+        n_lines = min(len(ends), need)
+        whole = n_lines % 4 == 0 and (n_lines == need or pending.endswith(b"\n") and n_lines == len(ends))
+        if whole and n_lines:
+            starts = np.concatenate([[0], ends[: n_lines - 1] + 1])
+            whole = bool((codes[starts[0::4]] == ord("@")).all() and (codes[starts[2::4]] == ord("+")).all())
+        if not whole:  # not plain FASTQ from here: parse it here, strictly, batch by batch
+            rest = io.BufferedReader(_Prefixed(pending, handle))  # type: ignore[arg-type]
+            if recno == 0:
+                yield from batched(_parse(rest, label), batch_size)
+            else:
+                yield from batched(_parse_fastq(rest, label, None, lineno, recno), batch_size)
+            return
+        end = int(ends[n_lines - 1]) + 1
+        yield RawBatch(label, pending[:end], recno, lineno)
+        pending = pending[end:]
+        newlines -= n_lines
+        recno += n_lines // 4
+        lineno += n_lines
+
+
 def pack(records: list[Record]) -> tuple | list[Record]:
     """Records as four newline-joined strings, which a worker process receives far faster than
     the pickled objects (no field can hold a newline). `unpack` gives them back equal."""
