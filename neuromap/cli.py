@@ -102,7 +102,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     """
     from neuromap.align import Scoring
     from neuromap.index import open_index
-    from neuromap.io.fastx import fastq_batches, read_fastx, read_interleaved, read_pairs
+    from neuromap.io.fastx import fastq_batches, fastq_pair_batches, read_fastx, read_interleaved, read_pairs
     from neuromap.io.sam import SamSink, header_text, parse_read_group
     from neuromap.pairing import parse_insert
     from neuromap.pipeline import AlignOptions, RunStats, align_records
@@ -156,8 +156,11 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
             # The header goes out with the first batch, so input that is bad from its first record
             # leaves no SAM at all, not even on stdout.
             records = read_pairs(reads, mates) if mates else read_interleaved(reads) if interleaved else read_fastx(reads)
-            # Worker processes parse single-end FASTQ themselves: this process only cuts it.
-            batches = fastq_batches(reads, opts.batch_size) if processes and threads > 1 and not (mates or interleaved) else None
+            # Worker processes parse FASTQ themselves: this process only cuts it into batches.
+            batches = None
+            if processes and threads > 1:
+                batches = (fastq_pair_batches(reads, mates, max(1, opts.batch_size // 2)) if mates or interleaved
+                           else fastq_batches(reads, opts.batch_size))
 
             def on_insert(model, samples):
                 if progress is not False:

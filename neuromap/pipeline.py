@@ -25,7 +25,7 @@ import numpy as np
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
 from neuromap.errors import Terminated
 from neuromap.index import Index, load_index
-from neuromap.io.fastx import RawBatch, ReadBatch, batched, make_batch, pack, parse_raw, unpack
+from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, batched, make_batch, pack, parse_raw, parse_raw_pairs, unpack
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
 from neuromap.model import ModelServer, calibration_scale, max_window, model_device, score_pairs, use_remote
@@ -518,6 +518,8 @@ def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | 
     """One batch: (SAM text, figures, insert model used, insert samples so far)."""
     if isinstance(records, RawBatch):  # read, not yet parsed (fastx.fastq_batches)
         records = parse_raw(records)
+    elif isinstance(records, RawPairs):  # (fastx.fastq_pair_batches)
+        records = parse_raw_pairs(records)
     if not opts.paired:
         batch = make_batch(records)
         res = map_batch(batch, index, opts)
@@ -565,7 +567,7 @@ def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, 
 def _pack_batch(records, paired: bool):
     """A batch as a worker process receives it: the reads' fields as joined strings (`pack`), or
     the file's lines as read (RawBatch)."""
-    if isinstance(records, RawBatch):
+    if isinstance(records, (RawBatch, RawPairs)):
         return records
     if paired:
         return pack([r1 for r1, _ in records]), pack([r2 for _, r2 in records])
@@ -575,7 +577,7 @@ def _pack_batch(records, paired: bool):
 def _work_in_worker(packed, model=None, samples=None):
     assert _WORKER_STATE is not None
     index, opts = _WORKER_STATE
-    if isinstance(packed, RawBatch):
+    if isinstance(packed, (RawBatch, RawPairs)):
         records = packed
     else:
         records = list(zip(unpack(packed[0]), unpack(packed[1]))) if opts.paired else unpack(packed)
@@ -584,8 +586,9 @@ def _work_in_worker(packed, model=None, samples=None):
 
 def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert=None, batches: Iterable | None = None) -> Iterator[tuple[str, RunStats]]:
     """Yield (SAM text, figures) per batch, in input order. `records` are Records, or
-    (mate 1, mate 2) tuples when `opts.paired`; or, instead of them, `batches` of single reads
-    already cut to `opts.batch_size` (fastx.fastq_batches: then worker processes parse them).
+    (mate 1, mate 2) tuples when `opts.paired`; or, instead of them, `batches` already cut to
+    `opts.batch_size` reads (fastx.fastq_batches, fastq_pair_batches: worker processes parse
+    them).
 
     With threads > 1 the batches go to that many worker threads of this process. The heavy stages
     (sketch, seeding, DP, traceback, the network) are compiled code that releases the GIL, so

@@ -350,3 +350,62 @@ def test_pairs_inside_tandem_array_get_low_mapq(tmp_path, neural):
     recs = by_mate(tmp_path / "o.sam")
     assert len(recs) == 2 * len(r1)
     assert max(rec.mapping_quality for rec in recs.values()) <= 3
+
+
+def _odd_pairs(data_dir, kind: str) -> tuple[bytes, bytes | None]:
+    """test-data's 1,000 pairs, made odd (valid or not): (mate 1 file, mate 2 file), or
+    (interleaved file, None)."""
+    one, two = ((data_dir / f"reads_{i}.fq").read_bytes().split(b"\n")[:-1] for i in (1, 2))
+    join = lambda lines: b"\n".join(lines) + b"\n"  # noqa: E731
+    if kind == "plain":
+        return join(one), join(two)
+    if kind == "crlf-second":
+        return join(one), b"".join(line + b"\r\n" for line in two)
+    if kind == "name-mismatch-late":
+        two[4 * 777] = b"@other/2"
+        return join(one), join(two)
+    if kind == "second-shorter":
+        return join(one), join(two[: 4 * 900])
+    if kind == "bad-base-second-late":
+        two[4 * 640 + 1] = b"1" + two[4 * 640 + 1][1:]
+        return join(one), join(two)
+    if kind == "bad-both-mismatch-first":  # a name mismatch at pair 300, a bad base in mate 1 of pair 800
+        two[4 * 299] = b"@other/2"
+        one[4 * 799 + 1] = b"1" + one[4 * 799 + 1][1:]
+        return join(one), join(two)
+    interleaved = [line for i in range(0, len(one), 4) for line in one[i : i + 4] + two[i : i + 4]]
+    if kind == "interleaved":
+        return join(interleaved), None
+    if kind == "interleaved-odd":
+        return join(interleaved[:-4]), None
+    if kind == "interleaved-mismatch-late":
+        interleaved[8 * 555 + 4] = b"@other/2"
+        return join(interleaved), None
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("kind", ["plain", "crlf-second", "name-mismatch-late", "second-shorter", "bad-base-second-late",
+                                  "bad-both-mismatch-first", "interleaved", "interleaved-odd", "interleaved-mismatch-late"])
+def test_processes_read_odd_pairs_as_one_process_does(data_dir, tmp_path, kind):
+    """With --processes the workers parse and pair the mates themselves: the same SAM as -t 1
+    for valid input, and for bad input the same one-line error (the first one -t 1 meets)."""
+    first, second = _odd_pairs(data_dir, kind)
+    (tmp_path / "r1.fq").write_bytes(first)
+    files = [tmp_path / "r1.fq"]
+    if second is not None:
+        (tmp_path / "r2.fq").write_bytes(second)
+        files.append(tmp_path / "r2.fq")
+    mode = [] if second is not None else ["-p"]
+    runs = [run_cli(["align", "--no-neural", *mode, *workers, "-I", "400,50", "-K", "300", data_dir / "ref.fa", *files])
+            for workers in (["-t", "1"], ["-t", "2", "--processes"])]
+    one, processes = runs
+    assert one.returncode == processes.returncode, (one.stderr, processes.stderr)
+    if one.returncode == 0:
+        assert kind in ("plain", "crlf-second", "interleaved")
+        assert processes.stdout.split("\n@PG")[0] == one.stdout.split("\n@PG")[0]
+        assert [l for l in processes.stdout.splitlines() if l[:1] != "@"] == [l for l in one.stdout.splitlines() if l[:1] != "@"]
+        assert len([l for l in one.stdout.splitlines() if l[:1] != "@"]) == 2000
+    else:
+        error = [line for line in processes.stderr.splitlines() if line.startswith("neuromap: error:")]
+        assert len(error) == 1 and "Traceback" not in processes.stderr
+        assert error == [line for line in one.stderr.splitlines() if line.startswith("neuromap: error:")]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import itertools
 import os
 import re
 import sys
@@ -354,6 +355,7 @@ class RawBatch:
     data: bytes  # the records' lines, each ending in a newline
     recno: int  # records of the file before these
     lineno: int  # lines of the file before these
+    n: int  # records
 
 
 def parse_raw(raw: RawBatch) -> list[Record]:
@@ -362,9 +364,42 @@ def parse_raw(raw: RawBatch) -> list[Record]:
     lines = raw.data.split(b"\n")
     lines.pop()  # after the last newline
     records = _fast_records(lines)
-    if records is None:
-        records = list(_parse_fastq(_Resume([line + b"\n" for line in lines], io.BytesIO()), raw.label, None, raw.lineno, raw.recno))
-    return records
+    return list(_strict_records(raw)) if records is None else records
+
+
+def _strict_records(raw: RawBatch) -> Iterator[Record]:
+    """The records of a RawBatch from the line-by-line parser, one at a time."""
+    lines = raw.data.split(b"\n")
+    lines.pop()
+    return _parse_fastq(_Resume([line + b"\n" for line in lines], io.BytesIO()), raw.label, None, raw.lineno, raw.recno)
+
+
+@dataclass
+class RawPairs:
+    """Mates not yet parsed (`fastq_pair_batches`): the same records of two files, or (`second`
+    None) the records of an interleaved file, each read followed by its mate."""
+
+    first: RawBatch
+    second: RawBatch | None
+    paths: tuple[str, ...]  # the two files as given (read_pairs' messages), or the interleaved file's label
+    recno: int  # pairs before these
+
+
+def parse_raw_pairs(raw: RawPairs) -> list[tuple[Record, Record]]:
+    """The pairs of a RawPairs, checked as `read_pairs` / `read_interleaved` check them. Where any
+    check fails, the pairs are read again record by record in the order those read them, so the
+    error raised is the one they would raise first."""
+    try:
+        if raw.second is None:
+            records = parse_raw(raw.first)
+            return [_check_mates(records[i], records[i + 1], _interleaved_where(raw.paths[0], raw.recno * 2 + i + 2))
+                    for i in range(0, len(records), 2)]
+        return [_check_mates(r1, r2, f"{raw.paths[0]} / {raw.paths[1]}: record {raw.recno + i + 1}")
+                for i, (r1, r2) in enumerate(zip(parse_raw(raw.first), parse_raw(raw.second)))]
+    except NeuromapError:
+        if raw.second is None:
+            return list(_interleave(_strict_records(raw.first), raw.paths[0], raw.recno * 2))
+        return list(_pair_up(_strict_records(raw.first), _strict_records(raw.second), *raw.paths, raw.recno))
 
 
 class _Prefixed(io.RawIOBase):
@@ -435,7 +470,7 @@ def _raw_batches(handle: BinaryIO, label: str, batch_size: int) -> Iterator[RawB
                 yield from batched(_parse_fastq(rest, label, None, lineno, recno), batch_size)
             return
         end = int(ends[n_lines - 1]) + 1
-        yield RawBatch(label, pending[:end], recno, lineno)
+        yield RawBatch(label, pending[:end], recno, lineno, n_lines // 4)
         pending = pending[end:]
         newlines -= n_lines
         recno += n_lines // 4
@@ -474,15 +509,22 @@ def _check_mates(r1: Record, r2: Record, where: str) -> tuple[Record, Record]:
     return Record(n1, r1.seq, r1.qual, r1.comment), Record(n2, r2.seq, r2.qual, r2.comment)
 
 
-def read_pairs(path1: str, path2: str) -> Iterator[tuple[Record, Record]]:
-    """Mates from two files in lockstep. A name mismatch or a file that ends first is an error
-    naming both files and the record: a silent mis-pairing would corrupt every later pair."""
+def _check_pair_paths(path1: str, path2: str) -> None:
     if path1 == path2 and path1 != "-":
         raise NeuromapError(f"{path1}: given as both mate files (use -p for interleaved pairs)")
     if path1 == "-" and path2 == "-":
         raise NeuromapError("stdin given for both mate files (use -p for interleaved pairs on stdin)")
-    it1, it2 = read_fastx(path1), read_fastx(path2)
-    recno = 0
+
+
+def read_pairs(path1: str, path2: str) -> Iterator[tuple[Record, Record]]:
+    """Mates from two files in lockstep. A name mismatch or a file that ends first is an error
+    naming both files and the record: a silent mis-pairing would corrupt every later pair."""
+    _check_pair_paths(path1, path2)
+    yield from _pair_up(read_fastx(path1), read_fastx(path2), path1, path2, 0)
+
+
+def _pair_up(it1: Iterator[Record], it2: Iterator[Record], path1: str, path2: str, recno: int) -> Iterator[tuple[Record, Record]]:
+    """Mates from two record streams in lockstep, `recno` pairs into the files."""
     while True:
         r1 = next(it1, None)
         r2 = next(it2, None)
@@ -498,11 +540,58 @@ def read_pairs(path1: str, path2: str) -> Iterator[tuple[Record, Record]]:
 def read_interleaved(path: str) -> Iterator[tuple[Record, Record]]:
     """Mates from one file in which each read is followed by its mate (bwa's -p)."""
     label = "<stdin>" if path == "-" else path
-    it = read_fastx(path)
-    recno = 0
-    for r1 in it:
+    yield from _interleave(read_fastx(path), label, 0)
+
+
+def _interleaved_where(label: str, recno: int) -> str:
+    return f"{label}: records {recno - 1} and {recno} (interleaved, -p)"
+
+
+def _interleave(records: Iterator[Record], label: str, recno: int) -> Iterator[tuple[Record, Record]]:
+    """Mates from a record stream in which each read is followed by its mate, `recno` records
+    into the file."""
+    for r1 in records:
         recno += 2
-        r2 = next(it, None)
+        r2 = next(records, None)
         if r2 is None:
             raise NeuromapError(f"{label}: odd number of records: record {recno - 1} ({r1.name!r}) has no mate (interleaved input, -p)")
-        yield _check_mates(r1, r2, f"{label}: records {recno - 1} and {recno} (interleaved, -p)")
+        yield _check_mates(r1, r2, _interleaved_where(label, recno))
+
+
+def _records_of(batches) -> Iterator[Record]:
+    """The records of fastq_batches' batches, parsed here, one at a time."""
+    for batch in batches:
+        yield from _strict_records(batch) if isinstance(batch, RawBatch) else batch
+
+
+def fastq_pair_batches(path1: str, path2: str | None, batch_pairs: int) -> Iterator[RawPairs | list[tuple[Record, Record]]]:
+    """Pairs in batches of `batch_pairs`, as `batched(read_pairs(...))` (or, with `path2` None,
+    `batched(read_interleaved(path1))`) gives them, but unparsed (RawPairs) while the files are
+    plain FASTQ with as many records each: the worker processes of `align --processes` parse and
+    pair them. From the first batch where that fails they are paired here, record by record."""
+    if path2 is None:
+        label = "<stdin>" if path1 == "-" else path1
+        batches = fastq_batches(path1, 2 * batch_pairs)
+        done = 0
+        for batch in batches:
+            if not isinstance(batch, RawBatch) or batch.n % 2:
+                rest = _records_of(itertools.chain([batch], batches))
+                yield from batched(_interleave(rest, label, 2 * done), batch_pairs)
+                return
+            yield RawPairs(batch, None, (label,), done)
+            done += batch.n // 2
+        return
+    _check_pair_paths(path1, path2)
+    batches1, batches2 = fastq_batches(path1, batch_pairs), fastq_batches(path2, batch_pairs)
+    done = 0
+    while True:
+        b1, b2 = next(batches1, None), next(batches2, None)
+        if b1 is None and b2 is None:
+            return
+        if not (isinstance(b1, RawBatch) and isinstance(b2, RawBatch) and b1.n == b2.n):
+            rest1 = _records_of(itertools.chain([b1] if b1 is not None else [], batches1))
+            rest2 = _records_of(itertools.chain([b2] if b2 is not None else [], batches2))
+            yield from batched(_pair_up(rest1, rest2, path1, path2, done), batch_pairs)
+            return
+        yield RawPairs(b1, b2, (path1, path2), done)
+        done += b1.n
