@@ -115,10 +115,15 @@ def _check_seq(seq: str, label: str, recno: int, name: str) -> None:
 
 def read_fastx(path: str) -> Iterator[Record]:
     """Yield records of a FASTQ or FASTA file, checking each; errors name file, record and line."""
+    yield from _reading(path, _parse)
+
+
+def _reading(path: str, parse) -> Iterator:
+    """What `parse(handle, label)` yields from the opened file; gzip and read errors name it."""
     label = "<stdin>" if path == "-" else path
     handle = open_input(path)
     try:
-        yield from _parse(handle, label)
+        yield from parse(handle, label)
     except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise NeuromapError(f"{label}: corrupt or truncated gzip data ({exc})") from None
     except OSError as exc:
@@ -428,17 +433,7 @@ def fastq_batches(path: str, batch_size: int) -> Iterator[RawBatch | list[Record
     and '+' where they belong (found with numpy, a few milliseconds a batch). From the first batch
     that is not (FASTA, blank lines, a truncated record...) on, the records are parsed here as
     `read_fastx` parses them; errors are the same, from here or from `parse_raw`."""
-    label = "<stdin>" if path == "-" else path
-    handle = open_input(path)
-    try:
-        yield from _raw_batches(handle, label, batch_size)
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise NeuromapError(f"{label}: corrupt or truncated gzip data ({exc})") from None
-    except OSError as exc:
-        raise NeuromapError(f"{label}: read error: {exc}") from None
-    finally:
-        if handle is not sys.stdin.buffer:
-            handle.close()
+    yield from _reading(path, lambda handle, label: _raw_batches(handle, label, batch_size))
 
 
 def _raw_batches(handle: BinaryIO, label: str, batch_size: int) -> Iterator[RawBatch | list[Record]]:
