@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pysam
@@ -305,6 +306,42 @@ def test_workers_end_when_the_main_process_is_killed(data_dir, tmp_path):
     for pid in alive:
         os.kill(pid, signal.SIGKILL)
     assert not alive, "worker processes outlived the main process"
+
+
+def test_worker_processes_load_no_jax(data_dir):
+    """With --processes the network runs in the main process only: the workers, which map
+    batches with the network on, have no JAX library in memory (on a GPU, each would hold a CUDA
+    context and about 1 GB more)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neuromap", "align", "-t", "2", "--processes", "-K", "500", str(data_dir / "ref.fa"), "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        # About 3 MB (input is read in 1 MB blocks), then stdin stays open: still running. Written
+        # from a thread, since the output must be read meanwhile.
+        def feed():
+            try:
+                proc.stdin.write((data_dir / "reads.fq").read_bytes() * 3)
+                proc.stdin.flush()
+            except BrokenPipeError:  # the run was killed (below) before it read everything
+                pass
+
+        threading.Thread(target=feed, daemon=True).start()
+        mapped, deadline = b"", time.time() + 120
+        while mapped.count(b"\n") < 1000 and time.time() < deadline:  # records out: the network has run
+            mapped += proc.stdout.read1(1 << 16)
+        assert mapped.count(b"\n") >= 1000
+
+        def has_jax(pid: int) -> bool:
+            with open(f"/proc/{pid}/maps") as fh:
+                return "jaxlib" in fh.read()
+
+        workers = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid} -f spawn_main").read().split()]
+        assert len(workers) == 2 and has_jax(proc.pid)
+        assert not any(map(has_jax, workers))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
 
 def test_fasta_reads_and_identical_repeat(data_dir, tmp_path):
