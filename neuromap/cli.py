@@ -155,12 +155,12 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         with tqdm(disable=not show_bar, unit=" reads", file=sys.stderr, desc="aligning", dynamic_ncols=True) as bar:
             # The header goes out with the first batch, so input that is bad from its first record
             # leaves no SAM at all, not even on stdout.
-            records = read_pairs(reads, mates) if mates else read_interleaved(reads) if interleaved else read_fastx(reads)
-            # Worker processes parse FASTQ themselves: this process only cuts it into batches.
-            batches = None
-            if processes and threads > 1:
+            records, batches = (), None
+            if processes and threads > 1:  # the worker processes parse the FASTQ: here it is only cut into batches
                 batches = (fastq_pair_batches(reads, mates, max(1, opts.batch_size // 2)) if mates or interleaved
                            else fastq_batches(reads, opts.batch_size))
+            else:
+                records = read_pairs(reads, mates) if mates else read_interleaved(reads) if interleaved else read_fastx(reads)
 
             def on_insert(model, samples):
                 if progress is not False:

@@ -189,7 +189,7 @@ def calibration_scale(weights_dir: str | None = None) -> float:
     return load_model(weights_dir)[2].scale
 
 
-def model_device(weights_dir: str | None = None) -> str:
+def model_device() -> str:
     """Where this process's network runs (in a worker of `align --processes`: the parent's)."""
     if _REMOTE is not None:
         return _REMOTE.info()[3]

@@ -532,7 +532,7 @@ def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | 
     if fields is not None:
         stats.paired, stats.proper = len(batch), int(fields.proper.sum())
     if opts.neural:
-        stats.device = model_device(opts.weights_dir)
+        stats.device = model_device()
     return format_sam(batch, res, index, opts.read_group_id, fields), stats, model, samples
 
 

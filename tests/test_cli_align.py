@@ -193,6 +193,20 @@ def test_processes_read_odd_input_as_one_process_does(data_dir, tmp_path, kind, 
         assert error == [line for line in one.stderr.splitlines() if line.startswith("neuromap: error:")]
 
 
+@pytest.mark.parametrize("mates", [False, True])
+def test_processes_bad_files_leave_no_output(data_dir, tmp_path, mates):
+    """--processes reads its input in its own way (fastq_batches, fastq_pair_batches): a truncated
+    gzip stream or a missing file is the same one-line error, and -o is not written."""
+    cut = tmp_path / "cut.fq.gz"
+    cut.write_bytes(gzip.compress((data_dir / "reads.fq").read_bytes())[:150_000])
+    out = tmp_path / "out.bam"
+    for bad, needle in ((cut, "corrupt or truncated gzip"), (tmp_path / "nope.fq", "no such file")):
+        files = [bad, data_dir / "reads_2.fq"] if mates else [bad]
+        res = run_cli(["align", "-t", "2", "--processes", "-o", out, data_dir / "ref.fa", *files])
+        assert_clean_error(res, bad.name, needle)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.fq.gz"]
+
+
 def test_sam_output_file(data_dir, tmp_path):
     out = tmp_path / "out.sam"
     res = run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "-o", out])

@@ -369,13 +369,15 @@ def parse_raw(raw: RawBatch) -> list[Record]:
     lines = raw.data.split(b"\n")
     lines.pop()  # after the last newline
     records = _fast_records(lines)
-    return list(_strict_records(raw)) if records is None else records
+    return list(_strict_records(raw, lines)) if records is None else records
 
 
-def _strict_records(raw: RawBatch) -> Iterator[Record]:
-    """The records of a RawBatch from the line-by-line parser, one at a time."""
-    lines = raw.data.split(b"\n")
-    lines.pop()
+def _strict_records(raw: RawBatch, lines: list[bytes] | None = None) -> Iterator[Record]:
+    """The records of a RawBatch (split into `lines` already, if given) from the line-by-line
+    parser, one at a time."""
+    if lines is None:
+        lines = raw.data.split(b"\n")
+        lines.pop()
     return _parse_fastq(_Resume([line + b"\n" for line in lines], io.BytesIO()), raw.label, None, raw.lineno, raw.recno)
 
 
