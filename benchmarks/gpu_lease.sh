@@ -115,8 +115,8 @@ recipe() {
         F) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --num-heads 1 --max-error-rate 0.02 --max-snp-rate 0.002" ;;
         # F, twice as wide
         G) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --num-heads 1 --max-error-rate 0.02 --max-snp-rate 0.002 --embedding-dim 64" ;;
-        # F with two cross-attention blocks each way
-        H) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --num-heads 1 --max-error-rate 0.02 --max-snp-rate 0.002 --num-layers 2" ;;
+        # J with two cross-attention blocks each way
+        H) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --num-heads 1 --max-error-rate 0.02 --max-snp-rate 0.002 --base-identity --position-smoothing 0.02 --num-layers 2" ;;
         # F with a learned base-identity term in the scoring logits (on 2 CPU cores, 2800 x 64 reads: no better than C)
         I) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --num-heads 1 --max-error-rate 0.02 --max-snp-rate 0.002 --base-identity" ;;
         # I with the start-position target nearly all on the true start (0.2 spread on the
@@ -124,9 +124,14 @@ recipe() {
         # per-base identity term)
         J) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --num-heads 1 --max-error-rate 0.02 --max-snp-rate 0.002 --base-identity --position-smoothing 0.02" ;;
         # J as a fine-tune of the shipped model (what 2 CPU cores could do: CARD.md)
-        K) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --max-error-rate 0.02 --max-snp-rate 0.002 --base-identity --position-smoothing 0.02 --init-from shipped --lr 5e-4" ;;
+        K) echo "--windows-per-read 6 --near-paralog 0.003 0.02 --min-read-length 100 --max-error-rate 0.02 --max-snp-rate 0.002 --base-identity --position-smoothing 0.02 --init-from shipped --lr 5e-4 $GENOMES" ;;
     esac
 }
+# Real genomes for the fine-tune (K), when benchmarks/debian_genomes.sh has fetched them here (the GPU
+# machine reaches no package registry: carry benchmarks/work/genomes).
+GENOMES=""
+for g in benchmarks/work/genomes/*.fa; do [ -f "$g" ] && GENOMES="$GENOMES --genome $g"; done
+[ -n "$GENOMES" ] && GENOMES="$GENOMES --genome-fraction 0.5"
 TRAININGS=()
 for m in $MODELS; do
     "$PY" -m neuromap train -o "$WORK/model-$m" "${COMMON[@]}" $(recipe $m) > "$WORK/train-$m.log" 2>&1 &
