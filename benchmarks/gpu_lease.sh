@@ -6,7 +6,8 @@
 #   SMALL=1 bash benchmarks/gpu_lease.sh    # the same phases at toy sizes (a CPU check of the script)
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
-#   (PROCESSES=0 leaves out the rows of `neuromap align --processes`)
+#   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile)
 #
 # Needs jax (with its CUDA plugin), flax, optax, numpy, numba, click, tqdm where it runs; pysam is
 # installed from .whl/ and minimap2 / bwa are taken from .bin/ when those folders are there (the GPU
@@ -31,10 +32,13 @@ THREADS=${THREADS:-16}
 TRAIN_SECONDS=${TRAIN_SECONDS:-150}
 if [ "$SMALL" = 1 ]; then BATCH=8; SE_READS=4000; PE_PAIRS=2000; SIZE=500000; PROFILE_READS=2000; MODEL_READS=64; MODEL_BUCKETS=64; CAL_READS=500; CAL_SIZE=200000
 else BATCH=128; SE_READS=400000; PE_PAIRS=100000; SIZE=5000000; PROFILE_READS=20000; MODEL_READS=2048; MODEL_BUCKETS="1024 4096"; CAL_READS=20000; CAL_SIZE=1000000; fi
+SE_READS=${SE_OVERRIDE:-$SE_READS}; PE_PAIRS=${PE_OVERRIDE:-$PE_PAIRS}  # other input sizes
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 [ -d .bin ] && export PATH="$PWD/.bin:$PATH"
 WORK=${WORK:-/tmp/neuromap-gpu-work}
+ROWS=" ${ROWS:-model se pe scaling profile} "
+wants() { [[ "$ROWS" == *" $1 "* ]]; }
 rm -rf "$WORK"; mkdir -p "$WORK"
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
@@ -139,10 +143,14 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
-    PREPARATIONS+=($!)
-    "$PY" benchmarks/bench_pe.py --prepare-only --size "$SIZE" --pairs "$PE_PAIRS" --workdir "$WORK/pe" &
-    PREPARATIONS+=($!)
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile; then
+        "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
+        PREPARATIONS+=($!)
+    fi
+    if wants pe; then
+        "$PY" benchmarks/bench_pe.py --prepare-only --size "$SIZE" --pairs "$PE_PAIRS" --workdir "$WORK/pe" &
+        PREPARATIONS+=($!)
+    fi
 fi
 [ ${#TRAININGS[@]} -gt 0 ] && wait "${TRAININGS[@]}"
 for m in $MODELS; do echo "-- model $m: neuromap train ${COMMON[*]} $(recipe $m)"; cat "$WORK/train-$m.log"; done
@@ -171,16 +179,16 @@ fi
 [ "${BENCH:-1}" = 1 ] || { stamp "done (no benchmarks asked for)"; exit 0; }
 
 stamp "phase 4: benchmarks"
-[ "${BF16:-1}" = 1 ] && timeout 120 "$PY" benchmarks/bench_model.py --reads "$MODEL_READS" --buckets $MODEL_BUCKETS > "$OUT/RESULTS-gpu-model.md"; cat "$OUT/RESULTS-gpu-model.md"
+[ "${BF16:-1}" = 1 ] && wants model && timeout 120 "$PY" benchmarks/bench_model.py --reads "$MODEL_READS" --buckets $MODEL_BUCKETS > "$OUT/RESULTS-gpu-model.md" && cat "$OUT/RESULTS-gpu-model.md"
 EXTRA_ROWS=(); [ "${BF16:-1}" = 1 ] && EXTRA_ROWS=(--bf16)
 [ "${PROCESSES:-1}" = 1 ] && EXTRA_ROWS+=(--processes)  # rows with `align --processes` too
-timeout 300 "$PY" benchmarks/bench_se.py --reuse-data "${EXTRA_ROWS[@]}" --size "$SIZE" --reads "$SE_READS" --threads "$THREADS" --workdir "$WORK/se" \
-    > "$OUT/RESULTS-gpu-se.md"; head -20 "$OUT/RESULTS-gpu-se.md"
-timeout 300 "$PY" benchmarks/bench_pe.py --reuse-data "${EXTRA_ROWS[@]}" --size "$SIZE" --pairs "$PE_PAIRS" --threads "$THREADS" --workdir "$WORK/pe" \
-    > "$OUT/RESULTS-gpu-pe.md"; head -20 "$OUT/RESULTS-gpu-pe.md"
+wants se && timeout 300 "$PY" benchmarks/bench_se.py --reuse-data "${EXTRA_ROWS[@]}" --size "$SIZE" --reads "$SE_READS" --threads "$THREADS" --workdir "$WORK/se" \
+    > "$OUT/RESULTS-gpu-se.md" && head -20 "$OUT/RESULTS-gpu-se.md"
+wants pe && timeout 300 "$PY" benchmarks/bench_pe.py --reuse-data "${EXTRA_ROWS[@]}" --size "$SIZE" --pairs "$PE_PAIRS" --threads "$THREADS" --workdir "$WORK/pe" \
+    > "$OUT/RESULTS-gpu-pe.md" && head -20 "$OUT/RESULTS-gpu-pe.md"
 # Throughput as the input grows 5 x (the SE reads repeated, renamed), neuromap with worker processes
-[ "${PROCESSES:-1}" = 1 ] && timeout 300 "$PY" benchmarks/bench_memory.py --processes --from "$WORK/se/reads.fq" --reads "$SE_READS" $((5 * SE_READS)) \
-    --threads "$THREADS" --workdir "$WORK/se" > "$OUT/RESULTS-gpu-scaling.md"; cat "$OUT/RESULTS-gpu-scaling.md"
-timeout 120 "$PY" benchmarks/profile_align.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --neural \
-    > "$OUT/RESULTS-gpu-profile.md"; cat "$OUT/RESULTS-gpu-profile.md"
+[ "${PROCESSES:-1}" = 1 ] && wants scaling && timeout 300 "$PY" benchmarks/bench_memory.py --processes --from "$WORK/se/reads.fq" --reads "$SE_READS" $((5 * SE_READS)) \
+    --threads "$THREADS" --workdir "$WORK/se" > "$OUT/RESULTS-gpu-scaling.md" && cat "$OUT/RESULTS-gpu-scaling.md"
+wants profile && timeout 120 "$PY" benchmarks/profile_align.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --neural \
+    > "$OUT/RESULTS-gpu-profile.md" && cat "$OUT/RESULTS-gpu-profile.md"
 stamp "done"
