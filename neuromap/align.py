@@ -354,7 +354,19 @@ def _traceback_kernel(trace, end_row, end_slot, pairs, query, target, qlen, lett
 
 
 def _strings(buf: np.ndarray, lengths: np.ndarray) -> list[str]:
-    return [buf[r, :k].tobytes().decode("ascii") for r, k in enumerate(lengths.tolist())]
+    """Row r's first lengths[r] bytes (ASCII, no newline) as a str, for every row: the rows are
+    cut, joined by newlines and split again in one pass each, not one bytes object per row."""
+    n = len(lengths)
+    if n == 0:
+        return []
+    lengths = np.asarray(lengths, dtype=np.int64)
+    width = int(lengths.max())
+    rows = np.arange(n)
+    text = np.empty((n, width + 1), dtype=np.uint8)
+    text[:, :width] = buf[:, :width]
+    text[rows, lengths] = 10  # a newline after each row's text
+    keep = np.arange(width + 1)[None, :] <= lengths[:, None]
+    return text[keep].tobytes().decode("ascii").split("\n")[:-1]
 
 
 def traceback(dp: DPResult, pairs: np.ndarray, query: np.ndarray, target: np.ndarray, qlen: np.ndarray) -> Alignment:

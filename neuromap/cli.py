@@ -102,7 +102,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     """
     from neuromap.align import Scoring
     from neuromap.index import open_index
-    from neuromap.io.fastx import fastq_batches, fastq_pair_batches, read_fastx, read_interleaved, read_pairs
+    from neuromap.io.fastx import fastq_batches, fastq_pair_batches
     from neuromap.io.sam import SamSink, header_text, parse_read_group
     from neuromap.pairing import parse_insert
     from neuromap.pipeline import AlignOptions, RunStats, align_records
@@ -155,12 +155,10 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         with tqdm(disable=not show_bar, unit=" reads", file=sys.stderr, desc="aligning", dynamic_ncols=True) as bar:
             # The header goes out with the first batch, so input that is bad from its first record
             # leaves no SAM at all, not even on stdout.
-            records, batches = (), None
-            if processes and threads > 1:  # the worker processes parse the FASTQ: here it is only cut into batches
-                batches = (fastq_pair_batches(reads, mates, max(1, opts.batch_size // 2)) if mates or interleaved
-                           else fastq_batches(reads, opts.batch_size))
-            else:
-                records = read_pairs(reads, mates) if mates else read_interleaved(reads) if interleaved else read_fastx(reads)
+            # The FASTQ is only cut into batches of whole records here; the workers (threads or
+            # processes) parse their own, with the same checks and errors as a record-by-record read.
+            batches = (fastq_pair_batches(reads, mates, max(1, opts.batch_size // 2)) if mates or interleaved
+                       else fastq_batches(reads, opts.batch_size))
 
             def on_insert(model, samples):
                 if progress is not False:
@@ -168,7 +166,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
                         f"too few uniquely placed pairs ({samples}) to estimate the insert size; mates placed on their own (give -I)")
                     tqdm.write(f"neuromap: {note}", file=sys.stderr)
 
-            for text, figures in align_records(records, idx, opts, on_insert, batches):
+            for text, figures in align_records((), idx, opts, on_insert, batches):
                 sink.write(header + text)
                 header = ""
                 totals.add(figures)

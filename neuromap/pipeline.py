@@ -25,7 +25,7 @@ import numpy as np
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
 from neuromap.errors import Terminated
 from neuromap.index import Index, load_index
-from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, batched, make_batch, pack, parse_raw, parse_raw_pairs, unpack
+from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, batched, make_batch, pack, parse_raw_batch, parse_raw_pairs, unpack
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
 from neuromap.model import ModelServer, calibration_scale, max_window, model_device, score_pairs, use_remote
@@ -516,12 +516,10 @@ def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertM
 
 def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | None = None, samples: np.ndarray | None = None):
     """One batch: (SAM text, figures, insert model used, insert samples so far)."""
-    if isinstance(records, RawBatch):  # read, not yet parsed (fastx.fastq_batches)
-        records = parse_raw(records)
-    elif isinstance(records, RawPairs):  # (fastx.fastq_pair_batches)
+    if isinstance(records, RawPairs):  # read, not yet parsed (fastx.fastq_pair_batches)
         records = parse_raw_pairs(records)
     if not opts.paired:
-        batch = make_batch(records)
+        batch = parse_raw_batch(records) if isinstance(records, RawBatch) else make_batch(records)  # (fastx.fastq_batches)
         res = map_batch(batch, index, opts)
         fields = None
     else:
@@ -587,14 +585,13 @@ def _work_in_worker(packed, model=None, samples=None):
 def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert=None, batches: Iterable | None = None) -> Iterator[tuple[str, RunStats]]:
     """Yield (SAM text, figures) per batch, in input order. `records` are Records, or
     (mate 1, mate 2) tuples when `opts.paired`; or, instead of them, `batches` already cut to
-    `opts.batch_size` reads (fastx.fastq_batches, fastq_pair_batches: worker processes parse
-    them).
+    `opts.batch_size` reads (fastx.fastq_batches, fastq_pair_batches: the workers parse them).
 
     With threads > 1 the batches go to that many worker threads of this process. The heavy stages
     (sketch, seeding, DP, traceback, the network) are compiled code that releases the GIL, so
     threads scale and share one index, one copy of the compiled kernels and one JAX runtime.
-    Reading the input stays on the calling thread, ahead of the workers. At most 2 x threads
-    batches are in flight, which bounds memory.
+    The calling thread reads the input (or cuts it into batches) ahead of the workers. At most
+    2 x threads batches are in flight, which bounds memory.
 
     With `opts.processes` the workers are processes instead (spawned, so no device runtime is
     forked): the per-read Python of a batch (batching, SAM text, the pair posterior) holds the GIL,

@@ -257,3 +257,39 @@ def test_header_words_as_the_line_reader_splits_them(tmp_path):
         fastx._fast_records = original
     assert [r.name for r in fast] == ["r1", "r2", "r3", "r4", "r5", "r6", "r7"]
     assert [r.comment for r in fast][3:5] == ["c1 c2", "c3"]
+
+
+def _batch_outcome(path, batch_size, parse):
+    """Each batch of fastq_batches as (names, seqs, quals, codes, lengths) via `parse` on the
+    unparsed ones (make_batch on those parsed already), or the error."""
+    from neuromap.io.fastx import RawBatch, fastq_batches, make_batch
+
+    out = []
+    try:
+        for batch in fastq_batches(str(path), batch_size):
+            b = parse(batch) if isinstance(batch, RawBatch) else make_batch(batch)
+            out.append((b.names, b.seqs, b.quals, b.codes.tolist(), b.lengths.tolist(), str(b.lengths.dtype)))
+    except NeuromapError as exc:
+        out.append(str(exc))
+    return out
+
+
+@SETTINGS
+@given(fastq_records(), st.booleans(), st.data())
+def test_batch_parser_agrees_with_parsing_records(tmp_path, records, blank_lines, data):
+    """The workers' parser (parse_raw_batch: whole-batch checks, no Record per read) gives the
+    arrays and errors that parsing the records one by one and batching them gives, on valid,
+    changed and cut files, one-word and multi-word headers alike."""
+    from neuromap.io.fastx import make_batch, parse_raw, parse_raw_batch
+
+    if data.draw(st.booleans()):  # multi-word headers for some reads
+        records = [Record(r.name + (" c" if data.draw(st.booleans()) else ""), r.seq, r.qual, "") for r in records]
+    raw = bytearray(to_fastq(records, False, blank_lines))
+    if data.draw(st.booleans()):  # change one byte
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.sampled_from(b"@+\n\r \tACGTn!~.\x00\xff"))
+    if data.draw(st.booleans()):  # cut
+        raw = raw[: data.draw(st.integers(1, len(raw)))]
+    path = tmp_path / "r.fq"
+    path.write_bytes(bytes(raw))
+    size = data.draw(st.sampled_from([1, 3, 4000]))
+    assert _batch_outcome(path, size, parse_raw_batch) == _batch_outcome(path, size, lambda b: make_batch(parse_raw(b)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import itertools
+import operator
 import os
 import re
 import sys
@@ -61,23 +62,24 @@ def encode(seq: str) -> np.ndarray:
 
 
 def make_batch(records: list[Record]) -> ReadBatch:
-    lengths = np.fromiter((len(r.seq) for r in records), dtype=np.int32, count=len(records))
-    max_len = int(lengths.max()) if len(records) else 0
-    codes = np.full((len(records), max(max_len, 1)), N_CODE, dtype=np.uint8)
-    if len(records):
-        joined = "".join(r.seq for r in records).encode("ascii", "replace")
-        flat = BASE_CODE[np.frombuffer(joined, dtype=np.uint8)]
-        rows = np.repeat(np.arange(len(records)), lengths)
+    seqs = [r.seq for r in records]
+    lengths = np.fromiter(map(len, seqs), dtype=np.int32, count=len(seqs))
+    return ReadBatch(names=[r.name for r in records], seqs=seqs, quals=[r.qual for r in records],
+                     codes=_codes("".join(seqs), lengths), lengths=lengths)
+
+
+def _codes(joined: str, lengths: np.ndarray) -> np.ndarray:
+    """(reads, longest) base codes, N-padded, from the reads' sequences joined end to end."""
+    codes = np.full((len(lengths), max(int(lengths.max()) if len(lengths) else 0, 1)), N_CODE, dtype=np.uint8)
+    if len(lengths) and lengths.min() == codes.shape[1]:  # all one length (no empty read)
+        codes[:] = BASE_CODE[np.frombuffer(joined.encode("ascii", "replace"), dtype=np.uint8)].reshape(codes.shape)
+    elif len(lengths):
+        flat = BASE_CODE[np.frombuffer(joined.encode("ascii", "replace"), dtype=np.uint8)]
+        rows = np.repeat(np.arange(len(lengths)), lengths)
         starts = np.cumsum(lengths) - lengths
         cols = np.arange(len(flat)) - np.repeat(starts, lengths)
         codes[rows, cols] = flat
-    return ReadBatch(
-        names=[r.name for r in records],
-        seqs=[r.seq for r in records],
-        quals=[r.qual for r in records],
-        codes=codes,
-        lengths=lengths,
-    )
+    return codes
 
 
 def open_input(path: str) -> BinaryIO:
@@ -361,6 +363,48 @@ class RawBatch:
     recno: int  # records of the file before these
     lineno: int  # lines of the file before these
     n: int  # records
+
+
+def parse_raw_batch(raw: RawBatch) -> ReadBatch:
+    """`make_batch(parse_raw(raw))`, the same checks and result, without a Record per read in the
+    common case (whole 4-line records, one-word headers): the per-read Python of a worker."""
+    batch = _fast_batch(raw.data)
+    return make_batch(parse_raw(raw)) if batch is None else batch
+
+
+_HAS_SPACE = re.compile(r"\s")
+
+
+def _fast_batch(data: bytes) -> ReadBatch | None:
+    """_fast_records' checks, as whole-batch operations; None where it would look record by
+    record (or the strict parser would)."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if "\r" in text:
+        return None
+    rows = text.split("\n")
+    rows.pop()  # after the last newline
+    if len(rows) % 4:
+        return None
+    heads, seqs, pluses, quals = rows[0::4], rows[1::4], rows[2::4], rows[3::4]
+    joined_seqs, joined_heads = "".join(seqs), "".join(heads)
+    if not (_SEQ_OK.fullmatch(joined_seqs) and _QUAL_OK.fullmatch("".join(quals))):
+        return None
+    n = len(heads)
+    if not (all(map(str.startswith, heads, itertools.repeat("@", n))) and all(map(str.startswith, pluses, itertools.repeat("+", n)))):
+        return None
+    lengths = np.fromiter(map(len, seqs), dtype=np.int32, count=n)
+    head_lengths = np.fromiter(map(len, heads), dtype=np.int64, count=n)
+    if not np.array_equal(lengths, np.fromiter(map(len, quals), dtype=np.int32, count=n)):
+        return None
+    # Names: one word each, no surrounding space (else the record-by-record path splits off the
+    # comment), 1 to MAX_NAME characters after the "@".
+    if _HAS_SPACE.search(joined_heads) or (n and (head_lengths.min() < 2 or head_lengths.max() > MAX_NAME + 1)):
+        return None
+    names = list(map(operator.itemgetter(slice(1, None)), heads))
+    return ReadBatch(names=names, seqs=seqs, quals=quals, codes=_codes(joined_seqs, lengths), lengths=lengths)
 
 
 def parse_raw(raw: RawBatch) -> list[Record]:
