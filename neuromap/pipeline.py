@@ -25,7 +25,7 @@ import numpy as np
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
 from neuromap.errors import Terminated
 from neuromap.index import Index, load_index
-from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, batched, make_batch, pack, parse_raw_batch, parse_raw_pairs, unpack
+from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, batched, make_batch, pack, parse_raw_batch, parse_raw_pairs_batch, unpack
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
 from neuromap.model import ModelServer, calibration_scale, max_window, model_device, score_pairs, use_remote
@@ -516,14 +516,14 @@ def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertM
 
 def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | None = None, samples: np.ndarray | None = None):
     """One batch: (SAM text, figures, insert model used, insert samples so far)."""
-    if isinstance(records, RawPairs):  # read, not yet parsed (fastx.fastq_pair_batches)
-        records = parse_raw_pairs(records)
+    # Batches not yet parsed come from fastx.fastq_batches (RawBatch) and fastq_pair_batches (RawPairs).
     if not opts.paired:
-        batch = parse_raw_batch(records) if isinstance(records, RawBatch) else make_batch(records)  # (fastx.fastq_batches)
+        batch = parse_raw_batch(records) if isinstance(records, RawBatch) else make_batch(records)
         res = map_batch(batch, index, opts)
         fields = None
     else:
-        batch = make_batch([r1 for r1, _ in records] + [r2 for _, r2 in records])
+        batch = (parse_raw_pairs_batch(records) if isinstance(records, RawPairs)
+                 else make_batch([r1 for r1, _ in records] + [r2 for _, r2 in records]))
         res, model, samples = map_pairs(batch, index, opts, model, np.zeros(0, np.int64) if samples is None else samples)
         fields = pair_fields(res, model)
     stats = RunStats(len(batch), int(res.mapped.sum()), int((res.mapped & (res.mapq >= 30)).sum()), int(batch.lengths.sum()))

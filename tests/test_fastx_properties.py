@@ -293,3 +293,50 @@ def test_batch_parser_agrees_with_parsing_records(tmp_path, records, blank_lines
     path.write_bytes(bytes(raw))
     size = data.draw(st.sampled_from([1, 3, 4000]))
     assert _batch_outcome(path, size, parse_raw_batch) == _batch_outcome(path, size, lambda b: make_batch(parse_raw(b)))
+
+
+@SETTINGS
+@given(fastq_records(), fastq_records(), st.booleans(), st.data())
+def test_pair_batch_parser_agrees_with_parsing_pairs(tmp_path, records1, records2, interleaved, data):
+    """parse_raw_pairs_batch gives the arrays (mates 1 then mates 2, names without /1 and /2) and
+    the errors of parsing the pairs record by record, for two files and for one interleaved file,
+    with mate names that agree, carry /1 and /2, or differ, and files changed or cut."""
+    from neuromap.io.fastx import RawPairs, fastq_pair_batches, make_batch, parse_raw_pairs, parse_raw_pairs_batch
+
+    n = min(len(records1), len(records2))
+    suffix = data.draw(st.sampled_from(["", "/1 /2", "differ"]))
+    mates1, mates2 = [], []
+    for r1, r2 in zip(records1[:n], records2[:n]):
+        name2 = r1.name if suffix != "differ" or data.draw(st.booleans()) else r1.name + "x"
+        mates1.append(Record(r1.name + ("/1" if suffix == "/1 /2" else ""), r1.seq, r1.qual, ""))
+        mates2.append(Record(name2 + ("/2" if suffix == "/1 /2" else ""), r2.seq, r2.qual, ""))
+    if interleaved:
+        files = [bytearray(to_fastq([r for pair in zip(mates1, mates2) for r in pair]))]
+    else:
+        files = [bytearray(to_fastq(mates1)), bytearray(to_fastq(mates2))]
+    k = data.draw(st.integers(0, len(files) - 1))
+    if data.draw(st.booleans()):  # change one byte of one file
+        files[k][data.draw(st.integers(0, len(files[k]) - 1))] = data.draw(st.sampled_from(b"@+\n ACGT!/12"))
+    if data.draw(st.booleans()):  # cut one file
+        files[k] = files[k][: data.draw(st.integers(1, len(files[k])))]
+    paths = []
+    for i, content in enumerate(files):
+        paths.append(tmp_path / f"r{i}.fq")
+        paths[-1].write_bytes(bytes(content))
+    size = data.draw(st.sampled_from([1, 2, 2000]))
+
+    def outcome(parse):
+        out = []
+        try:
+            for batch in fastq_pair_batches(str(paths[0]), str(paths[1]) if len(paths) > 1 else None, size):
+                b = parse(batch) if isinstance(batch, RawPairs) else make_batch([r1 for r1, _ in batch] + [r2 for _, r2 in batch])
+                out.append((b.names, b.seqs, b.quals, b.codes.tolist(), b.lengths.tolist(), str(b.lengths.dtype)))
+        except NeuromapError as exc:
+            out.append(str(exc))
+        return out
+
+    def by_records(raw):
+        pairs = parse_raw_pairs(raw)
+        return make_batch([r1 for r1, _ in pairs] + [r2 for _, r2 in pairs])
+
+    assert outcome(parse_raw_pairs_batch) == outcome(by_records)
