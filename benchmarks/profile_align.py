@@ -4,7 +4,8 @@
     python benchmarks/profile_align.py GENOME.fa READS.fq [--reads 20000] [--neural]
 
 Times each stage of `pipeline.map_batch` on the same batches (parse, seed, windows, ungapped
-screen, DP, traceback/formatting) and prints seconds and shares. Run after bench_se.py, on its
+screen, DP, traceback/formatting) and prints seconds and shares. --reads is rounded up to
+whole batches of 4,000. Run after bench_se.py, on its
 work/genome.fa and work/reads.fq.
 """
 
@@ -22,7 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from neuromap.index import open_index  # noqa: E402
-from neuromap.io.fastx import batched, make_batch, read_fastx  # noqa: E402
+from neuromap.io.fastx import RawBatch, fastq_batches, make_batch, parse_raw_batch  # noqa: E402
 from neuromap.model import device_name  # noqa: E402
 from neuromap.pipeline import AlignOptions, format_sam, map_batch  # noqa: E402
 
@@ -33,7 +34,8 @@ STAGES = {
     "banded DP": ("neuromap/align.py", "banded_align"),
     "traceback (CIGAR, MD, NM)": ("neuromap/align.py", "traceback"),
     "SAM formatting": ("neuromap/pipeline.py", "format_sam"),
-    "FASTQ parsing + batching": ("neuromap/io/fastx.py", "batched"),
+    "FASTQ cut into batches (the calling thread)": ("neuromap/io/fastx.py", "_raw_batches"),
+    "FASTQ parsing (the workers)": ("neuromap/io/fastx.py", "parse_raw_batch"),
     "network (NeuralReadMapper on the device, with --neural)": ("neuromap/model.py", "_score_distinct"),
 }
 
@@ -48,19 +50,17 @@ def main() -> None:
     index = open_index(args.genome)
     opts = AlignOptions(neural=args.neural)
 
-    def run():
-        for recs in batched(itertools.islice(read_fastx(args.reads), args.n), opts.batch_size):
-            batch = make_batch(recs)
+    def run(n_reads, batch_size):  # as `align` reads FASTQ: cut into batches, each parsed by its worker
+        for raw in itertools.islice(fastq_batches(args.reads, batch_size), -(-n_reads // batch_size)):
+            batch = parse_raw_batch(raw) if isinstance(raw, RawBatch) else make_batch(raw)
             format_sam(batch, map_batch(batch, index, opts), index, None)
 
     # Load the compiled kernels (numba's on-disk cache, or compile them) and, with --neural, JAX
     # and the model, outside the measurement.
-    for recs in batched(itertools.islice(read_fastx(args.reads), 500), 500):
-        batch = make_batch(recs)
-        format_sam(batch, map_batch(batch, index, opts), index, None)
+    run(500, 500)
     prof = cProfile.Profile()
     start = time.perf_counter()
-    prof.runcall(run)
+    prof.runcall(run, args.n, opts.batch_size)
     total = time.perf_counter() - start
     stats = pstats.Stats(prof, stream=io.StringIO())
     cumulative = {}
