@@ -44,6 +44,16 @@ def write_cut(tmp_path, name, raw, data, lowest):
     return path, cut
 
 
+def changed_or_cut(data, raw: bytes, changes: bytes) -> bytes:
+    """`raw`, maybe with one byte changed to one of `changes`, maybe cut at a drawn length."""
+    raw = bytearray(raw)
+    if data.draw(st.booleans()):  # change one byte
+        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.sampled_from(changes))
+    if data.draw(st.booleans()):  # cut
+        raw = raw[: data.draw(st.integers(1, len(raw)))]
+    return bytes(raw)
+
+
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -221,13 +231,8 @@ def test_block_reader_agrees_with_the_line_reader(tmp_path, records, crlf, blank
     give the same records or the same error, whatever the block size."""
     from neuromap.io import fastx
 
-    raw = bytearray(to_fastq(records, crlf, blank_lines))
-    if data.draw(st.booleans()):  # change one byte
-        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.sampled_from(b"@+\n\r ACGT!~.\x00\xff"))
-    if data.draw(st.booleans()):  # cut
-        raw = raw[: data.draw(st.integers(1, len(raw)))]
     path = tmp_path / "r.fq"
-    path.write_bytes(bytes(raw))
+    path.write_bytes(changed_or_cut(data, to_fastq(records, crlf, blank_lines), b"@+\n\r ACGT!~.\x00\xff"))
     block, fast = fastx._BLOCK, fastx._fast_records
     try:
         fastx._fast_records = lambda lines: None  # always the line reader
@@ -284,13 +289,8 @@ def test_batch_parser_agrees_with_parsing_records(tmp_path, records, blank_lines
 
     if data.draw(st.booleans()):  # multi-word headers for some reads
         records = [Record(r.name + (" c" if data.draw(st.booleans()) else ""), r.seq, r.qual, "") for r in records]
-    raw = bytearray(to_fastq(records, False, blank_lines))
-    if data.draw(st.booleans()):  # change one byte
-        raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.sampled_from(b"@+\n\r \tACGTn!~.\x00\xff"))
-    if data.draw(st.booleans()):  # cut
-        raw = raw[: data.draw(st.integers(1, len(raw)))]
     path = tmp_path / "r.fq"
-    path.write_bytes(bytes(raw))
+    path.write_bytes(changed_or_cut(data, to_fastq(records, False, blank_lines), b"@+\n\r \tACGTn!~.\x00\xff"))
     size = data.draw(st.sampled_from([1, 3, 4000]))
     assert _batch_outcome(path, size, parse_raw_batch) == _batch_outcome(path, size, lambda b: make_batch(parse_raw(b)))
 
@@ -311,18 +311,15 @@ def test_pair_batch_parser_agrees_with_parsing_pairs(tmp_path, records1, records
         mates1.append(Record(r1.name + ("/1" if suffix == "/1 /2" else ""), r1.seq, r1.qual, ""))
         mates2.append(Record(name2 + ("/2" if suffix == "/1 /2" else ""), r2.seq, r2.qual, ""))
     if interleaved:
-        files = [bytearray(to_fastq([r for pair in zip(mates1, mates2) for r in pair]))]
+        files = [to_fastq([r for pair in zip(mates1, mates2) for r in pair])]
     else:
-        files = [bytearray(to_fastq(mates1)), bytearray(to_fastq(mates2))]
+        files = [to_fastq(mates1), to_fastq(mates2)]
     k = data.draw(st.integers(0, len(files) - 1))
-    if data.draw(st.booleans()):  # change one byte of one file
-        files[k][data.draw(st.integers(0, len(files[k]) - 1))] = data.draw(st.sampled_from(b"@+\n ACGT!/12"))
-    if data.draw(st.booleans()):  # cut one file
-        files[k] = files[k][: data.draw(st.integers(1, len(files[k])))]
+    files[k] = changed_or_cut(data, files[k], b"@+\n ACGT!/12")  # one of the files
     paths = []
     for i, content in enumerate(files):
         paths.append(tmp_path / f"r{i}.fq")
-        paths[-1].write_bytes(bytes(content))
+        paths[-1].write_bytes(content)
     size = data.draw(st.sampled_from([1, 2, 2000]))
 
     def outcome(parse):
