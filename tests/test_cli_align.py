@@ -175,22 +175,31 @@ def _odd_fastq(data_dir, kind: str) -> bytes:
                                   "bad-base-late", "bad-length-late", "truncated", "no-plus-late"])
 @pytest.mark.parametrize("gz", [False, True])
 def test_processes_read_odd_input_as_one_process_does(data_dir, tmp_path, kind, gz):
-    """With --processes the workers parse single-end FASTQ themselves (the main process only cuts
-    it into batches): every odd but valid input gives the same SAM as -t 1, and every bad one the
-    same one-line error (file, record, line), whichever batch it is in."""
+    """The workers parse single-end FASTQ themselves (the calling thread only cuts it into
+    batches): every odd but valid input gives the reads that the record-by-record reader
+    (read_fastx) gives, the same SAM with one worker and with worker processes, and every bad one
+    the reader's one-line error (file, record, line), whichever batch it is in."""
+    from neuromap.errors import NeuromapError
+    from neuromap.io.fastx import read_fastx
+
     data = _odd_fastq(data_dir, kind)
     reads = tmp_path / ("reads.fq.gz" if gz else "reads.fq")
     reads.write_bytes(gzip.compress(data) if gz else data)
+    try:
+        expected = [r.name for r in read_fastx(str(reads))]
+    except NeuromapError as exc:
+        expected = f"neuromap: error: {exc}"
     runs = [run_cli(["align", "--no-neural", *workers, "-K", "500", data_dir / "ref.fa", reads]) for workers in (["-t", "1"], ["-t", "2", "--processes"])]
     one, processes = runs
     assert one.returncode == processes.returncode
     if one.returncode == 0:
         assert records(one.stdout) == records(processes.stdout) and len(records(one.stdout)) == 3000 - (kind == "truncated")
+        assert [fields[0] for fields in records(one.stdout)] == expected
     else:
         assert kind.startswith(("bad", "truncated", "no-plus"))
         assert_clean_error(processes, "reads.fq")
         error = [line for line in processes.stderr.splitlines() if line.startswith("neuromap: error:")]
-        assert error == [line for line in one.stderr.splitlines() if line.startswith("neuromap: error:")]
+        assert error == [line for line in one.stderr.splitlines() if line.startswith("neuromap: error:")] == [expected]
 
 
 @pytest.mark.parametrize("mates", [False, True])

@@ -387,14 +387,24 @@ def _odd_pairs(data_dir, kind: str) -> tuple[bytes, bytes | None]:
 @pytest.mark.parametrize("kind", ["plain", "crlf-second", "name-mismatch-late", "second-shorter", "bad-base-second-late",
                                   "bad-both-mismatch-first", "interleaved", "interleaved-odd", "interleaved-mismatch-late"])
 def test_processes_read_odd_pairs_as_one_process_does(data_dir, tmp_path, kind):
-    """With --processes the workers parse and pair the mates themselves: the same SAM as -t 1
-    for valid input, and for bad input the same one-line error (the first one -t 1 meets)."""
+    """The workers parse and pair the mates themselves (the calling thread only cuts the files
+    into batches): the pairs that the record-by-record readers (read_pairs, read_interleaved)
+    give, the same SAM with one worker and with worker processes, and for bad input the readers'
+    one-line error (the first one they meet)."""
+    from neuromap.errors import NeuromapError
+    from neuromap.io.fastx import read_interleaved, read_pairs
+
     first, second = _odd_pairs(data_dir, kind)
     (tmp_path / "r1.fq").write_bytes(first)
     files = [tmp_path / "r1.fq"]
     if second is not None:
         (tmp_path / "r2.fq").write_bytes(second)
         files.append(tmp_path / "r2.fq")
+    try:
+        pairs = read_pairs(str(files[0]), str(files[1])) if second is not None else read_interleaved(str(files[0]))
+        expected = [name for r1, r2 in pairs for name in (r1.name, r2.name)]
+    except NeuromapError as exc:
+        expected = f"neuromap: error: {exc}"
     mode = [] if second is not None else ["-p"]
     runs = [run_cli(["align", "--no-neural", *mode, *workers, "-I", "400,50", "-K", "300", data_dir / "ref.fa", *files])
             for workers in (["-t", "1"], ["-t", "2", "--processes"])]
@@ -404,8 +414,8 @@ def test_processes_read_odd_pairs_as_one_process_does(data_dir, tmp_path, kind):
         assert kind in ("plain", "crlf-second", "interleaved")
         assert processes.stdout.split("\n@PG")[0] == one.stdout.split("\n@PG")[0]
         assert [l for l in processes.stdout.splitlines() if l[:1] != "@"] == [l for l in one.stdout.splitlines() if l[:1] != "@"]
-        assert len([l for l in one.stdout.splitlines() if l[:1] != "@"]) == 2000
+        assert [l.split("\t")[0] for l in one.stdout.splitlines() if l[:1] != "@"] == expected and len(expected) == 2000
     else:
         error = [line for line in processes.stderr.splitlines() if line.startswith("neuromap: error:")]
         assert len(error) == 1 and "Traceback" not in processes.stderr
-        assert error == [line for line in one.stderr.splitlines() if line.startswith("neuromap: error:")]
+        assert error == [line for line in one.stderr.splitlines() if line.startswith("neuromap: error:")] == [expected]
