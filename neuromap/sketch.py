@@ -59,30 +59,42 @@ def _hash_rows(codes, k, hashes, is_reverse):
 
 
 @kernel
+def _running_extremes(values, n, width, take_max, forward, backward):
+    """Within each block of `width` values: forward[j] the extreme of the block's values up to j,
+    backward[j] from j to the block's end. The extreme of values[t .. t + width - 1] is then
+    that of backward[t] and forward[t + width - 1] (van Herk / Gil-Werman)."""
+    for start in range(0, n, width):
+        stop = min(start + width, n)
+        forward[start] = values[start]
+        for j in range(start + 1, stop):
+            forward[j] = max(forward[j - 1], values[j]) if take_max else min(forward[j - 1], values[j])
+        backward[stop - 1] = values[stop - 1]
+        for j in range(stop - 2, start - 1, -1):
+            backward[j] = max(backward[j + 1], values[j]) if take_max else min(backward[j + 1], values[j])
+
+
+@kernel
 def _select(hashes, w, selected):
-    """selected[r, m]: k-mer m is the smallest of some window of `width` consecutive k-mers."""
+    """selected[r, m]: k-mer m is the smallest of some window of `width` consecutive k-mers.
+
+    Every window containing m has a minimum <= m's hash; m is selected when the largest of those
+    minima is its hash. Both sliding extremes (the windows' minima, then the largest minimum over
+    the windows that contain each k-mer) cost O(1) per k-mer (`_running_extremes`)."""
     rows, n_kmers = hashes.shape
     width = min(w, n_kmers)
     n_windows = n_kmers - width + 1
-    window_min = np.empty(n_windows, np.uint64)
+    forward = np.empty(n_kmers + 2 * width, np.uint64)
+    backward = np.empty(n_kmers + 2 * width, np.uint64)
+    # The windows' minima, with (width - 1) zeros each side: zeros never win a maximum.
+    padded = np.zeros(n_windows + 2 * (width - 1), np.uint64)
     for r in range(rows):
-        for s in range(n_windows):
-            v = hashes[r, s]
-            for t in range(s + 1, s + width):
-                if hashes[r, t] < v:
-                    v = hashes[r, t]
-            window_min[s] = v
-        for m in range(n_kmers):
-            h = hashes[r, m]
-            if h == INVALID_HASH:
-                selected[r, m] = False
-                continue
-            # Every window containing m has a minimum <= h; m is selected when the largest is h.
-            v = _U0
-            for s in range(max(0, m - width + 1), min(m, n_windows - 1) + 1):
-                if window_min[s] > v:
-                    v = window_min[s]
-            selected[r, m] = v == h
+        h = hashes[r]
+        _running_extremes(h, n_kmers, width, False, forward, backward)
+        for t in range(n_windows):  # the window of k-mers t .. t + width - 1
+            padded[width - 1 + t] = min(backward[t], forward[t + width - 1])
+        _running_extremes(padded, len(padded), width, True, forward, backward)
+        for m in range(n_kmers):  # the windows containing k-mer m: padded[m .. m + width - 1]
+            selected[r, m] = (max(backward[m], forward[m + width - 1]) == h[m]) & (h[m] != INVALID_HASH)
 
 
 def kmer_hashes(codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
