@@ -171,15 +171,30 @@ def ungapped(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: in
     keeping it), so their DP can be skipped. Other shifts in the band could at best tie, which
     happens only inside tandem repeats.
     """
-    width = query.shape[1]
-    diag = target[:, margin : margin + width]
-    inside = np.arange(width)[None, :] < qlen[:, None]
-    s = sc.table()[query, diag]
-    score = np.where(inside, s, 0).sum(axis=1)
-    mism = (inside & (query < 4) & (diag < 4) & (query != diag)).sum(axis=1)
-    off = (inside & (diag == PAD_CODE)).any(axis=1)
+    n = len(qlen)
+    score = np.empty(n, dtype=np.int64)
+    mism = np.empty(n, dtype=np.int64)
+    off = np.empty(n, dtype=np.bool_)
+    if n:
+        _ungapped_kernel(np.ascontiguousarray(query, dtype=np.uint8), np.asarray(qlen, dtype=np.int64), np.ascontiguousarray(target, dtype=np.uint8),
+                         margin, sc.table(), PAD_CODE, score, mism, off)
     exact = (mism <= 1) & ~off & (sc.gap_open + sc.gap_extend > sc.mismatch + sc.match) & (sc.clip >= sc.match)
     return score, exact
+
+
+@kernel
+def _ungapped_kernel(query, qlen, target, margin, table, pad_code, score, mism, off):
+    """Per pair, along the diagonal `margin`: the summed substitution scores, the mismatches
+    between A/C/G/T bases, and whether any read base lies off the contig."""
+    width = min(query.shape[1], target.shape[1] - margin)
+    for p in range(query.shape[0]):
+        total, mismatches, outside = 0, 0, False
+        for j in range(min(qlen[p], width)):
+            x, t = query[p, j], target[p, margin + j]
+            total += table[x, t]
+            mismatches += (x < 4) & (t < 4) & (x != t)
+            outside |= t == pad_code
+        score[p], mism[p], off[p] = total, mismatches, outside
 
 
 def ungapped_description(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int):

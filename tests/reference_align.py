@@ -12,6 +12,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from dataclasses import dataclass
 
 from neuromap.align import NEG, Alignment, Scoring
+from neuromap.index import PAD_CODE
 
 
 @dataclass
@@ -200,3 +201,16 @@ def ungapped_description_numpy(query: np.ndarray, qlen: np.ndarray, target: np.n
         md.append(str(length - last))
         mds.append("".join(md))
     return cigars, mds, nm
+
+
+def ungapped_numpy(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int, sc: Scoring):
+    """Score along the diagonal `margin` without gaps: (score, exact) as neuromap.align.ungapped."""
+    width = query.shape[1]
+    diag = target[:, margin : margin + width]
+    inside = np.arange(width)[None, :] < qlen[:, None]
+    s = sc.table()[query, diag]
+    score = np.where(inside, s, 0).sum(axis=1)
+    mism = (inside & (query < 4) & (diag < 4) & (query != diag)).sum(axis=1)
+    off = (inside & (diag == PAD_CODE)).any(axis=1)
+    exact = (mism <= 1) & ~off & (sc.gap_open + sc.gap_extend > sc.mismatch + sc.match) & (sc.clip >= sc.match)
+    return score, exact

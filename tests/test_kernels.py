@@ -8,12 +8,12 @@ hashes) the kernels must give the same scores, ends, CIGARs, MDs, NMs and minimi
 import numpy as np
 import pytest
 
-from neuromap.align import Scoring, banded_align, traceback, ungapped_description
+from neuromap.align import Scoring, banded_align, traceback, ungapped, ungapped_description
 from neuromap.index import open_index
 from neuromap.io.fastx import make_batch, read_fastx
 from neuromap.seed import SeedParams, find_candidates
 from neuromap.sketch import kmer_hashes, sketch_rows, sketch_sequence
-from reference_align import banded_align_numpy, traceback_numpy, ungapped_description_numpy
+from reference_align import banded_align_numpy, traceback_numpy, ungapped_description_numpy, ungapped_numpy
 from reference_seed import find_candidates_numpy
 from reference_sketch import kmer_hashes_numpy, sketch_rows_numpy
 
@@ -52,6 +52,26 @@ def test_dp_and_traceback_match_the_numpy_original(seed):
     assert np.array_equal(x.nm, y.nm)
     assert np.array_equal(x.ref_start, y.ref_start) and np.array_equal(x.ref_end, y.ref_end)
     assert sum(c.count("I") + c.count("D") for c in x.cigar) > 0  # gaps were exercised
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_ungapped_screen_matches_the_numpy_original(seed):
+    """Scores along the diagonal and which pairs the DP may skip: substitutions, Ns, indels,
+    off-contig padding, reads shorter than their row, other scoring."""
+    rng = np.random.default_rng(300 + seed)
+    rows, margin = int(rng.integers(20, 160)), int(rng.integers(0, 20))
+    q, t, qlen = _pairs(rng, 200, rows, margin)
+    clean = np.flatnonzero(rng.random(len(q)) < 0.3)  # on the contig, the read as its diagonal, then 0-2 substitutions
+    t[clean] = np.where(t[clean] == 5, 0, t[clean])
+    q[clean] = t[clean, margin : margin + rows]
+    for p in clean:
+        q[p, rng.integers(0, rows, int(rng.integers(0, 3)))] = rng.integers(0, 5)
+    t[rng.random(t.shape) < 0.005] = 4  # N in the reference
+    sc = Scoring() if seed % 2 else Scoring(match=1, mismatch=3, gap_open=5, gap_extend=1, clip=5)
+    score, exact = ungapped(q, qlen, t, margin, sc)
+    ref_score, ref_exact = ungapped_numpy(q, qlen, t, margin, sc)
+    assert np.array_equal(score, ref_score) and np.array_equal(exact, ref_exact)
+    assert exact.any() and not exact.all()
 
 
 @pytest.mark.parametrize("seed", range(20))
