@@ -214,3 +214,25 @@ def ungapped_numpy(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, marg
     off = (inside & (diag == PAD_CODE)).any(axis=1)
     exact = (mism <= 1) & ~off & (sc.gap_open + sc.gap_extend > sc.mismatch + sc.match) & (sc.clip >= sc.match)
     return score, exact
+
+
+_COMPLEMENT = np.array([3, 2, 1, 0, 4, 5], dtype=np.uint8)
+
+
+def reverse_complement_codes_numpy(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Reverse complement each row's first `length` codes; padding stays N (neuromap.windows)."""
+    n, width = codes.shape
+    src = lengths[:, None].astype(np.int64) - 1 - np.arange(width)[None, :]
+    inside = src >= 0
+    gathered = np.take_along_axis(codes, np.clip(src, 0, width - 1), axis=1)
+    return np.where(inside, _COMPLEMENT[gathered], 4).astype(np.uint8)
+
+
+def gather_windows_numpy(index, contig: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
+    """(P, width) reference codes from global `start`; positions outside the contig are PAD."""
+    cols = start[:, None] + np.arange(width)[None, :]
+    lo = index.contig_offsets[contig][:, None]
+    hi = lo + index.contig_lengths[contig][:, None]
+    inside = (cols >= lo) & (cols < hi)
+    safe = np.clip(cols, 0, len(index.seq) - 1)
+    return np.where(inside, index.seq[safe], PAD_CODE).astype(np.uint8)

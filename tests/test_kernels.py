@@ -13,7 +13,9 @@ from neuromap.index import open_index
 from neuromap.io.fastx import make_batch, read_fastx
 from neuromap.seed import SeedParams, find_candidates
 from neuromap.sketch import kmer_hashes, sketch_rows, sketch_sequence
-from reference_align import banded_align_numpy, traceback_numpy, ungapped_description_numpy, ungapped_numpy
+from neuromap.windows import gather_windows, oriented_reads, reverse_complement_codes
+from reference_align import (banded_align_numpy, gather_windows_numpy, reverse_complement_codes_numpy, traceback_numpy, ungapped_description_numpy,
+                             ungapped_numpy)
 from reference_seed import find_candidates_numpy
 from reference_sketch import kmer_hashes_numpy, sketch_rows_numpy
 
@@ -72,6 +74,26 @@ def test_ungapped_screen_matches_the_numpy_original(seed):
     ref_score, ref_exact = ungapped_numpy(q, qlen, t, margin, sc)
     assert np.array_equal(score, ref_score) and np.array_equal(exact, ref_exact)
     assert exact.any() and not exact.all()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_read_orientation_and_windows_match_the_numpy_original(seed, data_dir):
+    """Reads reverse-complemented (their padding stays N) and reference windows cut across
+    contig ends (PAD outside), as the numpy code they replaced gives them."""
+    rng = np.random.default_rng(400 + seed)
+    n, width = int(rng.integers(1, 60)), int(rng.integers(1, 200))
+    codes = rng.integers(0, 5, (n, width)).astype(np.uint8)
+    lengths = rng.integers(0, width + 1, n).astype(np.int32)
+    for r in range(n):
+        codes[r, lengths[r] :] = 4
+    rc = reverse_complement_codes_numpy(codes, lengths)
+    assert np.array_equal(reverse_complement_codes(codes, lengths), rc)
+    read, reverse = rng.integers(0, n, 80), rng.random(80) < 0.5
+    assert np.array_equal(oriented_reads(codes, lengths, read, reverse), np.where(reverse[:, None], rc[read], codes[read]))
+    index = open_index(str(data_dir / "ref.fa"))
+    contig = rng.integers(0, len(index.names), 100)
+    start = index.contig_offsets[contig] + rng.integers(-400, index.contig_lengths[contig] + 400)
+    assert np.array_equal(gather_windows(index, contig, start, width), gather_windows_numpy(index, contig, start, width))
 
 
 @pytest.mark.parametrize("seed", range(20))
