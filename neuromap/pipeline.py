@@ -415,18 +415,22 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
     order = range(n_reads) if pairs is None else [r for i in range(pairs.n) for r in (i, i + pairs.n)]
     # Python lists, not numpy scalars, in the per-read loop (it holds the GIL: keep it short).
     is_mapped, reverse, contig, position = res.mapped.tolist(), res.reverse.tolist(), res.contig.tolist(), res.pos.tolist()
-    mapq, nm, score, sub_score, p_correct = res.mapq.tolist(), res.nm.tolist(), res.score.tolist(), res.sub_score.tolist(), res.p_correct.tolist()
+    mapq, nm, score, sub_score = res.mapq.tolist(), res.nm.tolist(), res.score.tolist(), res.sub_score.tolist()
     proper, end = (pairs.proper.tolist(), pairs.end.tolist()) if pairs is not None else ([], [])
-    read_names, seqs, quals, cigars, mds = batch.names, batch.seqs, batch.quals, res.cigar, res.md
+    read_names, cigars, mds = batch.names, res.cigar, res.md
+    seqs, quals = _oriented_text(batch, res)
+    # P(correct) as text once per distinct value (bit for bit: -0.0 stays apart from 0.0), not
+    # once per read.
+    distinct, which = np.unique(res.p_correct.astype(np.float64).view(np.int64), return_inverse=True)
+    texts = [f"{v:.6g}" for v in distinct.view(np.float64).tolist()]
+    pc_text = [texts[i] for i in which.ravel().tolist()]
     for r in order:
-        seq = seqs[r] or "*"
-        qual = quals[r] or "*"
+        seq = seqs[r]
+        qual = quals[r]
         mapped = is_mapped[r]
         flag = 0 if mapped else 4
         if mapped and reverse[r]:
             flag |= 16
-            seq = reverse_complement(seq)
-            qual = qual[::-1] if qual != "*" else qual
         rname, pos = (names[contig[r]], position[r] + 1) if mapped else ("*", 0)
         rnext, pnext, tlen, mate_tags = "*", 0, 0, ""
         if pairs is not None:
@@ -458,9 +462,25 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
         out.append(
             f"{read_names[r]}\t{flag}\t{rname}\t{pos}\t{mapq[r]}\t{cigars[r]}"
             f"\t{rnext}\t{pnext}\t{tlen}\t{seq}\t{qual}\tNM:i:{nm[r]}\tMD:Z:{mds[r]}\tAS:i:{score[r]}{xs}"
-            f"\tpc:f:{p_correct[r]:.6g}{mate_tags}{rg}\n"
+            f"\tpc:f:{pc_text[r]}{mate_tags}{rg}\n"
         )
     return "".join(out)
+
+
+def _oriented_text(batch: ReadBatch, res: MappedBatch) -> tuple[list[str], list[str]]:
+    """SEQ and QUAL of every read as SAM writes them ("*" when empty or absent), reverse
+    complemented and reversed for reads mapped to the reverse strand: all of those in one
+    translate and one reversal of their joined text, not one call per read."""
+    seqs = [seq or "*" for seq in batch.seqs]
+    quals = [qual or "*" for qual in batch.quals]
+    rows = np.flatnonzero(res.mapped & res.reverse).tolist()
+    if rows:
+        # Reversing the newline-joined text reverses each read and their order; "*" stays "*".
+        flipped_seqs = reverse_complement("\n".join([seqs[r] for r in rows])).split("\n")[::-1]
+        flipped_quals = "\n".join([quals[r] for r in rows])[::-1].split("\n")[::-1]
+        for r, seq, qual in zip(rows, flipped_seqs, flipped_quals):
+            seqs[r], quals[r] = seq, qual
+    return seqs, quals
 
 
 @dataclass
