@@ -166,7 +166,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
                         f"too few uniquely placed pairs ({samples}) to estimate the insert size; mates placed on their own (give -I)")
                     tqdm.write(f"neuromap: {note}", file=sys.stderr)
 
-            for text, figures in align_records((), idx, opts, on_insert, batches):
+            for text, figures in align_records(batches, idx, opts, on_insert):
                 sink.write(header + text)
                 header = ""
                 totals.add(figures)

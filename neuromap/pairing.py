@@ -26,7 +26,7 @@ from neuromap.errors import NeuromapError
 from neuromap.index import Index
 from neuromap.mapq import tie_break
 from neuromap.seed import Candidates
-from neuromap.windows import gather_windows, reverse_complement_codes
+from neuromap.windows import gather_windows, oriented_reads
 
 MIN_PAIRS = 25  # confidently placed pairs needed to estimate the insert size
 MAX_INSERT = 10_000  # longer "inserts" of uniquely seeded mates are not fragments (SVs, chimeras)
@@ -213,8 +213,7 @@ def add_rescued(cands: Candidates, codes: np.ndarray, lengths: np.ndarray, n: in
     target = gather_windows(index, a_ctg, win_lo, width)
     # The rescued read lies on the strand opposite to its anchor.
     rev = ~a_rev
-    rc = reverse_complement_codes(codes[read], lengths[read])
-    query = np.where(rev[:, None], rc, codes[read])
+    query = oriented_reads(codes, lengths, read, rev)
     expect = np.where(a_rev, a_diag + a_len - int(model.mean), a_diag + int(model.mean) - r_len) - win_lo
     diag, votes = _vote(query, target, expect)
     task, h = np.nonzero(votes >= RESCUE_MIN_VOTES)

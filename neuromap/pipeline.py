@@ -25,7 +25,7 @@ import numpy as np
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
 from neuromap.errors import Terminated
 from neuromap.index import Index, load_index
-from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, batched, make_batch, pack, parse_raw_batch, parse_raw_pairs_batch, unpack
+from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, make_batch, pack, parse_raw_batch, parse_raw_pairs_batch, unpack
 from neuromap.io.sam import reverse_complement
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
 from neuromap.model import ModelServer, calibration_scale, max_window, model_device, score_pairs, use_remote
@@ -602,15 +602,16 @@ def _work_in_worker(packed, model=None, samples=None):
     return _work(records, index, opts, model, samples)
 
 
-def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert=None, batches: Iterable | None = None) -> Iterator[tuple[str, RunStats]]:
-    """Yield (SAM text, figures) per batch, in input order. `records` are Records, or
-    (mate 1, mate 2) tuples when `opts.paired`; or, instead of them, `batches` already cut to
-    `opts.batch_size` reads (fastx.fastq_batches, fastq_pair_batches: the workers parse them).
+def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert=None) -> Iterator[tuple[str, RunStats]]:
+    """Yield (SAM text, figures) per batch, in input order. `batches` hold `opts.batch_size` reads
+    (half as many pairs when `opts.paired`): as fastx.fastq_batches and fastq_pair_batches cut
+    them, which the workers parse, or lists of Records, or of (mate 1, mate 2) tuples
+    (`batched(read_fastx(path), opts.batch_size)`).
 
     With threads > 1 the batches go to that many worker threads of this process. The heavy stages
     (sketch, seeding, DP, traceback, the network) are compiled code that releases the GIL, so
     threads scale and share one index, one copy of the compiled kernels and one JAX runtime.
-    The calling thread reads the input (or cuts it into batches) ahead of the workers. At most
+    The calling thread reads the batches ahead of the workers. At most
     2 x threads batches are in flight, which bounds memory.
 
     With `opts.processes` the workers are processes instead (spawned, so no device runtime is
@@ -623,9 +624,6 @@ def align_records(records: Iterable, index: Index, opts: AlignOptions, on_insert
     whatever the number of threads. `on_insert(model, samples)` is called once: when the model is
     fixed, or at the end if there were too few pairs to estimate it.
     """
-    per_batch = max(1, opts.batch_size // 2) if opts.paired else opts.batch_size
-    if batches is None:
-        batches = batched(iter(records), per_batch)
     model = opts.insert
     samples = np.zeros(0, np.int64)
     if model is not None and on_insert is not None and opts.paired:

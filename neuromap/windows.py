@@ -24,11 +24,6 @@ class Pairs:
     target: np.ndarray  # (P, max_len + 2 * margin) uint8 reference codes, PAD outside the contig
 
 
-def reverse_complement_codes(codes: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Reverse complement each row's first `length` codes; padding stays N."""
-    return oriented_reads(codes, lengths, np.arange(len(lengths)), np.ones(len(lengths), dtype=bool))
-
-
 def oriented_reads(codes: np.ndarray, lengths: np.ndarray, read: np.ndarray, reverse: np.ndarray) -> np.ndarray:
     """(P, width) codes of read `read[i]`, reverse-complemented where `reverse[i]` (its first
     `length` codes; the padding stays N)."""

@@ -262,8 +262,8 @@ def test_closed_pipe_ends_quietly(data_dir, workers):
            "echo status ${PIPESTATUS[0]} >&2")
     proc = subprocess.Popen(["bash", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     out, err = proc.communicate(timeout=120)
-    assert len(out.splitlines()) == 5
-    assert err == "status 141\n"
+    assert len(out.splitlines()) == 5, (out, err)
+    assert err == "status 141\n", err  # (failed once in about 30 runs, under the full suite: keep its stderr)
     deadline = time.time() + 10
     while time.time() < deadline:
         try:

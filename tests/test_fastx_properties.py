@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from neuromap.errors import NeuromapError
-from neuromap.io.fastx import Record, read_fastx
+from neuromap.io.fastx import Record, batched, read_fastx
 
 # Up to SAM's 254 characters (longer names are refused: see test_name_longer_than_sam_allows);
 # qualities may hold '@' and '+', also at their start.
@@ -178,7 +178,7 @@ def test_every_valid_record_comes_out_once_intact(data_dir, tmp_path_factory):
         path.write_bytes(gzip.compress(data) if compress else data)
         sam = tmp / "out.sam"
         header = "".join(f"@SQ\tSN:{n}\tLN:{int(l)}\n" for n, l in zip(index.names, index.contig_lengths))
-        sam.write_text(header + "".join(text for text, _ in align_records(read_fastx(str(path)), index, opts)))
+        sam.write_text(header + "".join(text for text, _ in align_records(batched(read_fastx(str(path)), opts.batch_size), index, opts)))
         got = []
         with pysam.AlignmentFile(str(sam), check_sq=False) as fh:
             for rec in fh:

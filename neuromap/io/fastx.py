@@ -62,10 +62,12 @@ def encode(seq: str) -> np.ndarray:
 
 
 def make_batch(records: list[Record]) -> ReadBatch:
-    seqs = [r.seq for r in records]
+    return _batch_of([r.name for r in records], [r.seq for r in records], [r.qual for r in records])
+
+
+def _batch_of(names: list[str], seqs: list[str], quals: list) -> ReadBatch:
     lengths = np.fromiter(map(len, seqs), dtype=np.int32, count=len(seqs))
-    return ReadBatch(names=[r.name for r in records], seqs=seqs, quals=[r.qual for r in records],
-                     codes=_codes("".join(seqs), lengths), lengths=lengths)
+    return ReadBatch(names=names, seqs=seqs, quals=quals, codes=_codes("".join(seqs), lengths), lengths=lengths)
 
 
 def _codes(joined: str, lengths: np.ndarray) -> np.ndarray:
@@ -235,24 +237,37 @@ def _parse_fastq_blocks(handle: BinaryIO, label: str, first: bytes, lineno: int)
             return
 
 
-def _fast_records(lines: list[bytes]) -> list[Record] | None:
-    """Records of whole 4-line groups, or None where the strict parser must look."""
-    try:
-        text = b"\n".join(lines).decode("ascii")
-    except UnicodeDecodeError:
-        return None
+def _checked_rows(text: str) -> tuple[list[str], list[str], list[str]] | None:
+    """(headers, sequences, qualities) of `text`, whole 4-line FASTQ records without the last
+    newline, when the whole text passes at once what the line-by-line parser checks of each
+    record (no CR, '@' and '+' lines, sequence letters, printable qualities of the sequence's
+    length); None where the strict parser must look."""
     if "\r" in text:
         return None
     rows = text.split("\n")
-    if len(rows) != len(lines):
+    if len(rows) % 4:
         return None
     heads, seqs, pluses, quals = rows[0::4], rows[1::4], rows[2::4], rows[3::4]
     if not (_SEQ_OK.fullmatch("".join(seqs)) and _QUAL_OK.fullmatch("".join(quals))):
         return None
+    n = len(heads)
+    if not (all(map(str.startswith, heads, itertools.repeat("@", n))) and all(map(str.startswith, pluses, itertools.repeat("+", n)))):
+        return None
+    if list(map(len, seqs)) != list(map(len, quals)):
+        return None
+    return heads, seqs, quals
+
+
+def _fast_records(lines: list[bytes]) -> list[Record] | None:
+    """Records of whole 4-line groups, or None where the strict parser must look."""
+    try:
+        rows = _checked_rows(b"\n".join(lines).decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+    if rows is None:
+        return None
     out = []
-    for head, seq, plus, qual in zip(heads, seqs, pluses, quals):
-        if head[:1] != "@" or plus[:1] != "+" or len(seq) != len(qual):
-            return None
+    for head, seq, qual in zip(*rows):
         name = head[1:]
         words = name.split(None, 1)
         if len(words) == 1 and words[0] == name:  # one word, no surrounding space: the common case
@@ -368,43 +383,28 @@ class RawBatch:
 def parse_raw_batch(raw: RawBatch) -> ReadBatch:
     """`make_batch(parse_raw(raw))`, the same checks and result, without a Record per read in the
     common case (whole 4-line records, one-word headers): the per-read Python of a worker."""
-    batch = _fast_batch(raw.data)
-    return make_batch(parse_raw(raw)) if batch is None else batch
+    fields = _fast_fields(raw.data)
+    return make_batch(parse_raw(raw)) if fields is None else _batch_of(*fields)
 
 
 _HAS_SPACE = re.compile(r"\s")
 
 
-def _fast_batch(data: bytes) -> ReadBatch | None:
-    """_fast_records' checks, as whole-batch operations; None where it would look record by
-    record (or the strict parser would)."""
+def _fast_fields(data: bytes) -> tuple[list[str], list[str], list[str]] | None:
+    """(names, sequences, qualities) of a RawBatch's data when `_checked_rows` passes it and
+    every header is one word of 1 to MAX_NAME characters (as `_fast_records` would name them);
+    None where a record-by-record look is needed."""
     try:
-        text = data.decode("ascii")
+        rows = _checked_rows(data[:-1].decode("ascii"))  # the data ends with its last newline
     except UnicodeDecodeError:
         return None
-    if "\r" in text:
+    if rows is None:
         return None
-    rows = text.split("\n")
-    rows.pop()  # after the last newline
-    if len(rows) % 4:
+    heads, seqs, quals = rows
+    head_lengths = np.fromiter(map(len, heads), dtype=np.int64, count=len(heads))
+    if _HAS_SPACE.search("".join(heads)) or (len(heads) and (head_lengths.min() < 2 or head_lengths.max() > MAX_NAME + 1)):
         return None
-    heads, seqs, pluses, quals = rows[0::4], rows[1::4], rows[2::4], rows[3::4]
-    joined_seqs, joined_heads = "".join(seqs), "".join(heads)
-    if not (_SEQ_OK.fullmatch(joined_seqs) and _QUAL_OK.fullmatch("".join(quals))):
-        return None
-    n = len(heads)
-    if not (all(map(str.startswith, heads, itertools.repeat("@", n))) and all(map(str.startswith, pluses, itertools.repeat("+", n)))):
-        return None
-    lengths = np.fromiter(map(len, seqs), dtype=np.int32, count=n)
-    head_lengths = np.fromiter(map(len, heads), dtype=np.int64, count=n)
-    if not np.array_equal(lengths, np.fromiter(map(len, quals), dtype=np.int32, count=n)):
-        return None
-    # Names: one word each, no surrounding space (else the record-by-record path splits off the
-    # comment), 1 to MAX_NAME characters after the "@".
-    if _HAS_SPACE.search(joined_heads) or (n and (head_lengths.min() < 2 or head_lengths.max() > MAX_NAME + 1)):
-        return None
-    names = list(map(operator.itemgetter(slice(1, None)), heads))
-    return ReadBatch(names=names, seqs=seqs, quals=quals, codes=_codes(joined_seqs, lengths), lengths=lengths)
+    return list(map(operator.itemgetter(slice(1, None)), heads)), seqs, quals
 
 
 def parse_raw(raw: RawBatch) -> list[Record]:
@@ -457,29 +457,19 @@ def parse_raw_pairs_batch(raw: RawPairs) -> ReadBatch:
     """The batch that `make_batch` makes of parse_raw_pairs(raw)'s mates 1 then mates 2 (names
     without /1 and /2), without a Record per read where every check passes at once; anything
     else, mismatched names included, goes the record-by-record way, which raises the error."""
-    first = _fast_batch(raw.first.data)
-    if raw.second is None:
-        halves = None if first is None or len(first) % 2 else (_rows(first, slice(0, None, 2)), _rows(first, slice(1, None, 2)))
+    first = _fast_fields(raw.first.data)
+    if raw.second is None:  # interleaved: each read followed by its mate
+        halves = None if first is None or len(first[0]) % 2 else ([f[0::2] for f in first], [f[1::2] for f in first])
     else:
-        second = _fast_batch(raw.second.data)
-        halves = None if first is None or second is None or len(first) != len(second) else (first, second)
+        second = _fast_fields(raw.second.data)
+        halves = None if first is None or second is None or len(first[0]) != len(second[0]) else (first, second)
     if halves is not None:
-        names1, names2 = list(map(mate_name, halves[0].names)), list(map(mate_name, halves[1].names))
+        (names1, seqs1, quals1), (names2, seqs2, quals2) = halves
+        names1, names2 = list(map(mate_name, names1)), list(map(mate_name, names2))
         if names1 == names2:
-            lengths = np.concatenate([halves[0].lengths, halves[1].lengths])
-            codes = np.full((len(lengths), max(int(lengths.max()) if len(lengths) else 0, 1)), N_CODE, dtype=np.uint8)
-            codes[: len(names1), : halves[0].codes.shape[1]] = halves[0].codes
-            codes[len(names1) :, : halves[1].codes.shape[1]] = halves[1].codes
-            return ReadBatch(names=names1 + names2, seqs=halves[0].seqs + halves[1].seqs, quals=halves[0].quals + halves[1].quals,
-                             codes=codes, lengths=lengths)
+            return _batch_of(names1 + names2, seqs1 + seqs2, quals1 + quals2)
     pairs = parse_raw_pairs(raw)
     return make_batch([r1 for r1, _ in pairs] + [r2 for _, r2 in pairs])
-
-
-def _rows(batch: ReadBatch, rows: slice) -> ReadBatch:
-    lengths = batch.lengths[rows]
-    width = max(int(lengths.max()) if len(lengths) else 0, 1)
-    return ReadBatch(names=batch.names[rows], seqs=batch.seqs[rows], quals=batch.quals[rows], codes=batch.codes[rows, :width], lengths=lengths)
 
 
 class _Prefixed(io.RawIOBase):
