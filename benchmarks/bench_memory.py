@@ -94,8 +94,8 @@ def main() -> None:
         print(f"| {name} | {cells} | {row[-1][1] / row[0][1]:.2f} x | {ratio} | {anon_ratio} |")
     print("\nRSS counts the pages of shared libraries a process has touched; \"anonymous\" is its private")
     print("memory alone (RssAnon in /proc: heap, arrays, compiled code), without those pages and without the")
-    print("memory-mapped index. JAX's library (libjax_common.so, 350 MB on disk) and numba's LLVM are most of")
-    print("the difference for neuromap; minimap2 is one small static program.")
+    print("memory-mapped index. JAX's library (libjax_common.so, 350 MB on disk) and runtime are most of the")
+    print("difference for neuromap with the network; minimap2 is one small static program.")
 
 
 if __name__ == "__main__":

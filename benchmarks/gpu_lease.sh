@@ -9,7 +9,8 @@
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
 #    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile)
 #
-# Needs jax (with its CUDA plugin), flax, optax, numpy, numba, click, tqdm where it runs; pysam is
+# Needs jax (with its CUDA plugin), flax, optax, numpy, click, tqdm and a C compiler where it runs
+# (phase 1 builds neuromap/_kernels.c in place when it is not built for that Python); pysam is
 # installed from .whl/ and minimap2 / bwa are taken from .bin/ when those folders are there (the GPU
 # machine reaches no package registry). Phases:
 #   1. check: versions, the GPU JAX sees, `neuromap align` on test-data with the network;
@@ -52,10 +53,13 @@ if [ -d .whl ] && ! "$PY" -c "from flax import nnx; nnx.List" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-flax .whl/flax-*.whl &&
         export PYTHONPATH="/tmp/site-flax:$PYTHONPATH"
 fi
+if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('neuromap._kernels') is None)"; then
+    "$PY" setup.py -q build_ext --inplace || { echo "phase 1 failed: cannot build neuromap/_kernels.c"; exit 1; }
+fi
 "$PY" - <<'EOF' || { echo "phase 1 failed: the environment cannot run neuromap"; exit 1; }
-import jax, flax, optax, numba, numpy, pysam, platform
+import jax, flax, optax, numpy, pysam, platform
 print("python", platform.python_version(), "jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__,
-      "numba", numba.__version__, "numpy", numpy.__version__, "pysam", pysam.__version__)
+      "numpy", numpy.__version__, "pysam", pysam.__version__)
 print("devices", jax.devices())
 EOF
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true

@@ -55,8 +55,7 @@ def main() -> None:
             batch = parse_raw_batch(raw) if isinstance(raw, RawBatch) else make_batch(raw)
             format_sam(batch, map_batch(batch, index, opts), index, None)
 
-    # Load the compiled kernels (numba's on-disk cache, or compile them) and, with --neural, JAX
-    # and the model, outside the measurement.
+    # Load the compiled kernels and, with --neural, JAX and the model, outside the measurement.
     run(500, 500)
     prof = cProfile.Profile()
     start = time.perf_counter()

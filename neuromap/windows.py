@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuromap.index import PAD_CODE, Index
-from neuromap.jit import kernel
+from neuromap import kernels
 from neuromap.seed import Candidates
 
 _COMPLEMENT = np.array([3, 2, 1, 0, 4, 5], dtype=np.uint8)
@@ -29,24 +29,9 @@ def oriented_reads(codes: np.ndarray, lengths: np.ndarray, read: np.ndarray, rev
     `length` codes; the padding stays N)."""
     out = np.empty((len(read), codes.shape[1]), dtype=np.uint8)
     if len(read):
-        _orient_kernel(np.ascontiguousarray(codes, dtype=np.uint8), np.asarray(lengths, dtype=np.int64), np.asarray(read, dtype=np.int64),
-                       np.asarray(reverse, dtype=np.bool_), _COMPLEMENT, out)
+        kernels.call("nm_orient", np.ascontiguousarray(codes, dtype=np.uint8), codes.shape[1], np.ascontiguousarray(lengths, dtype=np.int64),
+                     np.ascontiguousarray(read, dtype=np.int64), np.ascontiguousarray(reverse, dtype=np.bool_), len(read), _COMPLEMENT, out)
     return out
-
-
-@kernel
-def _orient_kernel(codes, lengths, read, reverse, complement, out):
-    width = codes.shape[1]
-    for i in range(len(read)):
-        row = codes[read[i]]
-        if reverse[i]:
-            n = min(lengths[read[i]], width)
-            for j in range(n):
-                out[i, j] = complement[row[n - 1 - j]]
-            for j in range(n, width):
-                out[i, j] = 4
-        else:
-            out[i, :] = row
 
 
 def gather_windows(index: Index, contig: np.ndarray, start: np.ndarray, width: int) -> np.ndarray:
@@ -54,17 +39,9 @@ def gather_windows(index: Index, contig: np.ndarray, start: np.ndarray, width: i
     out = np.empty((len(start), width), dtype=np.uint8)
     if len(start):
         lo = index.contig_offsets[contig].astype(np.int64)
-        _gather_kernel(np.asarray(index.seq), np.asarray(start, dtype=np.int64), lo, lo + index.contig_lengths[contig], PAD_CODE, out)
+        hi = lo + index.contig_lengths[contig].astype(np.int64)
+        kernels.call("nm_gather", np.asarray(index.seq), np.ascontiguousarray(start, dtype=np.int64), lo, hi, len(start), width, PAD_CODE, out)
     return out
-
-
-@kernel
-def _gather_kernel(seq, start, lo, hi, pad, out):
-    width = out.shape[1]
-    for i in range(len(start)):
-        for j in range(width):
-            pos = start[i] + j
-            out[i, j] = seq[pos] if lo[i] <= pos < hi[i] else pad
 
 
 def make_pairs(codes: np.ndarray, lengths: np.ndarray, candidates: Candidates, index: Index, margin: int) -> Pairs:

@@ -19,7 +19,7 @@ def render():
         pins.append((name, max_pin))
         return f"{name} >={{{{ version }}}},<next-{max_pin}"
 
-    rendered = env.from_string(text).render(PYTHON="python", pin_subpackage=pin_subpackage)
+    rendered = env.from_string(text).render(PYTHON="python", pin_subpackage=pin_subpackage, compiler=lambda language: f"{language}-compiler")
     return yaml.safe_load(rendered), pins
 
 
@@ -33,7 +33,10 @@ def test_recipe_matches_pyproject():
     project = tomllib.load(open(os.path.join(ROOT, "pyproject.toml"), "rb"))["project"]
     assert recipe["package"]["name"] == project["name"]
     assert recipe["package"]["version"] == project["version"]
-    assert recipe["build"]["noarch"] == "python"
+    # The kernels are C (setup.py builds neuromap/_kernels.c): a per-platform package with a compiler.
+    assert "noarch" not in recipe["build"]
+    assert recipe["requirements"]["build"] == ["c-compiler"]
+    assert "neuromap/_kernels.c" in open(os.path.join(ROOT, "setup.py")).read()
     assert pins == [("neuromap", "x.x")] and recipe["build"]["run_exports"]
     # Entry points: the same console scripts.
     scripts = {f"{k} = {v}" for k, v in project["scripts"].items()}

@@ -1,4 +1,4 @@
-"""The compiled kernels (numba) against the numpy implementations they replaced, bit for bit.
+"""The compiled kernels (neuromap/_kernels.c) against the numpy implementations they replaced, bit for bit.
 
 tests/reference_align.py and tests/reference_sketch.py hold the original vectorised numpy code;
 on random reads and windows (substitutions, Ns, indels, padding, low-complexity rows with tied
@@ -144,11 +144,35 @@ def test_seeding_matches_the_numpy_original(data_dir, params):
     assert got.n_clusters.max() > 1 and got.valid.sum() > len(records)  # repeats were exercised
 
 
-def test_kernels_compile_where_no_cache_can_be_written():
-    """numba refuses to cache a function it cannot place a cache for (here: source with no file,
-    as in a read-only container with a read-only home); the decorator then compiles without one."""
-    from neuromap.jit import kernel
+def test_a_kernel_refuses_arrays_of_the_wrong_type_or_layout():
+    """The ctypes layer passes raw addresses: it checks each array against the C signature first,
+    so a caller's mistake is a TypeError, not memory written out of bounds."""
+    from neuromap import kernels
 
-    namespace = {"kernel": kernel}
-    exec("@kernel\ndef add_one(x):\n    return x + 1\n", namespace)
-    assert namespace["add_one"](41) == 42
+    codes = np.zeros((2, 20), np.uint8)
+    hashes, reverse = np.empty((2, 16), np.uint64), np.empty((2, 16), bool)
+    kernels.call("nm_hash_rows", codes, 2, 20, 5, hashes, reverse)  # the right types: runs
+    with pytest.raises(TypeError, match="argument 4 must be a C-contiguous u8 array, not int64"):
+        kernels.call("nm_hash_rows", codes, 2, 20, 5, hashes.view(np.int64), reverse)
+    with pytest.raises(TypeError, match="argument 0 must be a C-contiguous u1 array, not uint8 strided"):
+        kernels.call("nm_hash_rows", np.zeros((20, 2), np.uint8).T, 2, 20, 5, hashes, reverse)
+    with pytest.raises(TypeError, match="5 arguments for 6"):
+        kernels.call("nm_hash_rows", codes, 2, 20, 5, hashes)
+
+
+def test_missing_kernels_name_the_fix(monkeypatch):
+    """A checkout used without being installed (the C file not compiled) gets one line that says
+    how to build it, not a ctypes traceback."""
+    import importlib.util
+
+    from neuromap import kernels
+    from neuromap.errors import NeuromapError
+
+    kernels._library.cache_clear()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    try:
+        with pytest.raises(NeuromapError, match=r"not built: install the package with `pip install \.`"):
+            kernels.call("nm_select", np.zeros((1, 3), np.uint64), 1, 3, 2, np.zeros((1, 3), bool))
+    finally:
+        monkeypatch.undo()
+        kernels._library.cache_clear()

@@ -1,0 +1,612 @@
+/* neuromap's hot loops: minimizer sketch, seeding, windows, ungapped screen, banded DP, traceback.
+ *
+ * Plain C called through ctypes (neuromap/kernels.py), which releases Python's GIL around every
+ * call, so worker threads run these in parallel. Every array is C-contiguous and of the type the
+ * Python wrapper checks; sizes are int64_t. Each function is a line-for-line translation of the
+ * numba kernel it replaced and is checked, bit for bit, against the numpy originals in
+ * tests/reference_*.py (tests/test_kernels.py).
+ *
+ * A tiny module init makes the file an importable extension, so setuptools builds it and
+ * importlib finds it; the functions themselves are reached through ctypes.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXPORT __attribute__((visibility("default")))
+#define INVALID_HASH UINT64_MAX
+#define NEG (-(1 << 22)) /* 'impossible'; (NEG + x) * 64 fits int32 (align.py) */
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline int32_t max32(int32_t a, int32_t b) { return a > b ? a : b; }
+
+/* ---------------------------------------------------------------------------------- sketch */
+
+/* minimap2's invertible integer hash on 2k bits (uint64 arithmetic wraps). */
+static inline uint64_t hash64(uint64_t key, uint64_t mask) {
+    key = (~key + (key << 21)) & mask;
+    key = key ^ (key >> 24);
+    key = ((key + (key << 3)) + (key << 8)) & mask;
+    key = key ^ (key >> 14);
+    key = ((key + (key << 2)) + (key << 4)) & mask;
+    key = key ^ (key >> 28);
+    key = (key + (key << 31)) & mask;
+    return key;
+}
+
+/* Rolling 2-bit codes of each row's k-mers, forward and reverse complement, hashed.
+ * codes (rows, length); hashes, is_reverse (rows, length - k + 1). */
+EXPORT void nm_hash_rows(const uint8_t *codes, int64_t rows, int64_t length, int64_t k, uint64_t *hashes, uint8_t *is_reverse) {
+    const uint64_t mask = (k >= 32) ? UINT64_MAX : (((uint64_t)1 << (2 * k)) - 1);
+    const uint64_t top = (uint64_t)(2 * (k - 1));
+    const int64_t n_kmers = length - k + 1;
+    for (int64_t r = 0; r < rows; r++) {
+        const uint8_t *row = codes + r * length;
+        uint64_t *h = hashes + r * n_kmers;
+        uint8_t *rev_out = is_reverse + r * n_kmers;
+        uint64_t fwd = 0, rev = 0;
+        int64_t last_bad = -1;
+        for (int64_t j = 0; j < length; j++) {
+            uint8_t c = row[j];
+            if (c >= 4) last_bad = j;
+            uint64_t base = c < 3 ? c : 3;
+            fwd = ((fwd << 2) | base) & mask;
+            rev = (rev >> 2) | ((3 - base) << top);
+            int64_t m = j - k + 1;
+            if (m >= 0) {
+                rev_out[m] = rev < fwd;
+                h[m] = last_bad >= m ? INVALID_HASH : hash64(rev < fwd ? rev : fwd, mask);
+            }
+        }
+    }
+}
+
+/* Within each block of `width` values: forward[j] the extreme of the block's values up to j,
+ * backward[j] from j to the block's end (van Herk / Gil-Werman). */
+static void running_extremes(const uint64_t *values, int64_t n, int64_t width, int take_max, uint64_t *forward, uint64_t *backward) {
+    for (int64_t start = 0; start < n; start += width) {
+        int64_t stop = min64(start + width, n);
+        forward[start] = values[start];
+        for (int64_t j = start + 1; j < stop; j++) {
+            uint64_t a = forward[j - 1], b = values[j];
+            forward[j] = take_max ? (a > b ? a : b) : (a < b ? a : b);
+        }
+        backward[stop - 1] = values[stop - 1];
+        for (int64_t j = stop - 2; j >= start; j--) {
+            uint64_t a = backward[j + 1], b = values[j];
+            backward[j] = take_max ? (a > b ? a : b) : (a < b ? a : b);
+        }
+    }
+}
+
+/* selected[r, m]: k-mer m is the smallest of some window of w consecutive k-mers (sketch.py). */
+EXPORT int nm_select(const uint64_t *hashes, int64_t rows, int64_t n_kmers, int64_t w, uint8_t *selected) {
+    const int64_t width = min64(w, n_kmers);
+    const int64_t n_windows = n_kmers - width + 1;
+    const int64_t n_padded = n_windows + 2 * (width - 1);
+    uint64_t *forward = malloc(sizeof(uint64_t) * (n_kmers + 2 * width));
+    uint64_t *backward = malloc(sizeof(uint64_t) * (n_kmers + 2 * width));
+    uint64_t *padded = calloc(n_padded, sizeof(uint64_t)); /* zeros each side never win a maximum */
+    if (!forward || !backward || !padded) {
+        free(forward), free(backward), free(padded);
+        return -1;
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        const uint64_t *h = hashes + r * n_kmers;
+        uint8_t *sel = selected + r * n_kmers;
+        running_extremes(h, n_kmers, width, 0, forward, backward);
+        for (int64_t t = 0; t < n_windows; t++) {
+            uint64_t a = backward[t], b = forward[t + width - 1];
+            padded[width - 1 + t] = a < b ? a : b;
+        }
+        running_extremes(padded, n_padded, width, 1, forward, backward);
+        for (int64_t m = 0; m < n_kmers; m++) {
+            uint64_t a = backward[m], b = forward[m + width - 1];
+            sel[m] = ((a > b ? a : b) == h[m]) & (h[m] != INVALID_HASH);
+        }
+    }
+    free(forward), free(backward), free(padded);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------ seed */
+
+/* Ascending sort of int64 keys: insertion sort for short runs, quicksort (median of three)
+ * above, heapsort if the recursion gets deep. Equal keys are indistinguishable, so any correct
+ * sort gives the same array. */
+static void insertion_sort(int64_t *a, int64_t n) {
+    for (int64_t i = 1; i < n; i++) {
+        int64_t v = a[i], j = i - 1;
+        while (j >= 0 && a[j] > v) {
+            a[j + 1] = a[j];
+            j--;
+        }
+        a[j + 1] = v;
+    }
+}
+
+static void sift_down(int64_t *a, int64_t start, int64_t n) {
+    int64_t root = start;
+    for (;;) {
+        int64_t child = 2 * root + 1;
+        if (child >= n) return;
+        if (child + 1 < n && a[child] < a[child + 1]) child++;
+        if (a[root] >= a[child]) return;
+        int64_t t = a[root]; a[root] = a[child]; a[child] = t;
+        root = child;
+    }
+}
+
+static void heap_sort(int64_t *a, int64_t n) {
+    for (int64_t i = n / 2 - 1; i >= 0; i--) sift_down(a, i, n);
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t t = a[0]; a[0] = a[i]; a[i] = t;
+        sift_down(a, 0, i);
+    }
+}
+
+static void sort_keys_depth(int64_t *a, int64_t n, int depth) {
+    while (n > 24) {
+        if (depth-- == 0) {
+            heap_sort(a, n);
+            return;
+        }
+        int64_t x = a[0], y = a[n / 2], z = a[n - 1];
+        int64_t pivot = x < y ? (y < z ? y : (x < z ? z : x)) : (x < z ? x : (y < z ? z : y));
+        int64_t i = 0, j = n - 1;
+        for (;;) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i >= j) break;
+            int64_t t = a[i]; a[i] = a[j]; a[j] = t;
+            i++, j--;
+        }
+        /* [0, j] <= pivot <= [j + 1, n): recurse on the smaller side */
+        if (j + 1 < n - j - 1) {
+            sort_keys_depth(a, j + 1, depth);
+            a += j + 1;
+            n -= j + 1;
+        } else {
+            sort_keys_depth(a + j + 1, n - j - 1, depth);
+            n = j + 1;
+        }
+    }
+    insertion_sort(a, n);
+}
+
+static void sort_keys(int64_t *a, int64_t n) { sort_keys_depth(a, n, 128); }
+
+/* Candidate placements of each read from its minimizers (seed.py's find_candidates; the numpy
+ * original is tests/reference_seed.py). Minimizers come row by row: row, pos, hashes, read_rev
+ * (n_mm). The table: mm_hash sorted, bucket_offsets (uint32 when offsets_u32, else int64),
+ * mm_pos (uint32 when pos_u32, else int64), mm_reverse. Outputs (n_reads, n_keep): valid,
+ * diagonal, reverse, support; n_clusters (n_reads). */
+EXPORT int nm_seed(const int64_t *row, const int64_t *pos, const uint64_t *hashes, const uint8_t *read_rev, int64_t n_mm,
+            const int64_t *lengths, int64_t k, const uint64_t *mm_hash, int64_t n_table, const void *bucket_offsets,
+            int64_t offsets_u32, int64_t bucket_shift, const void *mm_pos, int64_t pos_u32, const uint8_t *mm_reverse,
+            int64_t max_occ, int64_t max_diag_gap, int64_t max_span, int64_t pos_bits, int64_t diag_bits, int64_t diag_offset,
+            int64_t n_keep, uint8_t *valid, int64_t *diagonal, uint8_t *reverse, int32_t *support, int32_t *n_clusters) {
+    const uint32_t *off32 = bucket_offsets;
+    const int64_t *off64 = bucket_offsets;
+    const uint32_t *pos32 = mm_pos;
+    const int64_t *pos64 = mm_pos;
+    /* Every minimizer looked up once: its first occurrence in the table and how many there are. */
+    int64_t *lo = malloc(sizeof(int64_t) * (n_mm ? n_mm : 1));
+    int64_t *cnt = calloc(n_mm ? n_mm : 1, sizeof(int64_t));
+    if (!lo || !cnt) {
+        free(lo), free(cnt);
+        return -1;
+    }
+    int64_t max_hits = 0;
+    for (int64_t a = 0; a < n_mm;) {
+        int64_t z = a, total = 0;
+        while (z < n_mm && row[z] == row[a]) {
+            uint64_t bucket = hashes[z] >> bucket_shift;
+            int64_t first = offsets_u32 ? (int64_t)off32[bucket] : off64[bucket];
+            int64_t end = offsets_u32 ? (int64_t)off32[bucket + 1] : off64[bucket + 1];
+            while (first < end && mm_hash[first] < hashes[z]) first++;
+            int64_t c = 0;
+            while (first + c < n_table && mm_hash[first + c] == hashes[z] && c <= max_occ) c++;
+            lo[z] = first;
+            cnt[z] = c <= max_occ ? c : 0; /* too frequent: ignored */
+            total += cnt[z];
+            z++;
+        }
+        max_hits = max64(max_hits, total);
+        a = z;
+    }
+    /* A hit is one int64 key: strand | diagonal + offset | read position, so one sort orders the
+     * hits by strand, then diagonal, then read position. */
+    const int64_t pos_mask = ((int64_t)1 << pos_bits) - 1;
+    const int64_t diag_mask = ((int64_t)1 << diag_bits) - 1;
+    const int64_t top_support = pos_mask + 1;
+    int64_t *keys = malloc(sizeof(int64_t) * (max_hits ? max_hits : 1));
+    int64_t *rank_keys = malloc(sizeof(int64_t) * (max_hits ? max_hits : 1));
+    int64_t *seen = calloc(pos_mask + 1, sizeof(int64_t)); /* last cluster (from 1) that counted a position */
+    if (!keys || !rank_keys || !seen) {
+        free(lo), free(cnt), free(keys), free(rank_keys), free(seen);
+        return -1;
+    }
+    int64_t stamp = 0;
+    for (int64_t a = 0; a < n_mm;) {
+        int64_t r = row[a], z = a;
+        while (z < n_mm && row[z] == r) z++;
+        int64_t total = 0;
+        for (int64_t m = a; m < z; m++) {
+            int64_t strand = read_rev[m] != 0;
+            for (int64_t j = lo[m]; j < lo[m] + cnt[m]; j++) {
+                int64_t s = strand ^ (mm_reverse[j] != 0);
+                int64_t oriented = s ? lengths[r] - k - pos[m] : pos[m];
+                int64_t ref = pos_u32 ? (int64_t)pos32[j] : pos64[j];
+                int64_t d = ref - oriented + diag_offset;
+                keys[total++] = (((s << diag_bits) | d) << pos_bits) | pos[m];
+            }
+        }
+        if (total == 0) {
+            a = z;
+            continue;
+        }
+        int64_t *hits = keys;
+        sort_keys(hits, total);
+        /* Clusters: a new one at a strand change or a diagonal gap; a chain wider than max_span
+         * (a tandem repeat) is cut into pieces so each shift competes as its own placement. */
+        int64_t n_cl = 0, chain_start = 0;
+        for (int64_t t = 0; t < total;) {
+            int64_t u = t;
+            int64_t strand = hits[t] >> (pos_bits + diag_bits);
+            int64_t d0 = (hits[t] >> pos_bits) & diag_mask;
+            if (t == 0 || strand != hits[t - 1] >> (pos_bits + diag_bits) || d0 - ((hits[t - 1] >> pos_bits) & diag_mask) > max_diag_gap)
+                chain_start = d0;
+            int64_t piece = (d0 - chain_start) / max_span; /* both >= 0: floor division */
+            stamp++;
+            int64_t distinct = 0;
+            while (u < total) {
+                int64_t du = (hits[u] >> pos_bits) & diag_mask;
+                if (u > t) {
+                    if (hits[u] >> (pos_bits + diag_bits) != strand) break;
+                    if (du - ((hits[u - 1] >> pos_bits) & diag_mask) > max_diag_gap) break;
+                    if ((du - chain_start) / max_span != piece) break;
+                }
+                int64_t p = hits[u] & pos_mask;
+                if (seen[p] != stamp) { /* support counts distinct read positions */
+                    seen[p] = stamp;
+                    distinct++;
+                }
+                u++;
+            }
+            int64_t median = (hits[t + (u - t) / 2] >> pos_bits) & diag_mask;
+            /* Rank: more support first, then leftmost, then forward (deterministic). */
+            rank_keys[n_cl++] = ((((top_support - distinct) << diag_bits) | median) << 1) | strand;
+            t = u;
+        }
+        sort_keys(rank_keys, n_cl);
+        for (int64_t j = 0; j < min64(n_cl, n_keep); j++) {
+            int64_t key = rank_keys[j];
+            valid[r * n_keep + j] = 1;
+            diagonal[r * n_keep + j] = ((key >> 1) & diag_mask) - diag_offset;
+            reverse[r * n_keep + j] = (key & 1) == 1;
+            support[r * n_keep + j] = (int32_t)(top_support - (key >> (diag_bits + 1)));
+        }
+        n_clusters[r] = (int32_t)n_cl;
+        a = z;
+    }
+    free(lo), free(cnt), free(keys), free(rank_keys), free(seen);
+    return 0;
+}
+
+/* --------------------------------------------------------------------------------- windows */
+
+/* out[i] = read `read[i]` of codes (n, width), reverse-complemented (its first `length` codes,
+ * the rest N) where reverse[i]. */
+EXPORT void nm_orient(const uint8_t *codes, int64_t width, const int64_t *lengths, const int64_t *read, const uint8_t *reverse,
+               int64_t n_pairs, const uint8_t *complement, uint8_t *out) {
+    for (int64_t i = 0; i < n_pairs; i++) {
+        const uint8_t *src = codes + read[i] * width;
+        uint8_t *dst = out + i * width;
+        if (reverse[i]) {
+            int64_t n = min64(lengths[read[i]], width);
+            for (int64_t j = 0; j < n; j++) dst[j] = complement[src[n - 1 - j]];
+            for (int64_t j = n; j < width; j++) dst[j] = 4;
+        } else {
+            memcpy(dst, src, width);
+        }
+    }
+}
+
+/* out[i, j] = seq[start[i] + j] inside [lo[i], hi[i]), else pad. */
+EXPORT void nm_gather(const uint8_t *seq, const int64_t *start, const int64_t *lo, const int64_t *hi, int64_t n_pairs, int64_t width,
+               int64_t pad, uint8_t *out) {
+    for (int64_t i = 0; i < n_pairs; i++) {
+        uint8_t *dst = out + i * width;
+        for (int64_t j = 0; j < width; j++) {
+            int64_t pos = start[i] + j;
+            dst[j] = (lo[i] <= pos && pos < hi[i]) ? seq[pos] : (uint8_t)pad;
+        }
+    }
+}
+
+/* ----------------------------------------------------------------------------------- align */
+
+/* Per pair, along the diagonal `margin`: summed substitution scores (table 6x6 int32), the
+ * mismatches between A/C/G/T bases, and whether any read base lies off the contig. */
+EXPORT void nm_ungapped(const uint8_t *query, int64_t n_pairs, int64_t q_width, const int64_t *qlen, const uint8_t *target, int64_t t_width,
+                 int64_t margin, const int32_t *table, int64_t pad_code, int64_t *score, int64_t *mism, uint8_t *off) {
+    const int64_t width = min64(q_width, t_width - margin);
+    for (int64_t p = 0; p < n_pairs; p++) {
+        const uint8_t *q = query + p * q_width, *t = target + p * t_width + margin;
+        int64_t total = 0, mismatches = 0;
+        int outside = 0;
+        const int64_t n = min64(qlen[p], width);
+        for (int64_t j = 0; j < n; j++) {
+            uint8_t x = q[j], y = t[j];
+            total += table[x * 6 + y];
+            mismatches += (x < 4) & (y < 4) & (x != y);
+            outside |= y == pad_code;
+        }
+        score[p] = total, mism[p] = mismatches, off[p] = (uint8_t)outside;
+    }
+}
+
+/* Write value >= 0 in decimal at buf[at:]; returns the position after it. */
+static inline int64_t put_int(uint8_t *buf, int64_t at, int64_t value) {
+    int64_t digits = 1;
+    for (int64_t v = value; v >= 10; v /= 10) digits++;
+    for (int64_t j = digits - 1; j >= 0; j--) {
+        buf[at + j] = (uint8_t)('0' + value % 10);
+        value /= 10;
+    }
+    return at + digits;
+}
+
+/* MD and NM of ungapped alignments on the diagonal `margin`; md (n, md_width). */
+EXPORT void nm_ungapped_md(const uint8_t *query, int64_t n_pairs, int64_t q_width, const int64_t *qlen, const uint8_t *target, int64_t t_width,
+                    int64_t margin, const uint8_t *letters, uint8_t *md, int64_t md_width, int64_t *md_len, int32_t *nm) {
+    for (int64_t p = 0; p < n_pairs; p++) {
+        const uint8_t *q = query + p * q_width, *t = target + p * t_width + margin;
+        uint8_t *out = md + p * md_width;
+        int64_t m = 0, last = 0, edits = 0;
+        for (int64_t j = 0; j < qlen[p]; j++) {
+            if (!(q[j] == t[j] && t[j] < 4)) {
+                m = put_int(out, m, j - last);
+                out[m++] = letters[t[j] < 5 ? t[j] : 5];
+                last = j + 1;
+                edits++;
+            }
+        }
+        md_len[p] = put_int(out, m, qlen[p] - last);
+        nm[p] = (int32_t)edits;
+    }
+}
+
+#define SRC_START 1
+#define SRC_FROM_F 2
+#define FROM_E_BIT 4
+#define F_EXT_BIT 8
+
+/* One read row of the banded DP for all pairs (align.py's module docstring has the recurrence;
+ * the innermost loop runs over pairs, contiguous, so it compiles to SIMD). Arithmetic is int32:
+ * every value stays within NEG * 64 (align.py). */
+__attribute__((target_clones("avx2", "default")))
+static void dp_row(const uint8_t *restrict qi, const uint8_t *restrict t_t, int64_t n, int64_t i, int64_t band, const int32_t *restrict hp_all,
+                   const int32_t *restrict fp_all, int32_t *restrict hc_all, int32_t *restrict fc_all, uint16_t *restrict trg,
+                   int32_t *restrict run_key, int32_t *restrict row_key, int32_t mt, int32_t mm, int32_t amb, int32_t off, int32_t rs,
+                   int32_t oe, int32_t e32) {
+    for (int64_t p = 0; p < n; p++) {
+        run_key[p] = NEG * 64;
+        row_key[p] = NEG * 64;
+    }
+    for (int64_t b = 0; b < band; b++) {
+        const uint8_t *restrict tb = t_t + (i + b) * n;
+        const int32_t *restrict hp = hp_all + b * n, *restrict hu = hp_all + (b + 1) * n, *restrict fu = fp_all + (b + 1) * n;
+        int32_t *restrict hc = hc_all + b * n, *restrict fc = fc_all + b * n;
+        uint16_t *restrict tg = trg + b * n;
+        const int32_t eb = e32 * (int32_t)b, bb = (int32_t)b;
+        for (int64_t p = 0; p < n; p++) {
+            int32_t x = qi[p], y = tb[p];
+            /* Scoring.table() as selects (test_kernels checks the two agree, with custom scores). */
+            int32_t s = ((x == y) & (x < 4)) ? mt : mm;
+            s = ((x == 4) | (y == 4)) ? amb : s;
+            s = (y == 5) ? off : s;
+            int32_t cont = hp[p] + s;
+            int32_t start = s - rs;
+            int32_t up_h = hu[p] - oe;
+            int32_t up_f = fu[p] - e32;
+            int32_t f = max32(up_h, up_f);
+            int32_t h0 = max32(max32(cont, start), f);
+            int32_t src = h0 == cont ? 0 : (h0 == start ? 1 : 2);
+            int32_t rk = run_key[p];
+            int32_t e_cur = (rk >> 6) - oe + e32 - eb;
+            int32_t from_e = e_cur > h0;
+            int32_t h = max32(e_cur, h0);
+            /* bits 0-1 H0 source, 2 H from E, 3 F extends, 8-13 the deletion's length */
+            tg[p] = (uint16_t)(src | (from_e ? FROM_E_BIT : 0) | (up_f > up_h ? F_EXT_BIT : 0) | ((bb - (rk & 63)) << 8));
+            run_key[p] = max32(rk, (h0 + eb) * 64 | bb);
+            hc[p] = h;
+            fc[p] = f;
+            row_key[p] = max32(row_key[p], h * 64 | (63 - bb));
+        }
+    }
+}
+
+/* Banded local-with-clipping affine-gap DP of every pair (align.py's banded_align). q_t (rows, n)
+ * and t_t (rows + band - 1, n) are the reads and windows transposed; trace (rows, band, n). */
+EXPORT int nm_dp(const uint8_t *q_t, const uint8_t *t_t, int64_t rows, int64_t n, const int64_t *qlen, int64_t band, int64_t match, int64_t mismatch,
+          int64_t ambiguous, int64_t off_contig, int64_t o, int64_t e, int64_t clip, uint16_t *trace, int32_t *best, int64_t *best_row,
+          int64_t *best_slot) {
+    int32_t *h_prev = malloc(sizeof(int32_t) * (band + 1) * n);
+    int32_t *f_prev = malloc(sizeof(int32_t) * (band + 1) * n);
+    int32_t *h_cur = malloc(sizeof(int32_t) * (band + 1) * n);
+    int32_t *f_cur = malloc(sizeof(int32_t) * (band + 1) * n);
+    int32_t *run_key = malloc(sizeof(int32_t) * n);
+    int32_t *row_key = malloc(sizeof(int32_t) * n);
+    if (!h_prev || !f_prev || !h_cur || !f_cur || !run_key || !row_key) {
+        free(h_prev), free(f_prev), free(h_cur), free(f_cur), free(run_key), free(row_key);
+        return -1;
+    }
+    for (int64_t j = 0; j < band * n; j++) h_prev[j] = NEG, f_prev[j] = NEG;
+    /* Sentinels past the last slot: an insertion from there scores exactly NEG. */
+    for (int64_t p = 0; p < n; p++) {
+        h_prev[band * n + p] = h_cur[band * n + p] = NEG + (int32_t)(o + e);
+        f_prev[band * n + p] = f_cur[band * n + p] = NEG + (int32_t)e;
+    }
+    for (int64_t p = 0; p < n; p++) best[p] = NEG, best_row[p] = 0, best_slot[p] = 0;
+    const int32_t mt = (int32_t)match, mm = (int32_t)-mismatch, amb = (int32_t)-ambiguous, off = (int32_t)-off_contig;
+    const int32_t oe = (int32_t)(o + e), e32 = (int32_t)e;
+    for (int64_t i = 0; i < rows; i++) {
+        const int32_t rs = i == 0 ? 0 : (int32_t)clip;
+        dp_row(q_t + i * n, t_t, n, i, band, h_prev, f_prev, h_cur, f_cur, trace + i * band * n, run_key, row_key, mt, mm, amb, off, rs, oe, e32);
+        /* Ends: at the last read base for free, earlier for the clipping penalty. */
+        for (int64_t p = 0; p < n; p++) {
+            const int64_t last_row = qlen[p] - 1;
+            if (i <= last_row) {
+                int32_t end_score = (row_key[p] >> 6) - (i < last_row ? (int32_t)clip : 0);
+                if (end_score > best[p]) {
+                    best[p] = end_score;
+                    best_row[p] = i;
+                    best_slot[p] = 63 - (row_key[p] & 63);
+                }
+            }
+        }
+        int32_t *t;
+        t = h_prev, h_prev = h_cur, h_cur = t;
+        t = f_prev, f_prev = f_cur, f_cur = t;
+    }
+    free(h_prev), free(f_prev), free(h_cur), free(f_cur), free(run_key), free(row_key);
+    return 0;
+}
+
+#define OP_MATCH '='
+#define OP_MISMATCH 'X'
+#define OP_INS 'I'
+#define OP_DEL 'D'
+
+static inline uint8_t m_kind(uint8_t op) { return (op == OP_MATCH || op == OP_MISMATCH) ? 'M' : op; }
+
+/* Walk back from each selected pair's best cell (pairs[n] into the DP's pairs): reference span,
+ * NM, CIGAR (with soft clips) and MD as text in cigar/md rows of `room` bytes. */
+EXPORT int nm_traceback(const uint16_t *trace, int64_t rows, int64_t band, int64_t n_dp, const int64_t *end_row, const int64_t *end_slot,
+                 const int64_t *pairs, int64_t n_out, const uint8_t *query, int64_t q_width, const uint8_t *target, int64_t t_width,
+                 const int64_t *qlen, const uint8_t *letters, int64_t *ref_start, int64_t *ref_end, int32_t *nm, uint8_t *cigar,
+                 int64_t *cigar_len, uint8_t *md, int64_t *md_len, int64_t room) {
+    const int64_t max_steps = rows + band + 2;
+    uint8_t *ops = malloc(max_steps);
+    int64_t *cols = malloc(sizeof(int64_t) * max_steps);
+    if (!ops || !cols) {
+        free(ops), free(cols);
+        return -1;
+    }
+    for (int64_t n = 0; n < n_out; n++) {
+        const int64_t p = pairs[n];
+        const uint8_t *q = query + p * q_width, *t = target + p * t_width;
+        int64_t i = end_row[p], b = end_slot[p];
+        int state = 0; /* 0 at H, 1 at H0, 2 in an insertion, 3 in a deletion */
+        int64_t del_left = 0, left_clip = 0, steps = 0, lo = -1, hi = -1;
+        for (int64_t s = 0; s < max_steps; s++) {
+            const uint16_t cell = trace[(i * band + b) * n_dp + p];
+            if (state == 0) {
+                if (cell & FROM_E_BIT) {
+                    del_left = cell >> 8;
+                    state = 3;
+                } else {
+                    state = 1;
+                }
+            }
+            const int src = cell & 3;
+            if (state == 1 && src == SRC_FROM_F) state = 2;
+            const int64_t col = i + b;
+            if (state == 1) { /* diagonal: match or mismatch, possibly the alignment's first base */
+                const uint8_t qb = q[i];
+                ops[steps] = (qb == t[col] && qb < 4) ? OP_MATCH : OP_MISMATCH;
+                cols[steps++] = col;
+                if (src == SRC_START || i == 0) {
+                    left_clip = i;
+                    break;
+                }
+                i--;
+                state = 0;
+            } else if (state == 2) {
+                ops[steps] = OP_INS;
+                cols[steps++] = -1;
+                const int ext = cell & F_EXT_BIT;
+                i--;
+                b++;
+                if (!ext) state = 0;
+            } else {
+                ops[steps] = OP_DEL;
+                cols[steps++] = col;
+                b--;
+                if (--del_left == 0) state = 1;
+            }
+        }
+        for (int64_t j = 0; j < steps; j++) { /* the reference span: columns of matches and deletions */
+            if (cols[j] >= 0) {
+                lo = lo < 0 ? cols[j] : min64(lo, cols[j]);
+                hi = max64(hi, cols[j] + 1);
+            }
+        }
+        ref_start[n] = lo, ref_end[n] = hi;
+        const int64_t right_clip = qlen[p] - 1 - end_row[p];
+        /* CIGAR, forward order: clips, then runs of M (= or X), I, D. */
+        uint8_t *cg = cigar + n * room;
+        int64_t c = 0, edits = 0;
+        if (left_clip) {
+            c = put_int(cg, c, left_clip);
+            cg[c++] = 'S';
+        }
+        for (int64_t j = steps - 1; j >= 0;) {
+            const uint8_t kind = m_kind(ops[j]);
+            int64_t run = 0;
+            while (j >= 0 && m_kind(ops[j]) == kind) {
+                if (ops[j] != OP_MATCH) edits++;
+                run++;
+                j--;
+            }
+            c = put_int(cg, c, run);
+            cg[c++] = kind;
+        }
+        if (right_clip) {
+            c = put_int(cg, c, right_clip);
+            cg[c++] = 'S';
+        }
+        cigar_len[n] = c;
+        nm[n] = (int32_t)edits;
+        /* MD: matches counted, a mismatch as its reference letter, a deletion as ^letters. */
+        uint8_t *mdr = md + n * room;
+        int64_t m = 0, pending = 0;
+        for (int64_t j = steps - 1; j >= 0;) {
+            const uint8_t op = ops[j];
+            if (op == OP_MATCH) {
+                pending++;
+                j--;
+            } else if (op == OP_INS) {
+                j--;
+            } else if (op == OP_MISMATCH) {
+                m = put_int(mdr, m, pending);
+                pending = 0;
+                mdr[m++] = letters[t[cols[j]] < 5 ? t[cols[j]] : 5];
+                j--;
+            } else {
+                m = put_int(mdr, m, pending);
+                pending = 0;
+                mdr[m++] = '^';
+                while (j >= 0 && ops[j] == OP_DEL) {
+                    mdr[m++] = letters[t[cols[j]] < 5 ? t[cols[j]] : 5];
+                    j--;
+                }
+            }
+        }
+        md_len[n] = put_int(mdr, m, pending);
+    }
+    free(ops), free(cols);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------ module init */
+
+static struct PyModuleDef kernels_module = {PyModuleDef_HEAD_INIT, "_kernels",
+                                            "neuromap's compiled loops, called through ctypes (neuromap/kernels.py).", -1, NULL};
+
+PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&kernels_module); }
