@@ -44,7 +44,7 @@ class AlignOptions:
     batch_size: int = 4000
     threads: int = 1
     processes: bool = False  # the `threads` workers are processes (each with its own kernels and JAX)
-    pair_chunk: int = 2048  # (read, candidate) pairs aligned per DP call: bounds memory
+    pair_chunk: int = 512  # (read, candidate) pairs aligned per DP call: bounds memory (its trace)
     read_group_id: str | None = None
     neural: bool = False  # the NeuralReadMapper chooses placement and MAPQ (seeds + DP otherwise)
     weights_dir: str | None = None  # None: the weights shipped in the package
@@ -149,7 +149,7 @@ class Placements:
     extra: np.ndarray  # (n,) placements found by seeding beyond the slots kept
     exact: np.ndarray  # (P,) settled by the ungapped screen (no DP needed)
     pair_diag: np.ndarray  # (P,) window column of the read start by the DP
-    dp_chunks: list  # (members, query, target, DPResult) of the pairs that went through the DP
+    traced: list  # (members, Alignment): the DP's description of each pair that went through it
     slot_score: np.ndarray  # (n, slots) alignment score of each slot's pair (NEG: no pair)
     choosable: np.ndarray  # (n, slots) valid placements where the read aligns (see place)
     seeded: int  # the first `seeded` slots come from seeding (after them: rescued mates)
@@ -172,7 +172,10 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
     pair_score = pair_score.astype(np.int64)
     pair_diag = np.full(n_pairs, opts.margin, dtype=np.int64)  # window column of the read start
     need_dp = np.flatnonzero(~exact)
-    dp_chunks = []  # kept so the chosen placements are described without aligning them again
+    # Each chunk is traced back at once, whichever pair will be chosen, and its trace (rows x band
+    # x pairs, about 10 kB a pair) let go: a batch then holds one chunk's trace, not all of them
+    # (tracing a pair back costs about 1/30 of aligning it).
+    traced = []
     for lo in range(0, len(need_dp), opts.pair_chunk):
         members = need_dp[lo : lo + opts.pair_chunk]
         width = int(qlen[members].max())  # trim padding to this chunk's longest read
@@ -180,7 +183,8 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
         dp = banded_align(query, qlen[members], target, opts.margin, opts.scoring)
         pair_score[members] = dp.score
         pair_diag[members] = dp.end_slot  # the diagonal the alignment ends on
-        dp_chunks.append((members, query, target, dp))
+        traced.append((members, traceback(dp, np.arange(len(members)), query, target, qlen[members])))
+        del dp
 
     slot_score = np.full((n, n_slots), NEG, dtype=np.int64)  # per read and slot, for XS and the rules below
     slot_score[pairs.read, pairs.slot] = pair_score
@@ -245,7 +249,7 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
     if len(tie_rows):
         chosen[tie_rows] = tie_break(batch.names, tie_rows, [np.flatnonzero(ties[r]) for r in tie_rows])
     extra = np.maximum(cands.n_clusters - opts.seed.max_candidates, 0)
-    return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra, exact, pair_diag, dp_chunks, slot_score, choosable,
+    return Placements(cands, pairs, qlen, pair_score, pair_start, ll, valid, chosen, extra, exact, pair_diag, traced, slot_score, choosable,
                       min(opts.seed.max_candidates, n_slots))
 
 
@@ -346,15 +350,16 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
         put(fast, pair_score[cp], pairs.window_start[cp] + opts.margin, c, m, k)
     in_chunk = np.full(n_pairs, -1, dtype=np.int64)
     local = np.zeros(n_pairs, dtype=np.int64)
-    for c_i, (members, _, _, _) in enumerate(pl.dp_chunks):
+    for c_i, (members, _) in enumerate(pl.traced):
         in_chunk[members] = c_i
         local[members] = np.arange(len(members))
-    for c_i, (members, query, target, dp) in enumerate(pl.dp_chunks):
+    for c_i, (members, aln) in enumerate(pl.traced):
         reads = sel[agree_sel & (in_chunk[chosen_pair[sel]] == c_i)]
         if len(reads):
             cp = chosen_pair[reads]
-            aln = traceback(dp, local[cp], query, target, qlen[members])
-            put(reads, pair_score[cp], pairs.window_start[cp] + aln.ref_start, aln.cigar, aln.md, aln.nm)
+            j = local[cp]
+            put(reads, pair_score[cp], pairs.window_start[cp] + aln.ref_start[j], [aln.cigar[x] for x in j.tolist()],
+                [aln.md[x] for x in j.tolist()], aln.nm[j])
     if len(other):
         put(other, *shifted)
     mapped = has & (score >= opts.min_score)
