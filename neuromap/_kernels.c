@@ -16,6 +16,16 @@
 #include <string.h>
 
 #define EXPORT __attribute__((visibility("default")))
+/* An AVX2 clone of the DP row, picked when the library loads (ifunc), where the toolchain can:
+ * x86-64 Linux with GCC or clang. Elsewhere (aarch64, macOS) the portable build alone. */
+#if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define DP_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef DP_CLONES
+#define DP_CLONES
+#endif
 #define INVALID_HASH UINT64_MAX
 #define NEG (-(1 << 22)) /* 'impossible'; (NEG + x) * 64 fits int32 (align.py) */
 
@@ -389,7 +399,7 @@ EXPORT void nm_ungapped_md(const uint8_t *query, int64_t n_pairs, int64_t q_widt
 /* One read row of the banded DP for all pairs (align.py's module docstring has the recurrence;
  * the innermost loop runs over pairs, contiguous, so it compiles to SIMD). Arithmetic is int32:
  * every value stays within NEG * 64 (align.py). */
-__attribute__((target_clones("avx2", "default")))
+DP_CLONES
 static void dp_row(const uint8_t *restrict qi, const uint8_t *restrict t_t, int64_t n, int64_t i, int64_t band, const int32_t *restrict hp_all,
                    const int32_t *restrict fp_all, int32_t *restrict hc_all, int32_t *restrict fc_all, uint16_t *restrict trg,
                    int32_t *restrict run_key, int32_t *restrict row_key, int32_t mt, int32_t mm, int32_t amb, int32_t off, int32_t rs,
@@ -606,7 +616,11 @@ EXPORT int nm_traceback(const uint16_t *trace, int64_t rows, int64_t band, int64
 
 /* ------------------------------------------------------------------------------ module init */
 
-static struct PyModuleDef kernels_module = {PyModuleDef_HEAD_INIT, "_kernels",
-                                            "neuromap's compiled loops, called through ctypes (neuromap/kernels.py).", -1, NULL};
+static struct PyModuleDef kernels_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_kernels",
+    .m_doc = "neuromap's compiled loops, called through ctypes (neuromap/kernels.py).",
+    .m_size = -1,
+};
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&kernels_module); }

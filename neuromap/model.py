@@ -9,9 +9,11 @@ shifted by their offsets and added, which is exact for the diagonal-sum score. N
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -123,7 +125,34 @@ def preload(weights_dir: str | None = None) -> None:
         except Exception:  # noqa: BLE001 - raised again, where it is reported, by the caller
             pass
 
-    threading.Thread(target=load, name="neuromap-load-model", daemon=True).start()
+    _track(threading.Thread(target=load, name="neuromap-load-model", daemon=True)).start()
+
+
+# Threads that may be inside JAX's C++ code (loading the model, a model call for a worker
+# process). The process must not end under them: at exit Python stops a daemon thread where it
+# next takes the GIL, by unwinding its stack, and through JAX's C++ frames that aborts the process
+# ("FATAL: exception not rethrown", status 134) instead of letting it end as it meant to.
+# So they are waited for at exit (atexit runs before Python stops daemon threads), on every way
+# out: the normal end, an error, a closed pipe, Ctrl-C.
+_BACKGROUND: list[threading.Thread] = []
+
+
+def _track(thread: threading.Thread) -> threading.Thread:
+    _BACKGROUND[:] = [t for t in _BACKGROUND if t.is_alive()]
+    _BACKGROUND.append(thread)
+    return thread
+
+
+def settle_background(timeout: float = 10.0) -> None:
+    """Wait (at most `timeout` seconds in all) for the background model threads to finish: the
+    model's load, and the model server's threads, which end when its worker processes have."""
+    deadline = time.monotonic() + timeout
+    for thread in list(_BACKGROUND):
+        if thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+atexit.register(settle_background)
 
 
 @lru_cache(maxsize=4)
@@ -243,7 +272,7 @@ class ModelServer:
         self.weights_dir = weights_dir
         self.pipes = [context.Pipe() for _ in range(n_workers)]
         for own, _ in self.pipes:
-            threading.Thread(target=self._serve, args=(own,), name="neuromap-model-server", daemon=True).start()
+            _track(threading.Thread(target=self._serve, args=(own,), name="neuromap-model-server", daemon=True)).start()
 
     def worker_ends(self) -> list:
         return [theirs for _, theirs in self.pipes]
