@@ -10,7 +10,7 @@
 #    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile)
 #
 # Needs jax (with its CUDA plugin), flax, optax, numpy, click, tqdm and a C compiler where it runs
-# (phase 1 builds neuromap/_kernels.c in place when it is not built for that Python); pysam is
+# (phase 1 builds neuromap/_kernels.c in place, or takes .bin/neuromap_kernels.so); pysam is
 # installed from .whl/ and minimap2 / bwa are taken from .bin/ when those folders are there (the GPU
 # machine reaches no package registry). Phases:
 #   1. check: versions, the GPU JAX sees, `neuromap align` on test-data with the network;
@@ -53,8 +53,14 @@ if [ -d .whl ] && ! "$PY" -c "from flax import nnx; nnx.List" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-flax .whl/flax-*.whl &&
         export PYTHONPATH="/tmp/site-flax:$PYTHONPATH"
 fi
+# The kernels for this machine's Python: the extension if setuptools can build it, else the same C
+# file as a plain library (no Python headers needed), else one carried in .bin/ (built on the
+# workstation: gcc -O3 -shared -fPIC -DNEUROMAP_NO_PYTHON neuromap/_kernels.c -o .bin/neuromap_kernels.so).
 if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('neuromap._kernels') is None)"; then
-    "$PY" setup.py -q build_ext --inplace || { echo "phase 1 failed: cannot build neuromap/_kernels.c"; exit 1; }
+    EXT=$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+    "$PY" setup.py -q build_ext --inplace ||
+        gcc -O3 -std=gnu11 -shared -fPIC -DNEUROMAP_NO_PYTHON neuromap/_kernels.c -o "neuromap/_kernels$EXT" ||
+        cp .bin/neuromap_kernels.so "neuromap/_kernels$EXT" || { echo "phase 1 failed: no kernels for this Python"; exit 1; }
 fi
 "$PY" - <<'EOF' || { echo "phase 1 failed: the environment cannot run neuromap"; exit 1; }
 import jax, flax, optax, numpy, pysam, platform

@@ -7,10 +7,14 @@
  * tests/reference_*.py (tests/test_kernels.py).
  *
  * A tiny module init makes the file an importable extension, so setuptools builds it and
- * importlib finds it; the functions themselves are reached through ctypes.
+ * importlib finds it; the functions themselves are reached through ctypes. Built with
+ * -DNEUROMAP_NO_PYTHON it needs no Python headers (a plain shared library that ctypes loads just
+ * the same, for a machine that cannot build the extension: benchmarks/gpu_lease.sh).
  */
+#ifndef NEUROMAP_NO_PYTHON
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#endif
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -616,6 +620,7 @@ EXPORT int nm_traceback(const uint16_t *trace, int64_t rows, int64_t band, int64
 
 /* ------------------------------------------------------------------------------ module init */
 
+#ifndef NEUROMAP_NO_PYTHON
 static struct PyModuleDef kernels_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_kernels",
@@ -624,3 +629,4 @@ static struct PyModuleDef kernels_module = {
 };
 
 PyMODINIT_FUNC PyInit__kernels(void) { return PyModule_Create(&kernels_module); }
+#endif

@@ -176,3 +176,30 @@ def test_missing_kernels_name_the_fix(monkeypatch):
     finally:
         monkeypatch.undo()
         kernels._library.cache_clear()
+
+
+def test_the_c_file_also_builds_as_a_plain_library(tmp_path):
+    """Without Python's headers (-DNEUROMAP_NO_PYTHON) the same file is a plain shared library that
+    ctypes loads and calls the same way: the fallback benchmarks/gpu_lease.sh uses on a machine
+    that cannot build the extension."""
+    import ctypes
+    import os
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+    from neuromap import kernels
+
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc")
+    lib = tmp_path / "plain.so"
+    subprocess.run(["gcc", "-O2", "-std=gnu11", "-shared", "-fPIC", "-DNEUROMAP_NO_PYTHON", os.path.join(ROOT, "neuromap", "_kernels.c"), "-o", str(lib)],
+                   check=True)
+    plain = ctypes.CDLL(str(lib))
+    codes = np.random.default_rng(5).integers(0, 5, size=(3, 40), dtype=np.uint8)
+    want = kmer_hashes(codes, 9)
+    hashes, reverse = np.empty((3, 32), np.uint64), np.empty((3, 32), bool)
+    plain.nm_hash_rows.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    plain.nm_hash_rows(codes.ctypes.data, 3, 40, 9, hashes.ctypes.data, reverse.ctypes.data)
+    assert np.array_equal(hashes, want[0]) and np.array_equal(reverse, want[1])
+    assert all(hasattr(plain, name) for name in kernels._SIGNATURES)
