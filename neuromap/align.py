@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neuromap.index import PAD_CODE
 from neuromap import kernels
+from neuromap.index import PAD_CODE
 
 NEG = -(1 << 22)  # 'impossible'; small enough that (NEG + x) * 64 fits int32
 

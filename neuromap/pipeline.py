@@ -43,7 +43,7 @@ class AlignOptions:
     score_scale: float = 1.0  # alignment score -> log-likelihood, for MAPQ on the seed+DP path
     batch_size: int = 4000
     threads: int = 1
-    processes: bool = False  # the `threads` workers are processes (each with its own kernels and JAX)
+    processes: bool = False  # the `threads` workers are processes (each with its own Python and kernels; the model stays here)
     pair_chunk: int = 512  # (read, candidate) pairs aligned per DP call: bounds memory (its trace)
     read_group_id: str | None = None
     neural: bool = False  # the NeuralReadMapper chooses placement and MAPQ (seeds + DP otherwise)

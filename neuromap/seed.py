@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuromap import kernels
 from neuromap.errors import NeuromapError
 from neuromap.index import Index
-from neuromap import kernels
 from neuromap.sketch import sketch_rows
 
 

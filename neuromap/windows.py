@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from neuromap.index import PAD_CODE, Index
 from neuromap import kernels
+from neuromap.index import PAD_CODE, Index
 from neuromap.seed import Candidates
 
 _COMPLEMENT = np.array([3, 2, 1, 0, 4, 5], dtype=np.uint8)
