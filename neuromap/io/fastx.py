@@ -74,9 +74,9 @@ def _codes(joined: str, lengths: np.ndarray) -> np.ndarray:
     """(reads, longest) base codes, N-padded, from the reads' sequences joined end to end."""
     codes = np.full((len(lengths), max(int(lengths.max()) if len(lengths) else 0, 1)), N_CODE, dtype=np.uint8)
     if len(lengths) and lengths.min() == codes.shape[1]:  # all one length (no empty read)
-        codes[:] = BASE_CODE[np.frombuffer(joined.encode("ascii", "replace"), dtype=np.uint8)].reshape(codes.shape)
+        codes[:] = encode(joined).reshape(codes.shape)
     elif len(lengths):
-        flat = BASE_CODE[np.frombuffer(joined.encode("ascii", "replace"), dtype=np.uint8)]
+        flat = encode(joined)
         rows = np.repeat(np.arange(len(lengths)), lengths)
         starts = np.cumsum(lengths) - lengths
         cols = np.arange(len(flat)) - np.repeat(starts, lengths)
