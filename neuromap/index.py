@@ -2,11 +2,13 @@
 
 On disk an index is a directory `PREFIX.nmi/` holding numpy files and `meta.json` (format version,
 k, w, contigs, the reference's size/mtime and a SHA-256 of its names and sequence). It is written to
-a temporary directory and renamed into place, so a reader never sees half an index.
+a temporary directory and renamed into place, so a reader never sees half an index, and a stale
+index is swapped for the new one in one step.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -206,30 +208,69 @@ def _same_index(a: str, b: str) -> bool:
 
 
 def _install(tmp: str, target: str) -> None:
-    """Move a finished index into place; an older one is replaced, an identical one (built at
-    the same time by another process) is kept, so readers never see it vanish."""
-    if os.path.exists(target) and _same_index(tmp, target):
-        shutil.rmtree(tmp, ignore_errors=True)
-        return
-    if os.path.exists(target):
+    """Move a finished index into place. Several processes may build the same index at once
+    (pipelines that start many jobs on one reference), so there is no look-then-act here: the
+    rename itself is the test. Where `target` is missing, the rename installs ours. Where it holds
+    the same index (another process was first), ours is dropped and theirs kept untouched. Where
+    it holds a different (stale) one, the two are swapped in one step (Linux's RENAME_EXCHANGE),
+    so readers never find the path missing; elsewhere the old one is moved aside first."""
+    for _ in range(10):
+        try:
+            os.rename(tmp, target)  # fails where target is a directory with files in it
+            return
+        except OSError as exc:
+            if not os.path.isdir(target):
+                if os.path.lexists(target) or exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise  # a file in the way, a read-only directory...
+                continue  # it went away between the rename and the look (another replacer)
+        if _same_index(tmp, target):
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        if not _only_index_files(target):
+            raise OSError(errno.EEXIST, "the directory is in the way and holds files that are not a neuromap index's")
+        if _exchange(tmp, target):
+            shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the stale index
+            return
         old = target + f".old-{os.getpid()}"
         try:
             os.rename(target, old)
         except FileNotFoundError:
-            old = ""
+            continue
         try:
             os.rename(tmp, target)
         finally:
-            if old:
-                shutil.rmtree(old, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
         return
+    raise OSError(errno.EBUSY, "other processes keep replacing the index")
+
+
+def _only_index_files(path: str) -> bool:
+    """True where every entry of the directory is a file an index holds (a stale, old-format or
+    damaged index may be replaced; someone's own directory of the same name may not)."""
+    ours = {name + ".npy" for name in _ARRAYS} | {"meta.json"}
     try:
-        os.rename(tmp, target)
+        return set(os.listdir(path)) <= ours
+    except FileNotFoundError:
+        return True
     except OSError:
-        if os.path.isdir(target):  # another process installed the same index first
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            raise
+        return False
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths atomically (Linux renameat2 with RENAME_EXCHANGE); False where the system,
+    the C library or the file system cannot."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):  # a C library older than glibc 2.28, or musl
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 def load_index(path: str) -> Index:
