@@ -105,7 +105,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     from neuromap.io.fastx import fastq_batches, fastq_pair_batches
     from neuromap.io.sam import SamSink, header_text, parse_read_group
     from neuromap.pairing import parse_insert
-    from neuromap.pipeline import AlignOptions, RunStats, align_records
+    from neuromap.pipeline import AlignOptions, RunStats, align_records, limit_malloc_arenas
     from neuromap.seed import SeedParams
 
     rg_line, rg_id = parse_read_group(read_group) if read_group else (None, None)
@@ -131,6 +131,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         paired=paired,
         insert=parse_insert(insert_size) if insert_size else None,
     )
+    limit_malloc_arenas(threads)  # before the first thread starts
     if opts.neural:
         from neuromap.model import check_weights, preload
 

@@ -7,10 +7,12 @@ input order: the output does not depend on the number or kind of workers.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import re
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -570,6 +572,22 @@ def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | 
 _WORKER_STATE: tuple[Index, AlignOptions] | None = None
 
 
+def limit_malloc_arenas(threads: int) -> None:
+    """Cap glibc's malloc arenas at `threads` + 2 (the mapping threads, the reader, JAX's pool) for
+    this process. By default each thread that allocates while another holds an arena gets one of
+    its own, up to 8 per core, and memory freed in an arena stays there: on 100,000 reads with
+    -t 2 the cap lowers peak RSS by about 20 MB at the same speed (benchmarks/README.md). A
+    MALLOC_ARENA_MAX in the environment is left to decide; other C libraries are left alone."""
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_arena_max = -8
+    mallopt(m_arena_max, threads + 2)
+
+
 def _exit_with_parent(parent: int) -> None:
     """End this worker when the process that started it has gone without stopping it (SIGKILL, the
     OOM killer): a busy pool worker would otherwise wait for its next batch forever."""
@@ -589,6 +607,7 @@ def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, 
     pairs over a pipe of its own (model.RemoteModel): no JAX in the workers."""
     global _WORKER_STATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
+    limit_malloc_arenas(1)
     _exit_with_parent(parent)
     _WORKER_STATE = (load_index(index_path), opts)
     if opts.neural:

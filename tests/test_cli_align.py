@@ -503,3 +503,32 @@ def test_bad_pair_bucket_is_a_clean_error(data_dir, tmp_path, bucket):
                   env={**os.environ, "NEUROMAP_PAIR_BUCKET": bucket})
     assert_clean_error(res, "NEUROMAP_PAIR_BUCKET", bucket)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc arenas")
+@pytest.mark.parametrize("capped", [True, False])
+def test_malloc_arenas_are_capped_by_the_thread_count(capped):
+    """`align` caps glibc's malloc arenas (memory freed in one stays there; uncapped, each thread
+    that allocates gets its own, up to 8 per core). Eight threads that each allocate once: at
+    most 3 arenas (-t 1 + 2) with the cap, one each without. malloc_stats lists them."""
+    code = (
+        "import ctypes, sys, threading\n"
+        "from neuromap.pipeline import limit_malloc_arenas\n"
+        f"if {capped}: limit_malloc_arenas(1)\n"
+        "libc = ctypes.CDLL(None)\n"
+        "libc.malloc.restype = ctypes.c_void_p\n"
+        "libc.free.argtypes = [ctypes.c_void_p]\n"
+        "barrier = threading.Barrier(8)\n"
+        "def work():\n"
+        "    libc.free(libc.malloc(1000))\n"
+        "    barrier.wait()  # all alive at once: no arena is handed on from a thread that ended\n"
+        "threads = [threading.Thread(target=work) for _ in range(8)]\n"
+        "[t.start() for t in threads]\n"
+        "[t.join() for t in threads]\n"
+        "libc.malloc_stats()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    arenas = sum(line.startswith("Arena ") for line in res.stderr.splitlines())
+    assert res.returncode == 0 and arenas >= 1, res.stderr
+    assert (arenas <= 3) if capped else (arenas > 3)
