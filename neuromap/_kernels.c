@@ -1,10 +1,12 @@
-/* neuromap's hot loops: minimizer sketch, seeding, windows, ungapped screen, banded DP, traceback.
+/* neuromap's hot loops: minimizer sketch, seeding, windows, ungapped screen, banded DP, traceback,
+ * and the SAM text of a batch.
  *
  * Plain C called through ctypes (neuromap/kernels.py), which releases Python's GIL around every
  * call, so worker threads run these in parallel. Every array is C-contiguous and of the type the
- * Python wrapper checks; sizes are int64_t. Each function is a line-for-line translation of the
- * numba kernel it replaced and is checked, bit for bit, against the numpy originals in
- * tests/reference_*.py (tests/test_kernels.py).
+ * Python wrapper checks; sizes are int64_t. Each function up to the SAM text is a line-for-line
+ * translation of the numba kernel it replaced and is checked, bit for bit, against the numpy
+ * originals in tests/reference_*.py (tests/test_kernels.py); the SAM text is checked against
+ * the Python formatter it replaced, kept in tests/reference_sam.py.
  *
  * A tiny module init makes the file an importable extension, so setuptools builds it and
  * importlib finds it; the functions themselves are reached through ctypes. Built with
@@ -616,6 +618,125 @@ EXPORT int nm_traceback(const uint16_t *trace, int64_t rows, int64_t band, int64
     }
     free(ops), free(cols);
     return 0;
+}
+
+/* --------------------------------------------------------------------------------- SAM text */
+
+/* Where each of n newline-terminated fields of buf starts: field i is buf[off[i] : off[i+1] - 1]. */
+EXPORT void nm_field_offsets(const uint8_t *buf, int64_t len, int64_t n, int64_t *off) {
+    int64_t f = 0;
+    off[0] = 0;
+    for (int64_t j = 0; j < len && f < n; j++)
+        if (buf[j] == '\n') off[++f] = j + 1;
+    while (f < n) off[++f] = len; /* fewer fields than n: the rest empty (not reached from Python) */
+}
+
+static inline int64_t put_signed(uint8_t *buf, int64_t at, int64_t value) {
+    if (value < 0) {
+        buf[at++] = '-';
+        value = -value;
+    }
+    return put_int(buf, at, value);
+}
+
+static inline int64_t put_field(uint8_t *out, int64_t at, const uint8_t *buf, const int64_t *off, int64_t i) {
+    int64_t len = off[i + 1] - off[i] - 1;
+    memcpy(out + at, buf + off[i], (size_t)len);
+    return at + len;
+}
+
+/* SEQ or QUAL: "*" when empty; reversed, through `table` (the complement, or identity), when flip. */
+static inline int64_t put_oriented(uint8_t *out, int64_t at, const uint8_t *buf, const int64_t *off, int64_t i, int flip, const uint8_t *table) {
+    const int64_t len = off[i + 1] - off[i] - 1;
+    const uint8_t *field = buf + off[i];
+    if (len == 0) {
+        out[at] = '*';
+        return at + 1;
+    }
+    if (!flip) {
+        memcpy(out + at, field, (size_t)len);
+    } else {
+        for (int64_t j = 0; j < len; j++) out[at + j] = table[field[len - 1 - j]];
+    }
+    return at + len;
+}
+
+static inline int64_t put_text(uint8_t *out, int64_t at, const char *text, int64_t len) {
+    memcpy(out + at, text, (size_t)len);
+    return at + len;
+}
+
+/* One batch's SAM records, read order[0], order[1], ... (pipeline.format_sam computes every
+ * number; this writes the text). Per read r: rname, rnext are contig indices, or -1 for "*"
+ * (rnext -2 for "="); mate[r] >= 0 adds MC:Z:<its CIGAR> and MQ:i:<its MAPQ>; xs[r] > NEG
+ * adds XS:i. String fields come as newline-terminated fields of one buffer with their offsets
+ * (nm_field_offsets). SEQ and QUAL of a read with flip[r] are written reverse complemented
+ * (`complement`, 256 entries) and reversed; an empty one is "*". rg is "\tRG:Z:<id>" or empty. Returns the length written, or -1 where
+ * `cap` would be passed (never, with the bound format_sam gives). */
+EXPORT int64_t nm_format_sam(int64_t n_out, const int64_t *order, const uint8_t *mapped, const int64_t *flag, const int64_t *rname, const int64_t *pos,
+                             const int64_t *mapq, const int64_t *rnext, const int64_t *pnext, const int64_t *tlen, const int64_t *mate,
+                             const int64_t *nm, const int64_t *as, const int64_t *xs,
+                             const uint8_t *flip, const uint8_t *complement, const uint8_t *identity,
+                             const uint8_t *names, const int64_t *names_off, const uint8_t *cigar, const int64_t *cigar_off,
+                             const uint8_t *md, const int64_t *md_off, const uint8_t *seq, const int64_t *seq_off,
+                             const uint8_t *qual, const int64_t *qual_off, const uint8_t *pc, const int64_t *pc_off,
+                             const uint8_t *contigs, const int64_t *contig_off, const uint8_t *rg, int64_t rg_len,
+                             uint8_t *out, int64_t cap) {
+    int64_t at = 0;
+    for (int64_t k = 0; k < n_out; k++) {
+        const int64_t r = order[k], m = mate[r];
+        /* A bound on this record: its text fields, two contig names, the mate's CIGAR and 20 numbers. */
+        int64_t need = (names_off[r + 1] - names_off[r]) + (seq_off[r + 1] - seq_off[r]) + (qual_off[r + 1] - qual_off[r])
+                       + (cigar_off[r + 1] - cigar_off[r]) + (md_off[r + 1] - md_off[r]) + (pc_off[r + 1] - pc_off[r]) + rg_len + 512;
+        if (rname[r] >= 0) need += contig_off[rname[r] + 1] - contig_off[rname[r]];
+        if (rnext[r] >= 0) need += contig_off[rnext[r] + 1] - contig_off[rnext[r]];
+        if (m >= 0) need += cigar_off[m + 1] - cigar_off[m];
+        if (at + need > cap) return -1;
+        at = put_field(out, at, names, names_off, r);
+        out[at++] = '\t';
+        at = put_int(out, at, flag[r]);
+        out[at++] = '\t';
+        at = rname[r] >= 0 ? put_field(out, at, contigs, contig_off, rname[r]) : put_text(out, at, "*", 1);
+        out[at++] = '\t';
+        at = put_int(out, at, pos[r]);
+        out[at++] = '\t';
+        at = put_int(out, at, mapped[r] ? mapq[r] : 0);
+        out[at++] = '\t';
+        at = mapped[r] ? put_field(out, at, cigar, cigar_off, r) : put_text(out, at, "*", 1);
+        out[at++] = '\t';
+        at = rnext[r] >= 0 ? put_field(out, at, contigs, contig_off, rnext[r]) : put_text(out, at, rnext[r] == -2 ? "=" : "*", 1);
+        out[at++] = '\t';
+        at = put_int(out, at, pnext[r]);
+        out[at++] = '\t';
+        at = put_signed(out, at, mapped[r] ? tlen[r] : 0);
+        out[at++] = '\t';
+        at = put_oriented(out, at, seq, seq_off, r, flip[r], complement);
+        out[at++] = '\t';
+        at = put_oriented(out, at, qual, qual_off, r, flip[r], identity);
+        if (mapped[r]) {
+            at = put_text(out, at, "\tNM:i:", 6);
+            at = put_int(out, at, nm[r]);
+            at = put_text(out, at, "\tMD:Z:", 6);
+            at = put_field(out, at, md, md_off, r);
+            at = put_text(out, at, "\tAS:i:", 6);
+            at = put_signed(out, at, as[r]);
+            if (xs[r] > NEG) {
+                at = put_text(out, at, "\tXS:i:", 6);
+                at = put_signed(out, at, xs[r]);
+            }
+            at = put_text(out, at, "\tpc:f:", 6);
+            at = put_field(out, at, pc, pc_off, r);
+        }
+        if (m >= 0) {
+            at = put_text(out, at, "\tMC:Z:", 6);
+            at = put_field(out, at, cigar, cigar_off, m);
+            at = put_text(out, at, "\tMQ:i:", 6);
+            at = put_int(out, at, mapq[m]);
+        }
+        at = put_text(out, at, (const char *)rg, rg_len);
+        out[at++] = '\n';
+    }
+    return at;
 }
 
 /* ------------------------------------------------------------------------------ module init */

@@ -30,9 +30,14 @@ _SIGNATURES = {
     "nm_dp": ("u1", "u1", "i", "i", "i8", "i", "i", "i", "i", "i", "i", "i", "i", "u2", "i4", "i8", "i8"),
     "nm_traceback": ("u2", "i", "i", "i", "i8", "i8", "i8", "i", "u1", "i", "u1", "i", "i8", "u1",
                      "i8", "i8", "i4", "u1", "i8", "u1", "i8", "i"),
+    "nm_field_offsets": ("u1", "i", "i", "i8"),
+    "nm_format_sam": ("i", "i8", "b", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "b", "u1", "u1",
+                      "u1", "i8", "u1", "i8", "u1", "i8", "u1", "i8", "u1", "i8", "u1", "i8", "u1", "i8", "u1", "i",
+                      "u1", "i"),
 }
 _DTYPES = {"u1": np.uint8, "u2": np.uint16, "u8": np.uint64, "i4": np.int32, "i8": np.int64, "b": np.bool_}
 _RETURNS_STATUS = {"nm_select", "nm_seed", "nm_dp", "nm_traceback"}
+_RETURNS_LENGTH = {"nm_format_sam"}
 
 
 @lru_cache(maxsize=1)
@@ -43,14 +48,19 @@ def _library() -> ctypes.CDLL:
                             "`pip install .` (or `pip install -e .` in a checkout), which compiles them")
     lib = ctypes.CDLL(spec.origin)
     for name, signature in _SIGNATURES.items():
-        fn = getattr(lib, name)
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise NeuromapError(f"{spec.origin}: the compiled kernels are older than this neuromap (no {name}): rebuild them with "
+                                "`pip install .` (or `pip install -e .` in a checkout)") from None
         fn.argtypes = [ctypes.c_int64 if kind == "i" else ctypes.c_void_p for kind in signature]
-        fn.restype = ctypes.c_int if name in _RETURNS_STATUS else None
+        fn.restype = ctypes.c_int if name in _RETURNS_STATUS else ctypes.c_int64 if name in _RETURNS_LENGTH else None
     return lib
 
 
-def call(name: str, *args) -> None:
-    """Run kernel `name` on `args` (arrays of the signature's types, C-contiguous; ints)."""
+def call(name: str, *args) -> int | None:
+    """Run kernel `name` on `args` (arrays of the signature's types, C-contiguous; ints); the
+    kernels that return a length return it."""
     signature = _SIGNATURES[name]
     if len(args) != len(signature):
         raise TypeError(f"{name}: {len(args)} arguments for {len(signature)}")
@@ -63,5 +73,9 @@ def call(name: str, *args) -> None:
             got = f"{value.dtype} {'contiguous' if value.flags.c_contiguous else 'strided'}" if isinstance(value, np.ndarray) else type(value).__name__
             raise TypeError(f"{name}: argument {position} must be a C-contiguous {kind} array, not {got}")
         converted.append(value.ctypes.data)
-    if getattr(_library(), name)(*converted) not in (None, 0):
+    result = getattr(_library(), name)(*converted)
+    if name in _RETURNS_LENGTH:
+        return result
+    if result not in (None, 0):
         raise MemoryError(f"{name}: out of memory")
+    return None

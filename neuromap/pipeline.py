@@ -24,6 +24,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from neuromap import kernels
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
 from neuromap.errors import Terminated
 from neuromap.index import Index, load_index
@@ -421,65 +422,90 @@ def pair_fields(res: MappedBatch, model) -> PairFields:
 
 
 def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: str | None, pairs: PairFields | None = None) -> str:
-    """SAM text for one batch, in input order (for pairs: mate 1 then mate 2 of each pair);
-    per-read Python only at this edge."""
-    rg = f"\tRG:Z:{read_group_id}" if read_group_id else ""
-    out = []
-    names = index.names
+    """SAM text for one batch, in input order (for pairs: mate 1 then mate 2 of each pair).
+    The numbers of every record are worked out here over whole arrays, and the text is written by
+    compiled code (nm_format_sam, which releases the GIL): the per-read Python left is joining
+    each string field into one buffer."""
     n_reads = len(batch)
-    order = range(n_reads) if pairs is None else [r for i in range(pairs.n) for r in (i, i + pairs.n)]
-    # Python lists, not numpy scalars, in the per-read loop (it holds the GIL: keep it short).
-    is_mapped, reverse, contig, position = res.mapped.tolist(), res.reverse.tolist(), res.contig.tolist(), res.pos.tolist()
-    mapq, nm, score, sub_score = res.mapq.tolist(), res.nm.tolist(), res.score.tolist(), res.sub_score.tolist()
-    proper, end = (pairs.proper.tolist(), pairs.end.tolist()) if pairs is not None else ([], [])
-    read_names, cigars, mds = batch.names, res.cigar, res.md
-    seqs, quals = _oriented_text(batch, res)
+    if n_reads == 0:
+        return ""
+    mapped = np.ascontiguousarray(res.mapped, dtype=np.bool_)
+    reverse = res.reverse.astype(bool)
+    contig = res.contig.astype(np.int64)
+    position = res.pos.astype(np.int64)
+    flag = np.where(mapped, 0, 4) | np.where(mapped & reverse, 16, 0)
+    rname = np.where(mapped, contig, -1)
+    pos = np.where(mapped, position + 1, 0)
+    rnext = np.full(n_reads, -1, np.int64)
+    pnext = np.zeros(n_reads, np.int64)
+    tlen = np.zeros(n_reads, np.int64)
+    mate = np.full(n_reads, -1, np.int64)
+    if pairs is None:
+        order = np.arange(n_reads, dtype=np.int64)
+    else:
+        order = np.stack([np.arange(pairs.n), np.arange(pairs.n) + pairs.n], axis=1).ravel().astype(np.int64)
+        r = np.arange(n_reads)
+        first = r < pairs.n
+        m = (r + pairs.n) % n_reads
+        mate_mapped = mapped[m]
+        flag |= 1 | np.where(first, 0x40, 0x80) | np.where(pairs.proper, 2, 0)
+        flag |= np.where(mate_mapped & reverse[m], 0x20, 0) | np.where(mate_mapped, 0, 8)
+        # An unmapped read with a mapped mate is placed at its mate (SAM spec).
+        rname = np.where(~mapped & mate_mapped, contig[m], rname)
+        pos = np.where(~mapped & mate_mapped, position[m] + 1, pos)
+        same = mate_mapped & (contig[m] == rname)
+        rnext = np.where(mate_mapped, np.where(same, -2, contig[m]), np.where(mapped, -2, -1))
+        pnext = np.where(mate_mapped, position[m] + 1, np.where(mapped, pos, 0))
+        mate = np.where(mate_mapped, m, -1)
+        end = pairs.end.astype(np.int64)
+        leftmost = (position < position[m]) | ((position == position[m]) & first)
+        span = np.maximum(end, end[m]) - np.minimum(position, position[m])
+        tlen = np.where(mapped & same, np.where(leftmost, span, -span), 0)
+    # SEQ and QUAL as given; the compiled formatter reverse complements those of reverse-strand
+    # reads. Text that is not ASCII (possible only through the Python API) is turned here, by
+    # characters rather than bytes.
+    quals = batch.quals if None not in batch.quals else [q or "" for q in batch.quals]  # FASTA: no QUAL
+    flip = np.ascontiguousarray(mapped & reverse)
+    seq_field, qual_field = _field_buffer(batch.seqs, n_reads), _field_buffer(quals, n_reads)
+    if not (_is_ascii(seq_field[0]) and _is_ascii(qual_field[0])):
+        seqs, oriented_quals = _oriented_text(batch, res)
+        seq_field, qual_field = _field_buffer(seqs, n_reads), _field_buffer(oriented_quals, n_reads)
+        flip = np.zeros(n_reads, np.bool_)
     # P(correct) as text once per distinct value (bit for bit: -0.0 stays apart from 0.0), not
     # once per read.
     distinct, which = np.unique(res.p_correct.astype(np.float64).view(np.int64), return_inverse=True)
     texts = [f"{v:.6g}" for v in distinct.view(np.float64).tolist()]
     pc_text = [texts[i] for i in which.ravel().tolist()]
-    for r in order:
-        seq = seqs[r]
-        qual = quals[r]
-        mapped = is_mapped[r]
-        flag = 0 if mapped else 4
-        if mapped and reverse[r]:
-            flag |= 16
-        rname, pos = (names[contig[r]], position[r] + 1) if mapped else ("*", 0)
-        rnext, pnext, tlen, mate_tags = "*", 0, 0, ""
-        if pairs is not None:
-            m = (r + pairs.n) % n_reads
-            flag |= 1 | (0x40 if r < pairs.n else 0x80)
-            if proper[r]:
-                flag |= 2
-            if is_mapped[m]:
-                flag |= 0x20 if reverse[m] else 0
-                mate_ctg, mate_pos = names[contig[m]], position[m] + 1
-                if not mapped:  # an unmapped read is placed at its mate (SAM spec)
-                    rname, pos = mate_ctg, mate_pos
-                rnext = "=" if mate_ctg == rname else mate_ctg
-                pnext = mate_pos
-                mate_tags = f"\tMC:Z:{cigars[m]}\tMQ:i:{mapq[m]}"
-                if mapped and rnext == "=":
-                    left = min(position[r], position[m])
-                    right = max(end[r], end[m])
-                    leftmost = position[r] < position[m] or (position[r] == position[m] and r < pairs.n)
-                    tlen = (right - left) * (1 if leftmost else -1)
-            else:
-                flag |= 8
-                if mapped:
-                    rnext, pnext = "=", pos
-        if not mapped:
-            out.append(f"{read_names[r]}\t{flag}\t{rname}\t{pos}\t0\t*\t{rnext}\t{pnext}\t0\t{seq}\t{qual}{mate_tags}{rg}\n")
-            continue
-        xs = f"\tXS:i:{sub_score[r]}" if sub_score[r] > NEG else ""
-        out.append(
-            f"{read_names[r]}\t{flag}\t{rname}\t{pos}\t{mapq[r]}\t{cigars[r]}"
-            f"\t{rnext}\t{pnext}\t{tlen}\t{seq}\t{qual}\tNM:i:{nm[r]}\tMD:Z:{mds[r]}\tAS:i:{score[r]}{xs}"
-            f"\tpc:f:{pc_text[r]}{mate_tags}{rg}\n"
-        )
-    return "".join(out)
+    names, cigars, mds, pcs = (_field_buffer(values, n_reads) for values in (batch.names, res.cigar, res.md, pc_text))
+    fields = [names, cigars, mds, seq_field, qual_field, pcs]
+    contigs = _field_buffer(index.names, len(index.names))
+    rg = np.frombuffer(f"\tRG:Z:{read_group_id}".encode() if read_group_id else b"", np.uint8)
+    longest_contig = max((len(name.encode()) for name in index.names), default=0)
+    cap = sum(len(buf) for buf, _ in fields) + len(fields[1][0]) + n_reads * (2 * longest_contig + len(rg) + 512)
+    out = np.empty(cap, np.uint8)
+    ints = [np.ascontiguousarray(a, dtype=np.int64) for a in (flag, rname, pos, res.mapq, rnext, pnext, tlen, mate, res.nm, res.score, res.sub_score)]
+    length = kernels.call("nm_format_sam", len(order), order, mapped, *ints, flip, _COMPLEMENT_TABLE, _IDENTITY_TABLE, *[a for pair in fields for a in pair],
+                          *contigs, rg, len(rg), out, cap)
+    if length < 0:
+        raise RuntimeError("format_sam: the SAM text outgrew its bound")
+    return out[:length].tobytes().decode()
+
+
+_IDENTITY_TABLE = np.arange(256, dtype=np.uint8)
+_COMPLEMENT_TABLE = np.frombuffer(reverse_complement(bytes(range(128)).decode())[::-1].encode() + bytes(range(128, 256)), np.uint8).copy()
+
+
+def _is_ascii(buf: np.ndarray) -> bool:
+    return not len(buf) or int(buf.max()) < 128
+
+
+def _field_buffer(values: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` strings (none holding a newline: names, CIGARs, bases, qualities) as one buffer of
+    newline-terminated fields and the offset where each starts (n + 1 of them)."""
+    buf = np.frombuffer(("\n".join(values) + "\n").encode(), np.uint8) if n else np.zeros(0, np.uint8)
+    offsets = np.empty(n + 1, np.int64)
+    kernels.call("nm_field_offsets", buf, len(buf), n, offsets)
+    return buf, offsets
 
 
 def _oriented_text(batch: ReadBatch, res: MappedBatch) -> tuple[list[str], list[str]]:

@@ -178,6 +178,25 @@ def test_missing_kernels_name_the_fix(monkeypatch):
         kernels._library.cache_clear()
 
 
+def test_kernels_older_than_the_code_name_the_fix(monkeypatch):
+    """A checkout updated without rebuilding: the library lacks a kernel the Python now calls
+    (here the C library stands in for such a build). One line says to rebuild."""
+    import importlib.util
+    import types
+
+    from neuromap import kernels
+    from neuromap.errors import NeuromapError
+
+    kernels._library.cache_clear()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: types.SimpleNamespace(origin="libc.so.6"))
+    try:
+        with pytest.raises(NeuromapError, match=r"older than this neuromap \(no nm_\w+\): rebuild them with `pip install \.`"):
+            kernels.call("nm_select", np.zeros((1, 3), np.uint64), 1, 3, 2, np.zeros((1, 3), bool))
+    finally:
+        monkeypatch.undo()
+        kernels._library.cache_clear()
+
+
 def test_the_c_file_also_builds_as_a_plain_library(tmp_path):
     """Without Python's headers (-DNEUROMAP_NO_PYTHON) the same file is a plain shared library that
     ctypes loads and calls the same way: the fallback benchmarks/gpu_lease.sh uses on a machine
