@@ -214,6 +214,19 @@ def test_an_identical_index_is_kept_and_a_stale_one_swapped_in_one_step(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ref")) == ["ref.fa", "ref.fa.nmi"]
 
 
+def test_a_stale_index_is_replaced_where_paths_cannot_be_swapped(tmp_path, monkeypatch):
+    """Elsewhere than Linux (or on a file system without RENAME_EXCHANGE) the stale index is moved
+    aside, the new one renamed in, and the old one deleted."""
+    import neuromap.index as index_module
+
+    monkeypatch.setattr(index_module, "_exchange", lambda a, b: False)
+    ref = fasta(tmp_path / "ref.fa", {"a": rand(5000)})
+    build_index(ref)
+    fasta(ref, {"b": rand(6000)})
+    assert load_index(build_index(ref)).names == ["b"]
+    assert sorted(os.listdir(tmp_path)) == ["ref.fa", "ref.fa.nmi"]
+
+
 def test_a_directory_of_other_files_in_the_way_is_left_alone(tmp_path):
     ref = fasta(tmp_path / "ref.fa", {"a": rand(5000)})
     (tmp_path / "ref.fa.nmi").mkdir()
