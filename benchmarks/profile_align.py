@@ -25,7 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from neuromap.index import open_index  # noqa: E402
 from neuromap.io.fastx import RawBatch, fastq_batches, make_batch, parse_raw_batch  # noqa: E402
 from neuromap.model import device_name  # noqa: E402
-from neuromap.pipeline import AlignOptions, format_sam, map_batch  # noqa: E402
+from neuromap.io.sam import format_sam  # noqa: E402
+from neuromap.pipeline import AlignOptions, map_batch  # noqa: E402
 
 STAGES = {
     "seed (minimizers, lookup, diagonal clusters)": ("neuromap/seed.py", "find_candidates"),
@@ -33,7 +34,7 @@ STAGES = {
     "ungapped screen": ("neuromap/align.py", "ungapped"),
     "banded DP": ("neuromap/align.py", "banded_align"),
     "traceback (CIGAR, MD, NM)": ("neuromap/align.py", "traceback"),
-    "SAM formatting": ("neuromap/pipeline.py", "format_sam"),
+    "SAM formatting": ("neuromap/io/sam.py", "format_sam"),
     "FASTQ cut into batches (the calling thread)": ("neuromap/io/fastx.py", "_raw_batches"),
     "FASTQ parsing (the workers)": ("neuromap/io/fastx.py", "parse_raw_batch"),
     "network (NeuralReadMapper on the device, with --neural)": ("neuromap/model.py", "_score_distinct"),

@@ -24,12 +24,11 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from neuromap import kernels
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
 from neuromap.errors import Terminated
 from neuromap.index import Index, load_index
 from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, make_batch, pack, parse_raw_batch, parse_raw_pairs_batch, unpack
-from neuromap.io.sam import reverse_complement
+from neuromap.io.sam import format_sam
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
 from neuromap.model import ModelServer, calibration_scale, max_window, model_device, score_pairs, use_remote
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
@@ -419,109 +418,6 @@ def pair_fields(res: MappedBatch, model) -> PairFields:
     ok = res.mapped[a] & res.mapped[b] & (res.contig[a] == res.contig[b]) & (res.reverse[a] != res.reverse[b])
     ok &= (ins >= model.low) & (ins <= model.high)
     return PairFields(n, np.concatenate([ok, ok]), end)
-
-
-def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: str | None, pairs: PairFields | None = None) -> str:
-    """SAM text for one batch, in input order (for pairs: mate 1 then mate 2 of each pair).
-    The numbers of every record are worked out here over whole arrays, and the text is written by
-    compiled code (nm_format_sam, which releases the GIL): the per-read Python left is joining
-    each string field into one buffer."""
-    n_reads = len(batch)
-    if n_reads == 0:
-        return ""
-    mapped = np.ascontiguousarray(res.mapped, dtype=np.bool_)
-    reverse = res.reverse.astype(bool)
-    contig = res.contig.astype(np.int64)
-    position = res.pos.astype(np.int64)
-    flag = np.where(mapped, 0, 4) | np.where(mapped & reverse, 16, 0)
-    rname = np.where(mapped, contig, -1)
-    pos = np.where(mapped, position + 1, 0)
-    rnext = np.full(n_reads, -1, np.int64)
-    pnext = np.zeros(n_reads, np.int64)
-    tlen = np.zeros(n_reads, np.int64)
-    mate = np.full(n_reads, -1, np.int64)
-    if pairs is None:
-        order = np.arange(n_reads, dtype=np.int64)
-    else:
-        order = np.stack([np.arange(pairs.n), np.arange(pairs.n) + pairs.n], axis=1).ravel().astype(np.int64)
-        r = np.arange(n_reads)
-        first = r < pairs.n
-        m = (r + pairs.n) % n_reads
-        mate_mapped = mapped[m]
-        flag |= 1 | np.where(first, 0x40, 0x80) | np.where(pairs.proper, 2, 0)
-        flag |= np.where(mate_mapped & reverse[m], 0x20, 0) | np.where(mate_mapped, 0, 8)
-        # An unmapped read with a mapped mate is placed at its mate (SAM spec).
-        rname = np.where(~mapped & mate_mapped, contig[m], rname)
-        pos = np.where(~mapped & mate_mapped, position[m] + 1, pos)
-        same = mate_mapped & (contig[m] == rname)
-        rnext = np.where(mate_mapped, np.where(same, -2, contig[m]), np.where(mapped, -2, -1))
-        pnext = np.where(mate_mapped, position[m] + 1, np.where(mapped, pos, 0))
-        mate = np.where(mate_mapped, m, -1)
-        end = pairs.end.astype(np.int64)
-        leftmost = (position < position[m]) | ((position == position[m]) & first)
-        span = np.maximum(end, end[m]) - np.minimum(position, position[m])
-        tlen = np.where(mapped & same, np.where(leftmost, span, -span), 0)
-    # SEQ and QUAL as given; the compiled formatter reverse complements those of reverse-strand
-    # reads. Text that is not ASCII (possible only through the Python API) is turned here, by
-    # characters rather than bytes.
-    quals = batch.quals if None not in batch.quals else [q or "" for q in batch.quals]  # FASTA: no QUAL
-    flip = np.ascontiguousarray(mapped & reverse)
-    seq_field, qual_field = _field_buffer(batch.seqs, n_reads), _field_buffer(quals, n_reads)
-    if not (_is_ascii(seq_field[0]) and _is_ascii(qual_field[0])):
-        seqs, oriented_quals = _oriented_text(batch, res)
-        seq_field, qual_field = _field_buffer(seqs, n_reads), _field_buffer(oriented_quals, n_reads)
-        flip = np.zeros(n_reads, np.bool_)
-    # P(correct) as text once per distinct value (bit for bit: -0.0 stays apart from 0.0), not
-    # once per read.
-    distinct, which = np.unique(res.p_correct.astype(np.float64).view(np.int64), return_inverse=True)
-    texts = [f"{v:.6g}" for v in distinct.view(np.float64).tolist()]
-    pc_text = [texts[i] for i in which.ravel().tolist()]
-    names, cigars, mds, pcs = (_field_buffer(values, n_reads) for values in (batch.names, res.cigar, res.md, pc_text))
-    fields = [names, cigars, mds, seq_field, qual_field, pcs]
-    contigs = _field_buffer(index.names, len(index.names))
-    rg = np.frombuffer(f"\tRG:Z:{read_group_id}".encode() if read_group_id else b"", np.uint8)
-    longest_contig = max((len(name.encode()) for name in index.names), default=0)
-    cap = sum(len(buf) for buf, _ in fields) + len(fields[1][0]) + n_reads * (2 * longest_contig + len(rg) + 512)
-    out = np.empty(cap, np.uint8)
-    ints = [np.ascontiguousarray(a, dtype=np.int64) for a in (flag, rname, pos, res.mapq, rnext, pnext, tlen, mate, res.nm, res.score, res.sub_score)]
-    length = kernels.call("nm_format_sam", len(order), order, mapped, *ints, flip, _COMPLEMENT_TABLE, _IDENTITY_TABLE, *[a for pair in fields for a in pair],
-                          *contigs, rg, len(rg), out, cap)
-    if length < 0:
-        raise RuntimeError("format_sam: the SAM text outgrew its bound")
-    return out[:length].tobytes().decode()
-
-
-_IDENTITY_TABLE = np.arange(256, dtype=np.uint8)
-_COMPLEMENT_TABLE = np.frombuffer(reverse_complement(bytes(range(128)).decode())[::-1].encode() + bytes(range(128, 256)), np.uint8).copy()
-
-
-def _is_ascii(buf: np.ndarray) -> bool:
-    return not len(buf) or int(buf.max()) < 128
-
-
-def _field_buffer(values: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """`n` strings (none holding a newline: names, CIGARs, bases, qualities) as one buffer of
-    newline-terminated fields and the offset where each starts (n + 1 of them)."""
-    buf = np.frombuffer(("\n".join(values) + "\n").encode(), np.uint8) if n else np.zeros(0, np.uint8)
-    offsets = np.empty(n + 1, np.int64)
-    kernels.call("nm_field_offsets", buf, len(buf), n, offsets)
-    return buf, offsets
-
-
-def _oriented_text(batch: ReadBatch, res: MappedBatch) -> tuple[list[str], list[str]]:
-    """SEQ and QUAL of every read as SAM writes them ("*" when empty or absent), reverse
-    complemented and reversed for reads mapped to the reverse strand: all of those in one
-    translate and one reversal of their joined text, not one call per read."""
-    seqs = [seq or "*" for seq in batch.seqs]
-    quals = [qual or "*" for qual in batch.quals]
-    rows = np.flatnonzero(res.mapped & res.reverse).tolist()
-    if rows:
-        # Reversing the newline-joined text reverses each read and their order; "*" stays "*".
-        flipped_seqs = reverse_complement("\n".join([seqs[r] for r in rows])).split("\n")[::-1]
-        flipped_quals = "\n".join([quals[r] for r in rows])[::-1].split("\n")[::-1]
-        for r, seq, qual in zip(rows, flipped_seqs, flipped_quals):
-            seqs[r], quals[r] = seq, qual
-    return seqs, quals
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The Python SAM formatter that pipeline.format_sam replaced (one f-string per read), kept as
+"""The Python SAM formatter that neuromap.io.sam.format_sam replaced (one f-string per read), kept as
 the oracle the compiled one (nm_format_sam in neuromap/_kernels.c) must match byte for byte."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from neuromap.align import NEG
-from neuromap.pipeline import _oriented_text
+from neuromap.io.sam import _oriented_text
 
 
 def format_sam_python(batch, res, index, read_group_id, pairs=None) -> str:

@@ -11,7 +11,8 @@ import pytest
 from neuromap.index import build_index, load_index, open_index
 from neuromap.io.fastx import Record, make_batch, read_fastx
 from neuromap.pairing import parse_insert
-from neuromap.pipeline import AlignOptions, format_sam, map_batch, map_pairs, pair_fields
+from neuromap.io.sam import format_sam
+from neuromap.pipeline import AlignOptions, map_batch, map_pairs, pair_fields
 
 from reference_sam import format_sam_python
 
