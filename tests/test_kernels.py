@@ -160,41 +160,38 @@ def test_a_kernel_refuses_arrays_of_the_wrong_type_or_layout():
         kernels.call("nm_hash_rows", codes, 2, 20, 5, hashes)
 
 
-def test_missing_kernels_name_the_fix(monkeypatch):
-    """A checkout used without being installed (the C file not compiled) gets one line that says
-    how to build it, not a ctypes traceback."""
+def _error_with_kernels_found_as(monkeypatch, spec) -> str:
+    """The error a kernel call raises when importlib finds the kernels as `spec`."""
     import importlib.util
 
     from neuromap import kernels
     from neuromap.errors import NeuromapError
 
     kernels._library.cache_clear()
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: spec)
     try:
-        with pytest.raises(NeuromapError, match=r"not built: install the package with `pip install \.`"):
+        with pytest.raises(NeuromapError) as raised:
             kernels.call("nm_select", np.zeros((1, 3), np.uint64), 1, 3, 2, np.zeros((1, 3), bool))
     finally:
         monkeypatch.undo()
         kernels._library.cache_clear()
+    return str(raised.value)
+
+
+def test_missing_kernels_name_the_fix(monkeypatch):
+    """A checkout used without being installed (the C file not compiled) gets one line that says
+    how to build it, not a ctypes traceback."""
+    assert "not built: install the package with `pip install .`" in _error_with_kernels_found_as(monkeypatch, None)
 
 
 def test_kernels_older_than_the_code_name_the_fix(monkeypatch):
     """A checkout updated without rebuilding: the library lacks a kernel the Python now calls
     (here the C library stands in for such a build). One line says to rebuild."""
-    import importlib.util
+    import re
     import types
 
-    from neuromap import kernels
-    from neuromap.errors import NeuromapError
-
-    kernels._library.cache_clear()
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: types.SimpleNamespace(origin="libc.so.6"))
-    try:
-        with pytest.raises(NeuromapError, match=r"older than this neuromap \(no nm_\w+\): rebuild them with `pip install \.`"):
-            kernels.call("nm_select", np.zeros((1, 3), np.uint64), 1, 3, 2, np.zeros((1, 3), bool))
-    finally:
-        monkeypatch.undo()
-        kernels._library.cache_clear()
+    message = _error_with_kernels_found_as(monkeypatch, types.SimpleNamespace(origin="libc.so.6"))
+    assert re.search(r"older than this neuromap \(no nm_\w+\): rebuild them with `pip install \.`", message), message
 
 
 def test_the_c_file_also_builds_as_a_plain_library(tmp_path):
