@@ -276,19 +276,39 @@ def map_batch(batch: ReadBatch, index: Index, opts: AlignOptions) -> MappedBatch
 
 def single_p(pl: Placements, opts: AlignOptions) -> np.ndarray:
     """P(correct) of each read's chosen placement from its own placements alone (those where it
-    aligns; see `place`)."""
+    aligns; see `place`).
+
+    With the network, a read whose chosen window has another where it aligns as well (AS = XS)
+    gets at most the P(correct) its alignment scores give (what --no-neural would claim: 1/2 for
+    two equal windows). On such ties the network's confidence was not to be trusted: on 60,000
+    held-out reads it claimed P > 0.5 for 13 of them and 8 were wrong; the cap took the wrong reads
+    at MAPQ >= 10 from 7 to 4 and the Brier score from 0.01141 to 0.01135 there
+    (benchmarks/README.md)."""
     scale = likelihood_scale(opts)
-    return p_correct(np.where(pl.choosable, pl.ll * scale, 0.0), pl.choosable, pl.chosen, pl.extra, unscored_ll(pl) * scale)
+    p = p_correct(np.where(pl.choosable, pl.ll * scale, 0.0), pl.choosable, pl.chosen, pl.extra, unscored_ll(pl) * scale)
+    if not opts.neural or len(p) == 0:
+        return p
+    rows = np.arange(len(p))
+    others = pl.choosable.copy()
+    others[rows, pl.chosen] = False
+    tied = pl.choosable[rows, pl.chosen] & (np.where(others, pl.slot_score, NEG).max(axis=1) >= pl.slot_score[rows, pl.chosen])
+    if tied.any():
+        score = pl.slot_score.astype(np.float64) * opts.score_scale
+        by_score = p_correct(np.where(pl.choosable, score, 0.0), pl.choosable, pl.chosen, pl.extra, unscored_ll(pl, score))
+        p = np.where(tied, np.minimum(p, by_score), p)
+    return p
 
 
-def unscored_ll(pl: Placements) -> np.ndarray:
+def unscored_ll(pl: Placements, values: np.ndarray | None = None) -> np.ndarray:
     """Per read, what each of its unscored placements (found by seeding beyond -N) is taken to be
     worth: the median log-likelihood of its other seeded candidates, placements or not (a window
     the alignment decided against counts DECIDED_LL below the read's best). Seeding keeps the
     candidates with the most seed support, and the ones beyond resemble them: in a tandem array
     or a large repeat family they are as good as the kept copies. (Not the weakest kept one: one
     partial hit at an array's end would make hundreds of equal copies count for nothing.) The
-    median scales with the likelihoods, so the calibration's λ applies to it as to them."""
+    median scales with the likelihoods, so the calibration's λ applies to it as to them.
+    `values` (per read and slot) stand in for the log-likelihoods where given: the scaled
+    alignment scores of `single_p`'s cap."""
     n = len(pl.chosen)
     if pl.seeded == 0:
         return np.zeros(n)
@@ -296,7 +316,7 @@ def unscored_ll(pl: Placements) -> np.ndarray:
     own = pl.chosen < pl.seeded
     alone = seeded.sum(axis=1) <= 1  # only the chosen one: the unscored ones are like it
     seeded[np.flatnonzero(own & ~alone), pl.chosen[own & ~alone]] = False
-    values = np.where(seeded, pl.ll[:, : pl.seeded], np.nan)
+    values = np.where(seeded, (pl.ll if values is None else values)[:, : pl.seeded], np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # rows without any: all-NaN slices
         middle = np.nanmedian(values, axis=1)

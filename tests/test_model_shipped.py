@@ -298,3 +298,42 @@ def test_a_read_goes_to_its_best_aligning_window_even_where_the_network_prefers_
     assert swapped.ll[0, best] < swapped.ll[0, slots].max()  # the network now prefers the 135 window
     assert swapped.chosen[0] == best
     assert pipeline.single_p(swapped, opts)[0] < 0.5
+
+
+def test_on_an_alignment_score_tie_the_network_claims_no_more_than_the_scores_give(tmp_path, monkeypatch):
+    """Two copies of a segment, each one base off the other's original at a different place; a
+    read of the original across both bases aligns equally well (one mismatch) to each copy. Here
+    the network is made sure of one copy (its log-likelihood raised by 8): P(correct) must stay
+    at what the alignment scores give, 1/2, not the network's 0.99+. On held-out reads such
+    confident calls on ties were wrong 8 times in 13."""
+    from neuromap import pipeline
+    from neuromap.index import build_index, load_index
+    from neuromap.io.fastx import Record, make_batch
+    from neuromap.mapq import p_correct
+
+    rng = np.random.default_rng(21)
+    bases = np.array(list("ACGT"))
+    segment = "".join(bases[rng.integers(0, 4, 400)])
+    copy_a = segment[:100] + ("A" if segment[100] != "A" else "C") + segment[101:]
+    copy_b = segment[:200] + ("G" if segment[200] != "G" else "T") + segment[201:]
+    flank = ["".join(bases[rng.integers(0, 4, 5000)]) for _ in range(3)]
+    (tmp_path / "ref.fa").write_text(">chr\n" + flank[0] + copy_a + flank[1] + copy_b + flank[2] + "\n")
+    index = load_index(build_index(str(tmp_path / "ref.fa")))
+    batch = make_batch([Record("tie", segment[75:225], "I" * 150)])
+    opts = pipeline.AlignOptions(neural=True)
+    real = pipeline.score_pairs
+
+    def sure_of_the_first(*args, **kwargs):
+        scores = real(*args, **kwargs)
+        scores.log_likelihood = scores.log_likelihood.copy()
+        scores.log_likelihood[0] += 8.0
+        return scores
+
+    monkeypatch.setattr(pipeline, "score_pairs", sure_of_the_first)
+    pl = pipeline.place(batch, index, opts)
+    slots = np.flatnonzero(pl.choosable[0])
+    assert len(slots) == 2 and pl.slot_score[0, slots[0]] == pl.slot_score[0, slots[1]] == 150 - 5
+    scale = pipeline.likelihood_scale(opts)
+    network_alone = p_correct(np.where(pl.choosable, pl.ll * scale, 0.0), pl.choosable, pl.chosen, pl.extra, pipeline.unscored_ll(pl) * scale)
+    assert network_alone[0] > 0.99
+    assert pipeline.single_p(pl, opts)[0] == pytest.approx(0.5)
