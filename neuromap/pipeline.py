@@ -286,7 +286,7 @@ def single_p(pl: Placements, opts: AlignOptions) -> np.ndarray:
     (benchmarks/README.md)."""
     scale = likelihood_scale(opts)
     p = p_correct(np.where(pl.choosable, pl.ll * scale, 0.0), pl.choosable, pl.chosen, pl.extra, unscored_ll(pl) * scale)
-    if not opts.neural or len(p) == 0:
+    if not opts.neural or len(p) == 0 or pl.choosable.shape[1] == 0:
         return p
     rows = np.arange(len(p))
     others = pl.choosable.copy()
