@@ -6,7 +6,6 @@ import os
 import shutil
 import sys
 import tempfile
-
 from typing import TYPE_CHECKING
 
 import numpy as np
