@@ -99,6 +99,13 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     unmapped reads are kept with flag 4. Pairs are placed jointly (each mate's likelihood times
     the insert-size likelihood), a mate without a good placement is searched for where its partner
     points, and records carry mate fields, TLEN and the tags MC and MQ.
+
+    \b
+    Environment variables (optional):
+      NEUROMAP_COMPUTE_DTYPE  the network's arithmetic: float32 (default), bfloat16, float16
+      NEUROMAP_PAIR_BUCKET    (read, window) pairs per model call (16 on a CPU, 1024 on a GPU)
+      NEUROMAP_JAX_CACHE      JAX's compilation cache (default ~/.cache/neuromap/jax)
+      MALLOC_ARENA_MAX        glibc malloc arenas (default here: -t + 2)
     """
     from neuromap.align import Scoring
     from neuromap.index import open_index
