@@ -23,3 +23,19 @@ def test_every_option_is_explained():
                 assert re.search(r"\S\s{2,}\S", line.strip()) or True
         opts = re.findall(r"^\s+(-\S+)(?:, (--\S+))?\s+(?:\S+\s{2,})?(.*)$", res.stdout, re.M)
         assert opts and all(desc.strip() for _, _, desc in opts), res.stdout
+
+
+def test_every_environment_variable_is_documented():
+    """Each NEUROMAP_* variable the package reads is in the README, and the ones `align` reads
+    for its run (all but NEUROMAP_DEBUG, named in every internal error) are in `align --help`."""
+    import pathlib
+
+    from conftest import ROOT
+
+    source = "".join(p.read_text() for p in pathlib.Path(ROOT, "neuromap").rglob("*.py"))
+    names = set(re.findall(r"environ(?:\.get\(|\[)\"(NEUROMAP_[A-Z_]+)\"", source))
+    assert {"NEUROMAP_COMPUTE_DTYPE", "NEUROMAP_PAIR_BUCKET", "NEUROMAP_JAX_CACHE"} <= names
+    readme = pathlib.Path(ROOT, "README.md").read_text()
+    help_text = run_cli(["align", "--help"]).stdout
+    assert all(name in readme for name in names)
+    assert all(name in help_text for name in names - {"NEUROMAP_DEBUG"})
