@@ -19,7 +19,7 @@ import numpy as np
 from neuromap.index import build_index, load_index
 from neuromap.io.fastx import batched, make_batch, read_fastx
 from neuromap.mapq import p_correct
-from neuromap.pipeline import AlignOptions, place, unscored_ll
+from neuromap.pipeline import AlignOptions, place, score_tie_cap, unscored_ll
 from neuromap.simulate import simulate_reads, synthetic_genome, write_fasta, write_simulation
 
 
@@ -34,7 +34,8 @@ class Collected:
     P(correct) is taken over (as `align` does: `Placements.choosable`), which is chosen, the
     unscored extra placements, what each of those is taken to be worth (`unscored`: the
     log-likelihood of `pipeline.unscored_ll`; `weakest_score`: the weakest scored candidate's
-    alignment score) and whether the choice is right."""
+    alignment score), whether the choice is right, and the cap `align` puts on the network's
+    P(correct) where the chosen window's alignment score is tied (`pipeline.score_tie_cap`)."""
 
     ll: np.ndarray
     valid: np.ndarray
@@ -44,6 +45,8 @@ class Collected:
     right: np.ndarray
     score: np.ndarray
     weakest_score: np.ndarray
+    tied: np.ndarray
+    p_by_score: np.ndarray
 
 
 def collect(weights_dir: str | None, genome_size: int, n_reads: int, seed: int, workdir: str) -> Collected:
@@ -73,6 +76,7 @@ def collect_reads(index, reads: str, truth_path: str, weights_dir: str | None = 
         pair = slot_pair[np.arange(n), pl.chosen]
         floor = unscored_ll(pl)
         floor_score = np.where(pl.valid, pl.slot_score, np.iinfo(np.int64).max).min(axis=1)
+        tied, by_score = score_tie_cap(pl, opts) if neural else (np.zeros(n, bool), np.ones(n))
         for r in range(n):
             if pair[r] < 0 or not pl.valid[r].any():
                 continue
@@ -88,17 +92,24 @@ def collect_reads(index, reads: str, truth_path: str, weights_dir: str | None = 
             rows["extra"].append(pl.extra[r])
             rows["unscored"].append(floor[r])
             rows["weakest_score"].append(floor_score[r])
+            rows["tied"].append(tied[r])
+            rows["p_by_score"].append(by_score[r])
             rows["right"].append(ok)
     return Collected(**{name: np.array(values) for name, values in rows.items()})
 
 
 def fit_scale(data: Collected) -> tuple[float, dict]:
     ll, valid, chosen, extra, unscored, right = data.ll, data.valid, data.chosen, data.extra, data.unscored, data.right
+
+    def p_at(lam: float) -> np.ndarray:  # as `align` computes it, the cap on ties included
+        p = p_correct(ll * lam, valid, chosen, extra, unscored * lam)
+        return np.where(data.tied, np.minimum(p, data.p_by_score), p)
+
     grid = np.geomspace(0.01, 20.0, 300)
-    losses = [_log_loss(p_correct(ll * lam, valid, chosen, extra, unscored * lam), right) for lam in grid]
+    losses = [_log_loss(p_at(lam), right) for lam in grid]
     best = float(grid[int(np.argmin(losses))])
-    p_fit = p_correct(ll * best, valid, chosen, extra, unscored * best)
-    p_raw = p_correct(ll, valid, chosen, extra, unscored)
+    p_fit = p_at(best)
+    p_raw = p_at(1.0)
     report = {
         "scale": best,
         "reads": int(len(right)),

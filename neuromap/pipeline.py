@@ -286,17 +286,29 @@ def single_p(pl: Placements, opts: AlignOptions) -> np.ndarray:
     (benchmarks/README.md)."""
     scale = likelihood_scale(opts)
     p = p_correct(np.where(pl.choosable, pl.ll * scale, 0.0), pl.choosable, pl.chosen, pl.extra, unscored_ll(pl) * scale)
-    if not opts.neural or len(p) == 0 or pl.choosable.shape[1] == 0:
+    if not opts.neural:
         return p
-    rows = np.arange(len(p))
+    tied, by_score = score_tie_cap(pl, opts)
+    return np.where(tied, np.minimum(p, by_score), p)
+
+
+def score_tie_cap(pl: Placements, opts: AlignOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Per read: whether another window where it may be placed aligns as well as the chosen one
+    (AS = XS), and P(correct) from the alignment scores alone (as --no-neural computes it), which
+    caps the network's on those ties (`single_p`; `calibrate` fits λ with the same cap)."""
+    n = len(pl.chosen)
+    tied = np.zeros(n, dtype=bool)
+    by_score = np.ones(n)
+    if n == 0 or pl.choosable.shape[1] == 0:
+        return tied, by_score
+    rows = np.arange(n)
     others = pl.choosable.copy()
     others[rows, pl.chosen] = False
     tied = pl.choosable[rows, pl.chosen] & (np.where(others, pl.slot_score, NEG).max(axis=1) >= pl.slot_score[rows, pl.chosen])
     if tied.any():
         score = pl.slot_score.astype(np.float64) * opts.score_scale
         by_score = p_correct(np.where(pl.choosable, score, 0.0), pl.choosable, pl.chosen, pl.extra, unscored_ll(pl, score))
-        p = np.where(tied, np.minimum(p, by_score), p)
-    return p
+    return tied, by_score
 
 
 def unscored_ll(pl: Placements, values: np.ndarray | None = None) -> np.ndarray:

@@ -212,3 +212,23 @@ def test_training_windows_from_real_genomes(tmp_path):
     (tmp_path / "tiny.fa").write_text(">t\nACGTACGT\n")
     assert_clean_error(run_cli(["train", "-o", tmp_path / "x", "--genome", tmp_path / "tiny.fa", "--steps", "1"]), "no sequence of 198 bp")
     assert_clean_error(run_cli(["train", "-o", tmp_path / "x", "--genome", tmp_path / "missing.fa", "--steps", "1"]), "missing.fa")
+
+
+def test_the_calibration_fit_applies_the_cap_on_ties_as_align_does():
+    """fit_scale scores each λ with P(correct) as `align` computes it: on a read whose chosen
+    window ties on alignment score with another, the network's P is capped at the score's P (½
+    here). The tied read below is wrong and the network sure of it; capped, its P is ½ whatever
+    λ, so the Brier score is exactly (½² + 0) / 2 (uncapped, the best λ leaves it above ½)."""
+    import numpy as np
+
+    import pytest
+
+    from neuromap.calibrate import Collected, fit_scale
+
+    data = Collected(
+        ll=np.array([[5.0, 0.0], [3.0, 0.0]]), valid=np.array([[True, True], [True, False]]), chosen=np.array([0, 0]),
+        extra=np.array([0, 0]), unscored=np.zeros(2), right=np.array([False, True]), score=np.array([[145, 145], [150, 0]]),
+        weakest_score=np.array([145, 150]), tied=np.array([True, False]), p_by_score=np.array([0.5, 1.0]),
+    )
+    _, report = fit_scale(data)
+    assert report["brier"] == pytest.approx(0.125)
