@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -29,7 +30,11 @@ import pysam
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from neuromap import __version__  # noqa: E402
 from neuromap.evaluate import load_truth  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_se import machine_lines  # noqa: E402
 
 GROUPS = ("no XS", "AS > XS + 5", "AS > XS", "AS = XS", "AS < XS")
 BANDS = ("< 10", "10-29", ">= 30")
@@ -74,6 +79,10 @@ def main() -> None:
     ap.add_argument("--held-out", action="store_true", help="simulate the calibration genome's reads and align them first")
     ap.add_argument("--reads", type=int, default=60000)
     args = ap.parse_args()
+    print("# Wrong reads by alignment-score lead (choice_split.py)\n")
+    print(machine_lines())
+    print(f"- versions: neuromap {__version__}, Python {platform.python_version()}")
+    print(f"- command: `python benchmarks/choice_split.py {' '.join(sys.argv[1:])}`")
     if args.held_out:
         from neuromap.simulate import simulate_reads, synthetic_genome, write_fasta, write_simulation
 
