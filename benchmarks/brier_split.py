@@ -12,12 +12,19 @@ sharper or duller. Prints, for each file, the Brier score over all mapped reads,
 reads and over the others.
 """
 
+import os
+import platform
 import sys
 
 import numpy as np
 import pysam
 
-from neuromap.evaluate import load_truth
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_se import machine_lines  # noqa: E402
+from neuromap import __version__  # noqa: E402
+from neuromap.evaluate import load_truth  # noqa: E402
 
 
 def per_read(path, truth):
@@ -38,6 +45,10 @@ def per_read(path, truth):
 
 
 def main():
+    print(f"# Brier score split by ties ({os.path.basename(sys.argv[1])})\n")
+    print(machine_lines())
+    print(f"- versions: neuromap {__version__}, Python {platform.python_version()}")
+    print(f"- command: `python benchmarks/brier_split.py {' '.join(sys.argv[1:])}`\n")
     truth = load_truth(sys.argv[1])
     ref = per_read(sys.argv[2], truth)
     tied = {name for name, (_, _, t) in ref.items() if t}

@@ -69,6 +69,12 @@ def main() -> None:
             if path.endswith(suffix) and func == name:
                 cumulative[stage] = cumulative.get(stage, 0.0) + ct
     where = f"network on {device_name()}" if args.neural else "seeds + DP"
+    import platform
+
+    from neuromap import __version__
+
+    print(f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores, {platform.platform()}; "
+          f"neuromap {__version__}, Python {platform.python_version()}\n")
     print(f"{args.n} reads in {total:.2f} s ({where}, one process, under the profiler): {args.n / total:,.0f} reads/s\n")
     print("| stage | seconds | share |\n|---|---|---|")
     for stage, secs in sorted(cumulative.items(), key=lambda kv: -kv[1]):
