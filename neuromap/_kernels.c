@@ -645,8 +645,9 @@ static inline int64_t put_field(uint8_t *out, int64_t at, const uint8_t *buf, co
     return at + len;
 }
 
-/* SEQ or QUAL: "*" when empty; reversed, through `table` (the complement, or identity), when flip. */
-static inline int64_t put_oriented(uint8_t *out, int64_t at, const uint8_t *buf, const int64_t *off, int64_t i, int flip, const uint8_t *table) {
+/* SEQ or QUAL: "*" when empty; reversed when flip, and then passed through `complement` when it
+ * is given (SEQ; QUAL is only reversed). */
+static inline int64_t put_oriented(uint8_t *out, int64_t at, const uint8_t *buf, const int64_t *off, int64_t i, int flip, const uint8_t *complement) {
     const int64_t len = off[i + 1] - off[i] - 1;
     const uint8_t *field = buf + off[i];
     if (len == 0) {
@@ -655,8 +656,10 @@ static inline int64_t put_oriented(uint8_t *out, int64_t at, const uint8_t *buf,
     }
     if (!flip) {
         memcpy(out + at, field, (size_t)len);
+    } else if (complement) {
+        for (int64_t j = 0; j < len; j++) out[at + j] = complement[field[len - 1 - j]];
     } else {
-        for (int64_t j = 0; j < len; j++) out[at + j] = table[field[len - 1 - j]];
+        for (int64_t j = 0; j < len; j++) out[at + j] = field[len - 1 - j];
     }
     return at + len;
 }
@@ -666,17 +669,18 @@ static inline int64_t put_text(uint8_t *out, int64_t at, const char *text, int64
     return at + len;
 }
 
-/* One batch's SAM records, read order[0], order[1], ... (pipeline.format_sam computes every
+/* One batch's SAM records, read order[0], order[1], ... (io/sam.py's format_sam computes every
  * number; this writes the text). Per read r: rname, rnext are contig indices, or -1 for "*"
  * (rnext -2 for "="); mate[r] >= 0 adds MC:Z:<its CIGAR> and MQ:i:<its MAPQ>; xs[r] > NEG
  * adds XS:i. String fields come as newline-terminated fields of one buffer with their offsets
- * (nm_field_offsets). SEQ and QUAL of a read with flip[r] are written reverse complemented
- * (`complement`, 256 entries) and reversed; an empty one is "*". rg is "\tRG:Z:<id>" or empty. Returns the length written, or -1 where
- * `cap` would be passed (never, with the bound format_sam gives). */
+ * (nm_field_offsets). For a read with flip[r], SEQ is written reverse complemented (`complement`,
+ * 256 entries) and QUAL reversed; an empty one is "*". rg is "\tRG:Z:<id>" or empty.
+ * Returns the length written, or -1 where `cap` would be passed (never, with the bound
+ * format_sam gives). */
 EXPORT int64_t nm_format_sam(int64_t n_out, const int64_t *order, const uint8_t *mapped, const int64_t *flag, const int64_t *rname, const int64_t *pos,
                              const int64_t *mapq, const int64_t *rnext, const int64_t *pnext, const int64_t *tlen, const int64_t *mate,
                              const int64_t *nm, const int64_t *as, const int64_t *xs,
-                             const uint8_t *flip, const uint8_t *complement, const uint8_t *identity,
+                             const uint8_t *flip, const uint8_t *complement,
                              const uint8_t *names, const int64_t *names_off, const uint8_t *cigar, const int64_t *cigar_off,
                              const uint8_t *md, const int64_t *md_off, const uint8_t *seq, const int64_t *seq_off,
                              const uint8_t *qual, const int64_t *qual_off, const uint8_t *pc, const int64_t *pc_off,
@@ -712,7 +716,7 @@ EXPORT int64_t nm_format_sam(int64_t n_out, const int64_t *order, const uint8_t 
         out[at++] = '\t';
         at = put_oriented(out, at, seq, seq_off, r, flip[r], complement);
         out[at++] = '\t';
-        at = put_oriented(out, at, qual, qual_off, r, flip[r], identity);
+        at = put_oriented(out, at, qual, qual_off, r, flip[r], NULL);
         if (mapped[r]) {
             at = put_text(out, at, "\tNM:i:", 6);
             at = put_int(out, at, nm[r]);

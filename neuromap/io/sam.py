@@ -91,14 +91,13 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
     cap = sum(len(buf) for buf, _ in fields) + len(fields[1][0]) + n_reads * (2 * longest_contig + len(rg) + 512)
     out = np.empty(cap, np.uint8)
     ints = [np.ascontiguousarray(a, dtype=np.int64) for a in (flag, rname, pos, res.mapq, rnext, pnext, tlen, mate, res.nm, res.score, res.sub_score)]
-    length = kernels.call("nm_format_sam", len(order), order, mapped, *ints, flip, _COMPLEMENT_TABLE, _IDENTITY_TABLE, *[a for pair in fields for a in pair],
+    length = kernels.call("nm_format_sam", len(order), order, mapped, *ints, flip, _COMPLEMENT_TABLE, *[a for pair in fields for a in pair],
                           *contigs, rg, len(rg), out, cap)
     if length < 0:
         raise RuntimeError("format_sam: the SAM text outgrew its bound")
     return out[:length].tobytes().decode()
 
 
-_IDENTITY_TABLE = np.arange(256, dtype=np.uint8)
 _COMPLEMENT_TABLE = np.frombuffer(reverse_complement(bytes(range(128)).decode())[::-1].encode() + bytes(range(128, 256)), np.uint8).copy()
 
 
