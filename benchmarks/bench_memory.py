@@ -72,8 +72,9 @@ def main() -> None:
                                        "--indel-rate", "0.0001", "-o", fq, "--truth", fq + ".truth.tsv"], check=True, capture_output=True)
         for name, cmd in tools.items():
             anon: list = []
-            wall, rss = run_measured(cmd(fq), anon=anon)
-            rows[name].append((n / wall, rss, anon[0]))
+            cpu: list = []
+            wall, rss = run_measured(cmd(fq), anon=anon, cpu=cpu)
+            rows[name].append((n / wall, rss, anon[0], wall, *cpu[0]))
 
     import jax
 
@@ -88,7 +89,7 @@ def main() -> None:
     print("|---|" + "---|---|" * len(args.reads) + "---|---|---|")
     mm = rows["minimap2 -x sr"]
     for name, row in rows.items():
-        cells = " | ".join(f"{rss} ({anon}) | {speed:,.0f}" for speed, rss, anon in row)
+        cells = " | ".join(f"{rss} ({anon}) | {speed:,.0f}" for speed, rss, anon, *_ in row)
         ratio = " / ".join(f"{r[1] / m[1]:.1f}" for r, m in zip(row, mm))
         anon_ratio = " / ".join(f"{r[2] / m[2]:.1f}" for r, m in zip(row, mm))
         print(f"| {name} | {cells} | {row[-1][1] / row[0][1]:.2f} x | {ratio} | {anon_ratio} |")
@@ -96,6 +97,16 @@ def main() -> None:
     print("memory alone (RssAnon in /proc: heap, arrays, compiled code), without those pages and without the")
     print("memory-mapped index. JAX's library (libjax_common.so, 350 MB on disk) and runtime are most of the")
     print("difference for neuromap with the network; minimap2 is one small static program.")
+    print("\nWhere the time goes: wall seconds, CPU seconds of the main process (the one started; for")
+    print("neuromap with --processes: reading and cutting the input, the network, writing the output)")
+    print("and of all its processes together, and the cores kept busy on average (all CPU / wall). A main")
+    print("process whose CPU seconds come near the wall (or pass it: its threads) is what limits the run.\n")
+    head = " | ".join(f"{n:,} reads: wall s / main CPU s / all CPU s / cores" for n in args.reads)
+    print(f"| tool | {head} |")
+    print("|---|" + "---|" * len(args.reads))
+    for name, row in rows.items():
+        cells = " | ".join(f"{wall:.2f} / {own:.2f} / {total:.2f} / {total / wall:.1f}" for _, _, _, wall, own, total in row)
+        print(f"| {name} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -73,21 +74,35 @@ def tree_anon_kb(root: int) -> int:
     return sum(_status_kb(pid, "RssAnon") for pid in tree_pids(root))
 
 
-def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | None = None, anon: list | None = None) -> tuple[float, int]:
+def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | None = None, anon: list | None = None,
+                 cpu: list | None = None) -> tuple[float, int]:
     """Run a command (with `env` added to the environment); return (wall seconds, peak RSS in MB of
-    its whole process tree). With `anon` (a list), its peak anonymous memory in MB is appended."""
+    its whole process tree). With `anon` (a list), its peak anonymous memory in MB is appended.
+    With `cpu` (a list), (CPU seconds of the command's own process, CPU seconds of its whole tree)
+    is appended: the first as last sampled from /proc before it ended (to 0.05 s), the second from
+    getrusage over every descendant reaped (worker processes included)."""
     out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
     peak = peak_anon = 0
+    own_cpu = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     stop = threading.Event()
 
     def sample():
-        nonlocal peak, peak_anon
+        nonlocal peak, peak_anon, own_cpu
         while not stop.is_set():
             peak = max(peak, tree_rss_kb(proc.pid))
             if anon is not None:
                 peak_anon = max(peak_anon, tree_anon_kb(proc.pid))
+            if cpu is not None:
+                try:
+                    with open(f"/proc/{proc.pid}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                    own_cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+                except (OSError, IndexError, ValueError):
+                    pass
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -102,6 +117,9 @@ def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | Non
         sys.exit(f"failed: {' '.join(cmd)}\n{err.decode()[-2000:]}")
     if anon is not None:
         anon.append(peak_anon // 1024)
+    if cpu is not None:
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append((own_cpu, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime))
     return wall, peak // 1024
 
 

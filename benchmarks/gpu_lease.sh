@@ -7,7 +7,8 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile)
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile;
+#    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
 # Needs jax (with its CUDA plugin), flax, optax, numpy, click, tqdm and a C compiler where it runs
 # (phase 1 builds neuromap/_kernels.c in place, or takes .bin/neuromap_kernels.so); pysam is
@@ -196,8 +197,8 @@ wants se && timeout 300 "$PY" benchmarks/bench_se.py --reuse-data "${EXTRA_ROWS[
     > "$OUT/RESULTS-gpu-se.md" && head -20 "$OUT/RESULTS-gpu-se.md"
 wants pe && timeout 300 "$PY" benchmarks/bench_pe.py --reuse-data "${EXTRA_ROWS[@]}" --size "$SIZE" --pairs "$PE_PAIRS" --threads "$THREADS" --workdir "$WORK/pe" \
     > "$OUT/RESULTS-gpu-pe.md" && head -20 "$OUT/RESULTS-gpu-pe.md"
-# Throughput as the input grows 5 x (the SE reads repeated, renamed), neuromap with worker processes
-[ "${PROCESSES:-1}" = 1 ] && wants scaling && timeout 300 "$PY" benchmarks/bench_memory.py --processes --from "$WORK/se/reads.fq" --reads "$SE_READS" $((5 * SE_READS)) \
+# Throughput as the input grows 5 x (the SE reads repeated, renamed; SCALING lists other sizes), neuromap with worker processes
+[ "${PROCESSES:-1}" = 1 ] && wants scaling && timeout 300 "$PY" benchmarks/bench_memory.py --processes --from "$WORK/se/reads.fq" --reads ${SCALING:-$SE_READS $((5 * SE_READS))} \
     --threads "$THREADS" --workdir "$WORK/se" > "$OUT/RESULTS-gpu-scaling.md" && cat "$OUT/RESULTS-gpu-scaling.md"
 wants profile && timeout 120 "$PY" benchmarks/profile_align.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --neural \
     > "$OUT/RESULTS-gpu-profile.md" && cat "$OUT/RESULTS-gpu-profile.md"
