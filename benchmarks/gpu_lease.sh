@@ -7,7 +7,7 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
 # Needs jax (with its CUDA plugin), flax, optax, numpy, click, tqdm and a C compiler where it runs
@@ -39,7 +39,7 @@ export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 [ -d .bin ] && export PATH="$PWD/.bin:$PATH"
 WORK=${WORK:-/tmp/neuromap-gpu-work}
-ROWS=" ${ROWS:-model se pe scaling profile} "
+ROWS=" ${ROWS:-model se pe scaling profile startup} "
 wants() { [[ "$ROWS" == *" $1 "* ]]; }
 rm -rf "$WORK"; mkdir -p "$WORK"
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
@@ -154,7 +154,7 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile; then
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
@@ -202,4 +202,6 @@ wants pe && timeout 300 "$PY" benchmarks/bench_pe.py --reuse-data "${EXTRA_ROWS[
     --threads "$THREADS" --workdir "$WORK/se" > "$OUT/RESULTS-gpu-scaling.md" && cat "$OUT/RESULTS-gpu-scaling.md"
 wants profile && timeout 120 "$PY" benchmarks/profile_align.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --neural \
     > "$OUT/RESULTS-gpu-profile.md" && cat "$OUT/RESULTS-gpu-profile.md"
+wants startup && timeout 240 "$PY" benchmarks/startup.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --threads "$THREADS" \
+    > "$OUT/RESULTS-gpu-startup.md" && cat "$OUT/RESULTS-gpu-startup.md"
 stamp "done"
