@@ -49,6 +49,11 @@ if [ -d .whl ] && ! "$PY" -c "import pysam" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/pysam-*.whl &&
         export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
+# flatbuffers serialises the exported network (model.ExportedScorer) for later runs.
+if [ -d .whl ] && ! "$PY" -c "import flatbuffers" 2>/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-fb .whl/flatbuffers-*.whl &&
+        export PYTHONPATH="$PYTHONPATH:/tmp/site-fb"
+fi
 # neuromap is written against Flax 0.12 (nnx.List); an older Flax gets the carried one.
 if [ -d .whl ] && ! "$PY" -c "from flax import nnx; nnx.List" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-flax .whl/flax-*.whl &&

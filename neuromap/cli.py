@@ -104,7 +104,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     Environment variables (optional):
       NEUROMAP_COMPUTE_DTYPE  the network's arithmetic: float32 (default), bfloat16, float16
       NEUROMAP_PAIR_BUCKET    (read, window) pairs per model call (16 on a CPU, 1024 on a GPU)
-      NEUROMAP_JAX_CACHE      JAX's compilation cache (default ~/.cache/neuromap/jax)
+      NEUROMAP_JAX_CACHE      JAX's compilation cache and the exported network (default ~/.cache/neuromap/jax)
       MALLOC_ARENA_MAX        glibc malloc arenas (default here: -t + 2)
     """
     from neuromap.align import Scoring

@@ -1,8 +1,9 @@
 """The model stage: NeuralReadMapper over every (read, candidate window) pair of a batch.
 
-Shapes are bucketed (pairs to a multiple of 256, read width to a multiple of 32) so `jax.jit`
-compiles a handful of times per run, and compiled code is cached on disk across runs
-(`NEUROMAP_JAX_CACHE`, default ~/.cache/neuromap/jax) where that directory is writable.
+Shapes are bucketed (a fixed number of pairs per call, read and window widths to multiples of 32)
+so the network compiles a handful of times per run. The traced network (ExportedScorer) and its
+compiled code are cached on disk across runs (`NEUROMAP_JAX_CACHE`, default ~/.cache/neuromap/jax)
+where that directory is writable.
 A read longer than the model's `read_length` is split into chunks; the chunks' diagonal scores are
 shifted by their offsets and added, which is exact for the diagonal-sum score. Nothing is cut.
 """
@@ -10,12 +11,14 @@ shifted by their offsets and added, which is exact for the diagonal-sum score. N
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -91,7 +94,9 @@ def compute_dtype() -> str:
     return os.environ.get("NEUROMAP_COMPUTE_DTYPE", "float32")
 
 
-def _enable_compilation_cache() -> None:
+def _enable_compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache; returns its directory, or None where it cannot
+    be written (then every run compiles)."""
     import jax
 
     directory = os.environ.get("NEUROMAP_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "neuromap", "jax"))
@@ -100,8 +105,10 @@ def _enable_compilation_cache() -> None:
         if os.access(directory, os.W_OK):
             jax.config.update("jax_compilation_cache_dir", directory)
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+            return directory
     except OSError:
         pass
+    return None
 
 
 _LOADING = threading.Lock()
@@ -157,17 +164,157 @@ atexit.register(settle_background)
 
 @lru_cache(maxsize=4)
 def _load_model(weights_dir: str | None):
-    """The load itself (see load_model); cached per directory."""
-    _enable_compilation_cache()
-    from neuromap.operators.mapping.neural_mapper import WEIGHTS_DIR, NeuralReadMapper
+    """The load itself (see load_model); cached per directory. Returns (config, scorer,
+    calibration): the config's fields as attributes, an ExportedScorer, the Calibration."""
+    from neuromap.weights import SHIPPED
 
-    directory = weights_dir or WEIGHTS_DIR
+    directory = weights_dir or SHIPPED
     try:  # the errors name the file (check_weights has seen that all three exist)
-        model = NeuralReadMapper.pretrained(directory, compute_dtype=compute_dtype())
+        scorer = ExportedScorer(directory, compute_dtype(), _enable_compilation_cache())
         calibration = Calibration.load(directory)
     except (OSError, ValueError) as exc:
         raise NeuromapError(f"cannot load the model: {exc}") from None
-    return model.config, jitted_scorer(model), calibration
+    return scorer.config, scorer, calibration
+
+
+class ExportedScorer:
+    """The network's compiled call, (read_codes (P, R) int, read_mask (P, R), window_codes (P, W)
+    int) -> alignment_scores (P, W), for `align` and everything that scores through it.
+
+    For each input shape the model is traced once with Flax and exported (`jax.export`: its
+    StableHLO, with the parameters as arguments), and the export is kept in the compilation
+    cache's folder (`exported/`), keyed by the parameters, the configuration, the precision, the
+    model's source code, the JAX version and the backend. A later run loads those exports and
+    their compiled code from the cache: it neither imports Flax nor builds or traces the model
+    (about 0.9 s of a run's start-up on a GPU machine: benchmarks/RESULTS-gpu-startup.md). A run
+    always calls the exported program, whether it made it or found it, so the numbers are the
+    same both ways. Where the folder is not writable (or `flatbuffers`, which serialises an
+    export, is missing) the exports live for the run only. Thread-safe."""
+
+    def __init__(self, directory: str, dtype: str, cache_dir: str | None):
+        import jax
+
+        self.directory, self.dtype = directory, dtype
+        self._lock = threading.Lock()
+        self._calls: dict = {}
+        self._model = None
+        self._folder = None
+        digest = hashlib.sha256()
+        for name in ("params.npz", "config.json"):
+            with open(os.path.join(directory, name), "rb") as fh:
+                digest.update(hashlib.sha256(fh.read()).digest())
+        digest.update(_model_source_digest())
+        digest.update(f"{dtype} jax {jax.__version__} {jax.default_backend()}".encode())
+        self.key = digest.hexdigest()[:32]
+        if cache_dir is not None:
+            self._folder = os.path.join(cache_dir, "exported", self.key)
+        meta = self._read("config.json")
+        if meta is None:  # never loaded here: build the model now (its checks, its errors)
+            config = self._build().config
+            fields = {f: getattr(config, f) for f in config.__dataclass_fields__}
+            self._write("config.json", json.dumps(fields, sort_keys=True).encode())
+        else:
+            fields = json.loads(meta)
+        self.config = SimpleNamespace(**fields)
+        with np.load(os.path.join(directory, "params.npz")) as saved:
+            self._names = sorted(saved.files)
+            self._params = dict(zip(self._names, jax.device_put([saved[n] for n in self._names])))
+
+    def _build(self):
+        """The Flax model (only when an export is missing)."""
+        if self._model is None:
+            from neuromap.operators.mapping.neural_mapper import NeuralReadMapper
+
+            self._model = NeuralReadMapper.pretrained(self.directory, compute_dtype=self.dtype)
+        return self._model
+
+    def _read(self, name: str) -> bytes | None:
+        if self._folder is None:
+            return None
+        try:
+            with open(os.path.join(self._folder, name), "rb") as fh:
+                return fh.read()
+        except OSError:
+            return None
+
+    def _write(self, name: str, data: bytes) -> None:
+        if self._folder is None:
+            return
+        try:
+            os.makedirs(self._folder, exist_ok=True)
+            tmp = os.path.join(self._folder, f".{name}.{os.getpid()}.{threading.get_ident()}")
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, os.path.join(self._folder, name))  # whole or not at all, for other runs
+        except OSError:
+            pass
+
+    def _export(self, shapes):
+        import jax
+        import jax.numpy as jnp
+        from jax import export
+        from flax import nnx
+
+        graphdef, params, rest = nnx.split(self._build(), nnx.Param, ...)
+        flat = nnx.to_flat_state(params)
+        names = ["/".join(map(str, key)) for key, _ in flat]
+        if sorted(names) != self._names:
+            raise NeuromapError(f"{self.directory}: params.npz does not hold the model's parameters")
+
+        def score(values, read_codes, read_mask, window_codes):
+            state = nnx.from_flat_state([(key, var.replace(values[name])) for name, (key, var) in zip(names, flat)])
+            model = nnx.merge(graphdef, state, rest)
+            read = jax.nn.one_hot(read_codes, 4, dtype=jnp.float32)
+            window = jax.nn.one_hot(window_codes, 4, dtype=jnp.float32)
+            return model(read, window, read_mask)["alignment_scores"]
+
+        specs = {n: jax.ShapeDtypeStruct(v.shape, v.dtype) for n, v in self._params.items()}
+        return export.export(jax.jit(score))(specs, *(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in shapes))
+
+    def _compiled(self, shapes):
+        import jax
+        from jax import export
+
+        name = "score-" + "-".join("x".join(map(str, shape)) + f"-{dtype}" for shape, dtype in shapes) + ".bin"
+        data = self._read(name)
+        exported = None
+        if data is not None:
+            try:
+                exported = export.deserialize(bytearray(data))
+            except Exception:  # noqa: BLE001 - a damaged or foreign file: made again below
+                exported = None
+        if exported is None:
+            exported = self._export(shapes)
+            try:
+                self._write(name, exported.serialize())
+            except ImportError:  # no flatbuffers: this run's only
+                pass
+        return jax.jit(exported.call)
+
+    def __call__(self, read_codes, read_mask, window_codes):
+        shapes = tuple((tuple(a.shape), str(a.dtype)) for a in (read_codes, read_mask, window_codes))
+        call = self._calls.get(shapes)
+        if call is None:
+            with self._lock:
+                call = self._calls.get(shapes)
+                if call is None:
+                    call = self._calls[shapes] = self._compiled(shapes)
+        return call(self._params, read_codes, read_mask, window_codes)
+
+
+def _model_source_digest() -> bytes:
+    """The source of the network's code: an export made by other code is not used."""
+    digest = hashlib.sha256()
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "operators")  # not imported: that loads Flax
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as fh:
+                    digest.update(name.encode() + hashlib.sha256(fh.read()).digest())
+    with open(__file__, "rb") as fh:
+        digest.update(hashlib.sha256(fh.read()).digest())
+    return digest.digest()
 
 
 load_model.cache_clear = _load_model.cache_clear  # `calibrate` rewrites a model's files

@@ -23,9 +23,14 @@ def render():
     return yaml.safe_load(rendered), pins
 
 
+# conda-forge names that differ from PyPI's (conda-forge's `flatbuffers` is the C++ library)
+CONDA_TO_PYPI = {"python-flatbuffers": "flatbuffers"}
+
+
 def split(requirement):
     m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*)$", requirement)
-    return m.group(1).lower().replace("_", "-"), m.group(2).replace(" ", "")
+    name = m.group(1).lower().replace("_", "-")
+    return CONDA_TO_PYPI.get(name, name), m.group(2).replace(" ", "")
 
 
 def test_recipe_matches_pyproject():

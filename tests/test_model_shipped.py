@@ -337,3 +337,74 @@ def test_on_an_alignment_score_tie_the_network_claims_no_more_than_the_scores_gi
     network_alone = p_correct(np.where(pl.choosable, pl.ll * scale, 0.0), pl.choosable, pl.chosen, pl.extra, pipeline.unscored_ll(pl) * scale)
     assert network_alone[0] > 0.99
     assert pipeline.single_p(pl, opts)[0] == pytest.approx(0.5)
+
+
+_SCORE_IN_A_FRESH_PROCESS = r"""
+import json, sys
+import numpy as np
+from neuromap.model import load_model
+config, score, _ = load_model(None)
+rng = np.random.default_rng(5)
+codes = rng.integers(0, 5, (16, 160)).astype(np.int32)
+mask = (np.arange(160)[None, :] < rng.integers(50, 161, 16)[:, None]).astype(np.float32)
+windows = rng.integers(0, 5, (16, 192)).astype(np.int32)
+out = np.asarray(score(codes, mask, windows))
+print(json.dumps({"flax": "flax" in sys.modules, "read_length": config.read_length, "scores": out.tolist()}))
+"""
+
+
+def _score_in_a_fresh_process(cache: str) -> dict:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NEUROMAP_JAX_CACHE": cache}
+    done = subprocess.run([sys.executable, "-c", _SCORE_IN_A_FRESH_PROCESS], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_exported_network_is_kept_across_runs_and_scores_the_same(tmp_path):
+    """The first run traces the model with Flax and exports it to the cache's folder; a later
+    run loads that export (no Flax, no tracing) and gets the same numbers, bit for bit. A damaged
+    export is made again, and an unwritable cache only costs time."""
+    cache = str(tmp_path / "cache")
+    first = _score_in_a_fresh_process(cache)
+    exports = [os.path.join(folder, f) for folder, _, files in os.walk(os.path.join(cache, "exported")) for f in files]
+    assert first["flax"] and any(f.endswith(".bin") for f in exports) and any(f.endswith("config.json") for f in exports)
+    assert first["read_length"] == NeuralReadMapper.pretrained().config.read_length
+    second = _score_in_a_fresh_process(cache)
+    assert not second["flax"] and second["scores"] == first["scores"]
+    for f in exports:
+        if f.endswith(".bin"):
+            with open(f, "wb") as fh:
+                fh.write(b"not an export")
+    third = _score_in_a_fresh_process(cache)
+    assert third["flax"] and third["scores"] == first["scores"]
+    assert not _score_in_a_fresh_process(cache)["flax"]  # made again, and kept
+    unwritable = tmp_path / "unwritable"
+    unwritable.write_text("a file, not a folder")
+    assert _score_in_a_fresh_process(str(unwritable))["scores"] == first["scores"]
+
+
+def test_an_export_of_other_parameters_is_not_used(tmp_path):
+    """The exports are keyed by the parameters (and the configuration, the precision, the code
+    and JAX): another model's export, in the same cache, is never taken for this one's."""
+    from neuromap import model as model_stage
+
+    other = tmp_path / "model"
+    shutil.copytree(WEIGHTS_DIR, other, ignore=shutil.ignore_patterns("CARD.md", "__*"))
+    with np.load(other / "params.npz") as saved:
+        params = {k: saved[k] for k in saved.files}
+    name = sorted(params)[0]
+    params[name] = params[name] + 1.0
+    np.savez(other / "params.npz", **params)
+    cache = str(tmp_path / "cache")
+    shipped = model_stage.ExportedScorer(WEIGHTS_DIR, "float32", cache)
+    changed = model_stage.ExportedScorer(str(other), "float32", cache)
+    assert shipped.key != changed.key
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 4, (16, 64)).astype(np.int32)
+    mask = np.ones((16, 64), np.float32)
+    windows = rng.integers(0, 4, (16, 96)).astype(np.int32)
+    assert not np.array_equal(np.asarray(shipped(codes, mask, windows)), np.asarray(changed(codes, mask, windows)))
+    assert len(os.listdir(os.path.join(cache, "exported"))) == 2
