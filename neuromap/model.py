@@ -186,7 +186,7 @@ class ExportedScorer:
     cache's folder (`exported/`), keyed by the parameters, the configuration, the precision, the
     model's source code, the JAX version and the backend. A later run loads those exports and
     their compiled code from the cache: it neither imports Flax nor builds or traces the model
-    (about 0.9 s of a run's start-up on a GPU machine: benchmarks/RESULTS-gpu-startup.md). A run
+    (`align` starts 0.6 s sooner on a GPU machine, 0.7 s on 2 CPU cores: benchmarks/README.md). A run
     always calls the exported program, whether it made it or found it, so the numbers are the
     same both ways. Where the folder is not writable (or `flatbuffers`, which serialises an
     export, is missing) the exports live for the run only. Thread-safe."""
