@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_se import cpu_model, run_measured, version_of  # noqa: E402
+from bench_se import WARM_NOTE, cpu_model, run_measured, version_of, warm_up  # noqa: E402
 from neuromap import __version__  # noqa: E402
 
 
@@ -62,6 +62,7 @@ def main() -> None:
         "minimap2 -x sr": lambda fq: ["minimap2", "-ax", "sr", "-t", t, genome, fq],
     }
     rows = {name: [] for name in tools}
+    warmed = False
     for n in args.reads:
         fq = os.path.join(args.workdir, f"memory-{n}.fq")
         if args.source:
@@ -70,6 +71,9 @@ def main() -> None:
         elif not os.path.exists(fq):
             subprocess.run(neuromap + ["simulate", genome, "-n", str(n), "-l", "150", "--seed", "43", "--snp-rate", "0.001",
                                        "--indel-rate", "0.0001", "-o", fq, "--truth", fq + ".truth.tsv"], check=True, capture_output=True)
+        if not warmed:
+            warm_up(genome, fq)
+            warmed = True
         for name, cmd in tools.items():
             anon: list = []
             cpu: list = []
@@ -83,7 +87,7 @@ def main() -> None:
     print(f"- versions: neuromap {__version__}, Python {platform.python_version()}, {version_of(['minimap2', '--version'])}, "
           f"JAX {jax.__version__} on {jax.default_backend()}")
     origin = f"the reads of {args.source} repeated (renamed)" if args.source else "simulated"
-    print(f"- data: bench_se.py's 5 Mb genome, {' and '.join(f'{n:,}' for n in args.reads)} x 150 bp reads ({origin}); -t {t} for every tool\n")
+    print(f"- data: bench_se.py's 5 Mb genome, {' and '.join(f'{n:,}' for n in args.reads)} x 150 bp reads ({origin}); -t {t} for every tool; {WARM_NOTE}\n")
     head = " | ".join(f"{n:,} reads: RSS MB (anonymous) | reads/s" for n in args.reads)
     print(f"| tool | {head} | RSS growth | RSS / minimap2's | anonymous / minimap2's |")
     print("|---|" + "---|---|" * len(args.reads) + "---|---|---|")
