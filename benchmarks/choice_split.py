@@ -13,7 +13,7 @@ the wrong ones that P(correct) (the `pc` tag; MAPQ where there is none) expects.
 with the network, the "behind" group was wrong every time.
 
 `--held-out` writes the calibration genome (1 Mb, seed 1001: not seen in training) and reads of
-seed 1002 into a temporary folder, aligns them with and without the network, and splits both.
+seed 1002 into a temporary folder, aligns them with and without the network, and splits both (with each run's mapeval summary).
 """
 
 from __future__ import annotations
@@ -84,6 +84,7 @@ def main() -> None:
     print(f"- versions: neuromap {__version__}, Python {platform.python_version()}")
     print(f"- command: `python benchmarks/choice_split.py {' '.join(sys.argv[1:])}`")
     if args.held_out:
+        from neuromap.evaluate import evaluate
         from neuromap.simulate import simulate_reads, synthetic_genome, write_fasta, write_simulation
 
         with tempfile.TemporaryDirectory() as work:
@@ -95,6 +96,10 @@ def main() -> None:
                 with open(sam, "w") as out:
                     subprocess.run([sys.executable, "-m", "neuromap", "align", "-t", "2", "--quiet", *extra, ref, reads], stdout=out, check=True)
                 print_table(f"held-out: 1 Mb genome of seed 1001, {args.reads:,} reads, {label}", split(truth, sam))
+                ev = evaluate(truth, sam)
+                wrong = {r["mapq"]: r["wrong"] for r in ev["thresholds"]}
+                print(f"\nall reads: {ev['correct_pct']:.3f} % correct, wrong at MAPQ >= 30 / >= 10: {wrong[30]} / {wrong[10]}, "
+                      f"Brier {ev['brier']:.6f}")
         return
     if len(args.files) < 2:
         ap.error("give TRUTH.tsv and at least one SAM file, or --held-out")

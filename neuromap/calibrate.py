@@ -19,7 +19,7 @@ import numpy as np
 from neuromap.index import build_index, load_index
 from neuromap.io.fastx import batched, make_batch, read_fastx
 from neuromap.mapq import p_correct
-from neuromap.pipeline import AlignOptions, place, score_tie_cap, unscored_ll
+from neuromap.pipeline import AlignOptions, bounded_p, place, score_bounds, unscored_ll
 from neuromap.simulate import simulate_reads, synthetic_genome, write_fasta, write_simulation
 
 
@@ -34,8 +34,8 @@ class Collected:
     P(correct) is taken over (as `align` does: `Placements.choosable`), which is chosen, the
     unscored extra placements, what each of those is taken to be worth (`unscored`: the
     log-likelihood of `pipeline.unscored_ll`; `weakest_score`: the weakest scored candidate's
-    alignment score), whether the choice is right, and the cap `align` puts on the network's
-    P(correct) where the chosen window's alignment score is tied (`pipeline.score_tie_cap`)."""
+    alignment score), whether the choice is right, and the bounds `align` puts on the network's
+    P(correct) from the alignment scores (`pipeline.score_bounds`: `tied`, `ahead`, `p_by_score`)."""
 
     ll: np.ndarray
     valid: np.ndarray
@@ -46,6 +46,7 @@ class Collected:
     score: np.ndarray
     weakest_score: np.ndarray
     tied: np.ndarray
+    ahead: np.ndarray
     p_by_score: np.ndarray
 
 
@@ -76,7 +77,7 @@ def collect_reads(index, reads: str, truth_path: str, weights_dir: str | None = 
         pair = slot_pair[np.arange(n), pl.chosen]
         floor = unscored_ll(pl)
         floor_score = np.where(pl.valid, pl.slot_score, np.iinfo(np.int64).max).min(axis=1)
-        tied, by_score = score_tie_cap(pl, opts) if neural else (np.zeros(n, bool), np.ones(n))
+        tied, ahead, by_score = score_bounds(pl, opts) if neural else (np.zeros(n, bool), np.zeros(n, bool), np.ones(n))
         for r in range(n):
             if pair[r] < 0 or not pl.valid[r].any():
                 continue
@@ -93,6 +94,7 @@ def collect_reads(index, reads: str, truth_path: str, weights_dir: str | None = 
             rows["unscored"].append(floor[r])
             rows["weakest_score"].append(floor_score[r])
             rows["tied"].append(tied[r])
+            rows["ahead"].append(ahead[r])
             rows["p_by_score"].append(by_score[r])
             rows["right"].append(ok)
     return Collected(**{name: np.array(values) for name, values in rows.items()})
@@ -101,13 +103,17 @@ def collect_reads(index, reads: str, truth_path: str, weights_dir: str | None = 
 def fit_scale(data: Collected) -> tuple[float, dict]:
     ll, valid, chosen, extra, unscored, right = data.ll, data.valid, data.chosen, data.extra, data.unscored, data.right
 
-    def p_at(lam: float) -> np.ndarray:  # as `align` computes it, the cap on ties included
-        p = p_correct(ll * lam, valid, chosen, extra, unscored * lam)
-        return np.where(data.tied, np.minimum(p, data.p_by_score), p)
+    def p_at(lam: float) -> np.ndarray:  # as `align` computes it, bounded by the alignment scores
+        return bounded_p(p_correct(ll * lam, valid, chosen, extra, unscored * lam), data.tied, data.ahead, data.p_by_score)
 
-    grid = np.geomspace(0.01, 20.0, 300)
+    # A coarse grid (with λ = 1, no scaling, among its points), then a fine one around its best.
+    grid = np.append(np.geomspace(0.01, 20.0, 300), 1.0)
+    grid.sort()
     losses = [_log_loss(p_at(lam), right) for lam in grid]
-    best = float(grid[int(np.argmin(losses))])
+    i = int(np.argmin(losses))
+    fine = np.geomspace(grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)], 101)
+    fine_losses = [_log_loss(p_at(lam), right) for lam in fine]
+    best = float(fine[int(np.argmin(fine_losses))]) if min(fine_losses) < losses[i] else float(grid[i])
     p_fit = p_at(best)
     p_raw = p_at(1.0)
     report = {

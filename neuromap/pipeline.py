@@ -278,37 +278,59 @@ def single_p(pl: Placements, opts: AlignOptions) -> np.ndarray:
     """P(correct) of each read's chosen placement from its own placements alone (those where it
     aligns; see `place`).
 
-    With the network, a read whose chosen window has another where it aligns as well (AS = XS)
-    gets at most the P(correct) its alignment scores give (what --no-neural would claim: 1/2 for
-    two equal windows). On such ties the network's confidence was not to be trusted: on 60,000
-    held-out reads it claimed P > 0.5 for 13 of them and 8 were wrong; the cap took the wrong reads
-    at MAPQ >= 10 from 7 to 4 and the Brier score from 0.01141 to 0.01135 there
-    (benchmarks/README.md)."""
+    With the network, P(correct) is held to what the read's alignment scores give (what
+    --no-neural would claim), both ways (`score_bounds`, `bounded_p`):
+    - at most that where another window aligns as well as the chosen one (AS = XS: 1/2 for two
+      equal windows). On such ties the network's confidence was not to be trusted: on 60,000
+      held-out reads it claimed P > 0.5 for 13 of them and 8 were wrong; the cap took the wrong
+      reads at MAPQ >= 10 from 7 to 4 and the Brier score from 0.01141 to 0.01135 there;
+    - at least that, up to MAPQ 30 (FLOOR_MAX), where the chosen window aligns better than every
+      other (AS > XS). There the network's doubt was not to be trusted either: on the same held-out
+      reads it put 86 such reads below MAPQ 10, claiming 32 of them wrong, and none was
+      (benchmarks/README.md)."""
     scale = likelihood_scale(opts)
     p = p_correct(np.where(pl.choosable, pl.ll * scale, 0.0), pl.choosable, pl.chosen, pl.extra, unscored_ll(pl) * scale)
     if not opts.neural:
         return p
-    tied, by_score = score_tie_cap(pl, opts)
-    return np.where(tied, np.minimum(p, by_score), p)
+    return bounded_p(p, *score_bounds(pl, opts))
 
 
-def score_tie_cap(pl: Placements, opts: AlignOptions) -> tuple[np.ndarray, np.ndarray]:
+# The floor lifts a doubting network at most to this P(correct) (MAPQ 30): beyond it, certainty must
+# come from the network itself. (Over 400,000 benchmark reads, an unbounded floor took the one
+# wrong read at MAPQ >= 30, a read 650 bp from its origin in a local repeat, from MAPQ 45 to 60.)
+FLOOR_MAX = 0.999
+
+
+def bounded_p(p: np.ndarray, tied: np.ndarray, ahead: np.ndarray, by_score: np.ndarray) -> np.ndarray:
+    """The network's P(correct) `p` held to the alignment scores' `by_score`: at most it on ties,
+    at least it (up to FLOOR_MAX) where the chosen window aligns best (see `single_p`; `calibrate`
+    fits λ with the same)."""
+    return np.where(tied, np.minimum(p, by_score), np.where(ahead, np.maximum(p, np.minimum(by_score, FLOOR_MAX)), p))
+
+
+def score_bounds(pl: Placements, opts: AlignOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per read: whether another window where it may be placed aligns as well as the chosen one
-    (AS = XS), and P(correct) from the alignment scores alone (as --no-neural computes it), which
-    caps the network's on those ties (`single_p`; `calibrate` fits λ with the same cap)."""
+    (`tied`: AS = XS), whether the chosen one aligns better than every other (`ahead`: AS > XS, or
+    no other), and P(correct) from the alignment scores alone, as --no-neural computes it
+    (`by_score`), which bounds the network's (`bounded_p`)."""
     n = len(pl.chosen)
-    tied = np.zeros(n, dtype=bool)
-    by_score = np.ones(n)
     if n == 0 or pl.choosable.shape[1] == 0:
-        return tied, by_score
+        return np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), np.ones(n)
     rows = np.arange(n)
     others = pl.choosable.copy()
     others[rows, pl.chosen] = False
-    tied = pl.choosable[rows, pl.chosen] & (np.where(others, pl.slot_score, NEG).max(axis=1) >= pl.slot_score[rows, pl.chosen])
-    if tied.any():
-        score = pl.slot_score.astype(np.float64) * opts.score_scale
-        by_score = p_correct(np.where(pl.choosable, score, 0.0), pl.choosable, pl.chosen, pl.extra, unscored_ll(pl, score))
-    return tied, by_score
+    best_other = np.where(others, pl.slot_score, NEG).max(axis=1)
+    mine = pl.slot_score[rows, pl.chosen]
+    placed = pl.choosable[rows, pl.chosen]
+    tied = placed & (best_other >= mine)
+    ahead = placed & (best_other < mine)
+    # Over every window where the read aligns, as --no-neural takes it: the windows the alignment
+    # decided against (DECIDED_GAP), which the network path does not choose from, count here.
+    aligned = pl.valid & (pl.slot_score >= opts.min_score)
+    counted = np.where(aligned.any(axis=1)[:, None], aligned, pl.valid)
+    score = pl.slot_score.astype(np.float64) * opts.score_scale
+    by_score = p_correct(np.where(counted, score, 0.0), counted, pl.chosen, pl.extra, unscored_ll(pl, score))
+    return tied, ahead, by_score
 
 
 def unscored_ll(pl: Placements, values: np.ndarray | None = None) -> np.ndarray:
@@ -320,7 +342,7 @@ def unscored_ll(pl: Placements, values: np.ndarray | None = None) -> np.ndarray:
     partial hit at an array's end would make hundreds of equal copies count for nothing.) The
     median scales with the likelihoods, so the calibration's λ applies to it as to them.
     `values` (per read and slot) stand in for the log-likelihoods where given: the scaled
-    alignment scores of `single_p`'s cap."""
+    alignment scores of `score_bounds`."""
     n = len(pl.chosen)
     if pl.seeded == 0:
         return np.zeros(n)

@@ -228,7 +228,29 @@ def test_the_calibration_fit_applies_the_cap_on_ties_as_align_does():
     data = Collected(
         ll=np.array([[5.0, 0.0], [3.0, 0.0]]), valid=np.array([[True, True], [True, False]]), chosen=np.array([0, 0]),
         extra=np.array([0, 0]), unscored=np.zeros(2), right=np.array([False, True]), score=np.array([[145, 145], [150, 0]]),
-        weakest_score=np.array([145, 150]), tied=np.array([True, False]), p_by_score=np.array([0.5, 1.0]),
+        weakest_score=np.array([145, 150]), tied=np.array([True, False]), ahead=np.array([False, True]),
+        p_by_score=np.array([0.5, 1.0]),
     )
     _, report = fit_scale(data)
     assert report["brier"] == pytest.approx(0.125)
+
+
+def test_the_calibration_fit_applies_the_floor_where_the_chosen_window_aligns_best():
+    """...and on a read whose chosen window aligns better than every other (AS > XS), the
+    network's P is raised to the alignment scores' P where it is below. Here the network doubts a
+    right read (its other window 4 log-units more likely) while the scores give 0.9: P is 0.9
+    whatever λ, so the Brier score is exactly 0.1² (unbounded, no λ gets the read above ½)."""
+    import numpy as np
+
+    import pytest
+
+    from neuromap.calibrate import Collected, fit_scale
+
+    data = Collected(
+        ll=np.array([[0.0, 4.0]]), valid=np.array([[True, True]]), chosen=np.array([0]), extra=np.array([0]),
+        unscored=np.zeros(1), right=np.array([True]), score=np.array([[150, 145]]), weakest_score=np.array([145]),
+        tied=np.array([False]), ahead=np.array([True]), p_by_score=np.array([0.9]),
+    )
+    _, report = fit_scale(data)
+    assert report["brier"] == pytest.approx(0.01)
+    assert report["brier_unscaled"] == pytest.approx(0.01)
