@@ -308,6 +308,28 @@ def test_a_read_goes_to_its_best_aligning_window_even_where_the_network_prefers_
     assert pipeline.single_p(swapped, opts)[0] == pytest.approx(min(by_score[0], pipeline.FLOOR_MAX))
 
 
+def _two_copies(tmp_path, seed, edit_a, edit_b):
+    """A random 400-bp segment and the index of a reference holding two copies of it between random
+    flanks, each copy with at most one base changed: `edit` = (position, base, the base used where
+    the segment already has that one), or None. Returns (segment, index)."""
+    from neuromap.index import build_index, load_index
+
+    rng = np.random.default_rng(seed)
+    bases = np.array(list("ACGT"))
+    segment = "".join(bases[rng.integers(0, 4, 400)])
+
+    def copy(edit):
+        if edit is None:
+            return segment
+        at, base, alternative = edit
+        return segment[:at] + (base if segment[at] != base else alternative) + segment[at + 1 :]
+
+    copy_a, copy_b = copy(edit_a), copy(edit_b)
+    flank = ["".join(bases[rng.integers(0, 4, 5000)]) for _ in range(3)]
+    (tmp_path / "ref.fa").write_text(">chr\n" + flank[0] + copy_a + flank[1] + copy_b + flank[2] + "\n")
+    return segment, load_index(build_index(str(tmp_path / "ref.fa")))
+
+
 def test_on_an_alignment_score_tie_the_network_claims_no_more_than_the_scores_give(tmp_path, monkeypatch):
     """Two copies of a segment, each one base off the other's original at a different place; a
     read of the original across both bases aligns equally well (one mismatch) to each copy. Here
@@ -315,18 +337,10 @@ def test_on_an_alignment_score_tie_the_network_claims_no_more_than_the_scores_gi
     at what the alignment scores give, 1/2, not the network's 0.99+. On held-out reads such
     confident calls on ties were wrong 8 times in 13."""
     from neuromap import pipeline
-    from neuromap.index import build_index, load_index
     from neuromap.io.fastx import Record, make_batch
     from neuromap.mapq import p_correct
 
-    rng = np.random.default_rng(21)
-    bases = np.array(list("ACGT"))
-    segment = "".join(bases[rng.integers(0, 4, 400)])
-    copy_a = segment[:100] + ("A" if segment[100] != "A" else "C") + segment[101:]
-    copy_b = segment[:200] + ("G" if segment[200] != "G" else "T") + segment[201:]
-    flank = ["".join(bases[rng.integers(0, 4, 5000)]) for _ in range(3)]
-    (tmp_path / "ref.fa").write_text(">chr\n" + flank[0] + copy_a + flank[1] + copy_b + flank[2] + "\n")
-    index = load_index(build_index(str(tmp_path / "ref.fa")))
+    segment, index = _two_copies(tmp_path, 21, (100, "A", "C"), (200, "G", "T"))
     batch = make_batch([Record("tie", segment[75:225], "I" * 150)])
     opts = pipeline.AlignOptions(neural=True)
     real = pipeline.score_pairs
@@ -354,17 +368,10 @@ def test_where_the_chosen_window_aligns_best_the_network_claims_no_less_than_the
     must stay at what the alignment scores give, not fall to the network's 0.001. On held-out
     reads such doubts, where AS > XS, were never right (86 reads below MAPQ 10, none wrong)."""
     from neuromap import pipeline
-    from neuromap.index import build_index, load_index
     from neuromap.io.fastx import Record, make_batch
     from neuromap.mapq import p_correct
 
-    rng = np.random.default_rng(22)
-    bases = np.array(list("ACGT"))
-    segment = "".join(bases[rng.integers(0, 4, 400)])
-    copy_b = segment[:150] + ("A" if segment[150] != "A" else "C") + segment[151:]
-    flank = ["".join(bases[rng.integers(0, 4, 5000)]) for _ in range(3)]
-    (tmp_path / "ref.fa").write_text(">chr\n" + flank[0] + segment + flank[1] + copy_b + flank[2] + "\n")
-    index = load_index(build_index(str(tmp_path / "ref.fa")))
+    segment, index = _two_copies(tmp_path, 22, None, (150, "A", "C"))
     batch = make_batch([Record("ahead", segment[75:225], "I" * 150)])
     opts = pipeline.AlignOptions(neural=True)
     pl = pipeline.place(batch, index, opts)
