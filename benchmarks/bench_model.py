@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from neuromap.model import Calibration, jitted_scorer  # noqa: E402
+from neuromap.model import Calibration, ExportedScorer  # noqa: E402
 from neuromap.mapq import mapq_from_p  # noqa: E402
 from neuromap.training_data import TrainConfig, make_examples  # noqa: E402
 from neuromap.weights import SHIPPED  # noqa: E402
@@ -32,10 +32,9 @@ READ_WIDTH, WINDOW_WIDTH, WINDOWS = 160, 192, 6
 
 
 def scorer(compute_dtype: str):
-    """The aligner's own compiled scorer (neuromap.model), on the shipped weights in this precision."""
-    from neuromap.operators.mapping import NeuralReadMapper
-
-    return jitted_scorer(NeuralReadMapper.pretrained(compute_dtype=compute_dtype))
+    """The aligner's own compiled scorer (neuromap.model.ExportedScorer), on the shipped weights in
+    this precision (exported for this run only: no cache folder)."""
+    return ExportedScorer(SHIPPED, compute_dtype, None)
 
 
 def main() -> None:

@@ -179,7 +179,8 @@ def _load_model(weights_dir: str | None):
 
 class ExportedScorer:
     """The network's compiled call, (read_codes (P, R) int, read_mask (P, R), window_codes (P, W)
-    int) -> alignment_scores (P, W), for `align` and everything that scores through it.
+    int) -> alignment_scores (P, W), for `align` and everything that scores through it; codes >= 4
+    (N, padding) become all-zero one-hot rows.
 
     For each input shape the model is traced once with Flax and exported (`jax.export`: its
     StableHLO, with the parameters as arguments), and the export is kept in the compilation
@@ -318,25 +319,6 @@ def _model_source_digest() -> bytes:
 
 
 load_model.cache_clear = _load_model.cache_clear  # `calibrate` rewrites a model's files
-
-
-def jitted_scorer(model):
-    """(read_codes (P, R) int, read_mask (P, R), window_codes (P, W) int) -> alignment_scores (P, W),
-    compiled; codes >= 4 (N, padding) become all-zero one-hot rows."""
-    import jax
-    import jax.numpy as jnp
-    from flax import nnx
-
-    graphdef, params = nnx.split(model)
-
-    @jax.jit
-    def score(params, read_codes, read_mask, window_codes):
-        m = nnx.merge(graphdef, params)
-        read = jax.nn.one_hot(read_codes, 4, dtype=jnp.float32)
-        window = jax.nn.one_hot(window_codes, 4, dtype=jnp.float32)
-        return m(read, window, read_mask)["alignment_scores"]
-
-    return lambda *a: score(params, *a)
 
 
 def _round_up(x: int, step: int) -> int:
