@@ -13,7 +13,8 @@ the wrong ones that P(correct) (the `pc` tag; MAPQ where there is none) expects.
 with the network, the "behind" group was wrong every time.
 
 `--held-out` writes the calibration genome (1 Mb, seed 1001: not seen in training) and reads of
-seed 1002 into a temporary folder, aligns them with and without the network, and splits both (with each run's mapeval summary).
+seed 1002 into a temporary folder, aligns them with and without the network, and splits both (with each run's mapeval summary and
+the Brier floor of brier_split.py).
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from neuromap import __version__  # noqa: E402
 from neuromap.evaluate import load_truth  # noqa: E402
+from neuromap.io.fastx import read_fastx  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_se import machine_lines  # noqa: E402
+from brier_split import brier_floor, copy_odds, per_read  # noqa: E402
 
 GROUPS = ("no XS", "AS > XS + 5", "AS > XS", "AS = XS", "AS < XS")
 BANDS = ("< 10", "10-29", ">= 30")
@@ -91,6 +94,7 @@ def main() -> None:
             ref, reads, truth = (os.path.join(work, name) for name in ("genome.fa", "reads.fq", "truth.tsv"))
             write_fasta(ref, synthetic_genome(1_000_000, 1001))
             write_simulation(simulate_reads(ref, args.reads, 150, seed=1002, snp_rate=0.001, indel_rate=0.0001), reads, truth)
+            odds = copy_odds({rec.name: rec.seq.upper() for rec in read_fastx(ref)}, load_truth(truth))
             for label, extra in (("network", []), ("--no-neural", ["--no-neural"])):
                 sam = os.path.join(work, "out.sam")
                 with open(sam, "w") as out:
@@ -98,8 +102,9 @@ def main() -> None:
                 print_table(f"held-out: 1 Mb genome of seed 1001, {args.reads:,} reads, {label}", split(truth, sam))
                 ev = evaluate(truth, sam)
                 wrong = {r["mapq"]: r["wrong"] for r in ev["thresholds"]}
+                floor, spread = brier_floor(per_read(sam, load_truth(truth)), odds)
                 print(f"\nall reads: {ev['correct_pct']:.3f} % correct, wrong at MAPQ >= 30 / >= 10: {wrong[30]} / {wrong[10]}, "
-                      f"Brier {ev['brier']:.6f}")
+                      f"Brier {ev['brier']:.6f}; the floor for any aligner (brier_split.py) {floor:.6f} ± {spread:.6f}")
         return
     if len(args.files) < 2:
         ap.error("give TRUTH.tsv and at least one SAM file, or --held-out")
