@@ -49,11 +49,11 @@ def main() -> None:
     cfg = TrainConfig(min_read_length=150, read_length=150, flank=16, windows_per_read=WINDOWS, near_paralog=(0.003, 0.02))
     reads, mask, windows, _ = make_examples(np.random.default_rng(2026), args.reads, cfg)
     n = args.reads * WINDOWS
-    read_codes = np.full((n, READ_WIDTH), 4, np.int32)
+    read_codes = np.full((n, READ_WIDTH), 4, np.uint8)
     read_codes[:, :150] = np.where(np.repeat(reads, WINDOWS, axis=0) < 0, 4, np.repeat(reads, WINDOWS, axis=0))
     read_mask = np.zeros((n, READ_WIDTH), np.float32)
     read_mask[:, :150] = np.repeat(mask, WINDOWS, axis=0)
-    window_codes = np.full((n, WINDOW_WIDTH), 4, np.int32)
+    window_codes = np.full((n, WINDOW_WIDTH), 4, np.uint8)
     width = windows.shape[2]
     window_codes[:, :width] = windows.reshape(n, width)
 
@@ -73,9 +73,9 @@ def main() -> None:
             def run_all():
                 out = []
                 for lo, hi in calls:
-                    rc = np.full((bucket, READ_WIDTH), 4, np.int32)
+                    rc = np.full((bucket, READ_WIDTH), 4, np.uint8)
                     rm = np.zeros((bucket, READ_WIDTH), np.float32)
-                    wc = np.full((bucket, WINDOW_WIDTH), 4, np.int32)
+                    wc = np.full((bucket, WINDOW_WIDTH), 4, np.uint8)
                     rc[: hi - lo], rm[: hi - lo], wc[: hi - lo] = read_codes[lo:hi], read_mask[lo:hi], window_codes[lo:hi]
                     out.append(np.asarray(score(rc, rm, wc))[: hi - lo, :width])
                 return np.concatenate(out)
