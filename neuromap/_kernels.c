@@ -366,6 +366,55 @@ EXPORT void nm_ungapped(const uint8_t *query, int64_t n_pairs, int64_t q_width, 
     }
 }
 
+/* Which pairs whose diagonal (slot `margin`) holds exactly two mismatches no other path in the
+ * band can match or beat (align.py's `ungapped` has the derivation): on no other diagonal do at
+ * most `max_other` mismatches fall, nor only within `clip_other` bases of one end; the two are not
+ * both within `clip_own` bases of one end; and no two diagonals joined by one deletion of up to
+ * `max_del` or one insertion of up to `max_ins` bases hold the read without a mismatch. A base
+ * against N or padding counts as a match here (in the other paths' favour). Only pairs with
+ * check[p] are looked at; settled[p] = 1 where the ungapped path is the only best one. */
+EXPORT void nm_settled(const uint8_t *query, int64_t n_pairs, int64_t q_width, const int64_t *qlen, const uint8_t *target, int64_t t_width,
+                       int64_t margin, int64_t max_other, int64_t clip_other, int64_t clip_own, int64_t max_del, int64_t max_ins,
+                       const uint8_t *check, uint8_t *settled) {
+    const int64_t band = 2 * margin + 1;
+    int64_t first[64], last[64];
+    for (int64_t p = 0; p < n_pairs; p++) {
+        settled[p] = 0;
+        if (!check[p] || band > 64) continue;
+        const uint8_t *q = query + p * q_width, *t = target + p * t_width;
+        const int64_t n = qlen[p];
+        if (n > q_width || n + band - 1 > t_width || n < 1) continue;
+        int ok = 1;
+        for (int64_t b = 0; b < band && ok; b++) {
+            int64_t count = 0, f = n, l = -1;
+            for (int64_t j = 0; j < n; j++) {  /* from the left: the first mismatch, and whether there are more than max_other */
+                uint8_t x = q[j], y = t[j + b];
+                if (x < 4 && y < 4 && x != y) {
+                    if (f == n) f = j;
+                    if (++count > max_other && b != margin) break;
+                }
+            }
+            for (int64_t j = n - 1; j >= 0; j--) {  /* from the right: the last one */
+                uint8_t x = q[j], y = t[j + b];
+                if (x < 4 && y < 4 && x != y) { l = j; break; }
+            }
+            first[b] = f, last[b] = l;
+            if (b == margin) {
+                if (count != 2 || n - f <= clip_own || l < clip_own) ok = 0;
+            } else if (count <= max_other || f >= n - clip_other || l < clip_other) {
+                ok = 0;
+            }
+        }
+        for (int64_t b1 = 0; b1 < band && ok; b1++) {
+            for (int64_t g = 1; g <= max_del && ok; g++)  /* read [0, x) on b1, a deletion, [x, n) on b1 + g */
+                if (b1 + g < band && last[b1 + g] + 1 <= first[b1]) ok = 0;
+            for (int64_t g = 1; g <= max_ins && ok; g++)  /* read [0, x) on b1, [x, x + g) inserted, the rest on b1 - g */
+                if (b1 - g >= 0 && last[b1 - g] - g + 1 <= first[b1]) ok = 0;
+        }
+        settled[p] = (uint8_t)ok;
+    }
+}
+
 /* Write value >= 0 in decimal at buf[at:]; returns the position after it. */
 static inline int64_t put_int(uint8_t *buf, int64_t at, int64_t value) {
     int64_t digits = 1;

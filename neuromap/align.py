@@ -86,11 +86,13 @@ def banded_align(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin
 def ungapped(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int, sc: Scoring):
     """Score each pair along its predicted diagonal without gaps.
 
-    Returns (score, exact): `exact` marks pairs whose ungapped alignment has at most one
-    mismatch and stays on the contig. No gapped or clipped alignment can beat those (a gap costs
-    at least gap_open + gap_extend > mismatch + match... and clipping one mismatch costs more than
-    keeping it), so their DP can be skipped. Other shifts in the band could at best tie, which
-    happens only inside tandem repeats.
+    Returns (score, exact): `exact` marks pairs whose ungapped alignment the DP would return
+    (`banded_align`'s best path, and the only one), so their DP can be skipped:
+    - at most one mismatch, on the contig. No gapped or clipped alignment can beat those (a gap
+      costs at least gap_open + gap_extend > mismatch + match... and clipping one mismatch costs
+      more than keeping it). Other shifts in the band could at best tie, which happens only inside
+      tandem repeats.
+    - exactly two mismatches (and no N), where `_two_settled` finds no other path as good.
     """
     n = len(qlen)
     score = np.empty(n, dtype=np.int64)
@@ -100,7 +102,37 @@ def ungapped(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: in
         kernels.call("nm_ungapped", np.ascontiguousarray(query, dtype=np.uint8), n, query.shape[1], np.ascontiguousarray(qlen, dtype=np.int64),
                      np.ascontiguousarray(target, dtype=np.uint8), target.shape[1], margin, sc.table(), PAD_CODE, score, mism, off)
     exact = (mism <= 1) & ~off & (sc.gap_open + sc.gap_extend > sc.mismatch + sc.match) & (sc.clip >= sc.match)
+    two = (mism == 2) & ~off & (score == sc.match * np.asarray(qlen, dtype=np.int64) - 2 * (sc.match + sc.mismatch))
+    if two.any():
+        exact |= _two_settled(query, qlen, target, margin, sc, two)
     return score, exact
+
+
+def _two_settled(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int, sc: Scoring, two: np.ndarray) -> np.ndarray:
+    """Of the pairs `two` (two mismatches on the diagonal, no N: score S = aL - 2d, with a the
+    match score, d = match + mismatch and L the read length), those no other path in the band
+    scores S or more on. With o, e the gap open and extend costs and c the clip cost, any path
+    scores at most aL - d*mm - a*(ins + clipped) - gaps - c*clipped_ends, so a path of S or more
+    spends at most B = 2d on those terms. Where B < 2(o + e), B < d + o + e, B < c + a + o + e,
+    B < d + c + a and B < 2(c + a) (the default scoring: 10 against 14, 12, 13, 11 and 12), that
+    leaves only:
+    - another diagonal with at most 2 mismatches, or none outside c_max = (B - c) / a bases
+      clipped at one end;
+    - this diagonal with both mismatches within c_max bases of one end (clipped);
+    - two diagonals joined by one deletion of up to (B - o) / e bases or one insertion of up to
+      (B - o) / (a + e), without a mismatch.
+    The kernel (nm_settled) rules those out, counting N and padding in the other paths as matches.
+    Other scorings: no pair is settled here (the DP decides)."""
+    a, d, o, e, c = sc.match, sc.match + sc.mismatch, sc.gap_open, sc.gap_extend, sc.clip
+    budget = 2 * d
+    settled = np.zeros(len(qlen), dtype=np.bool_)
+    if not (a > 0 and e > 0 and budget < min(2 * (o + e), d + o + e, c + a + o + e, d + c + a, 2 * (c + a)) and sc.ambiguous + a > 0):
+        return settled
+    clip_cut = max((budget - c) // a, 0)
+    kernels.call("nm_settled", np.ascontiguousarray(query, dtype=np.uint8), len(qlen), query.shape[1], np.ascontiguousarray(qlen, dtype=np.int64),
+                 np.ascontiguousarray(target, dtype=np.uint8), target.shape[1], margin, budget // d, clip_cut, clip_cut,
+                 max((budget - o) // e, 0), max((budget - o) // (a + e), 0), np.ascontiguousarray(two, dtype=np.bool_), settled)
+    return settled
 
 
 def ungapped_description(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: int):

@@ -26,6 +26,7 @@ _SIGNATURES = {
     "nm_orient": ("u1", "i", "i8", "i8", "b", "i", "u1", "u1"),
     "nm_gather": ("u1", "i8", "i8", "i8", "i", "i", "i", "u1"),
     "nm_ungapped": ("u1", "i", "i", "i8", "u1", "i", "i", "i4", "i", "i8", "i8", "b"),
+    "nm_settled": ("u1", "i", "i", "i8", "u1", "i", "i", "i", "i", "i", "i", "i", "b", "b"),
     "nm_ungapped_md": ("u1", "i", "i", "i8", "u1", "i", "i", "u1", "u1", "i", "i8", "i4"),
     "nm_dp": ("u1", "u1", "i", "i", "i8", "i", "i", "i", "i", "i", "i", "i", "i", "u2", "i4", "i8", "i8"),
     "nm_traceback": ("u2", "i", "i", "i", "i8", "i8", "i8", "i", "u1", "i", "u1", "i", "i8", "u1",

@@ -72,8 +72,86 @@ def test_ungapped_screen_matches_the_numpy_original(seed):
     sc = Scoring() if seed % 2 else Scoring(match=1, mismatch=3, gap_open=5, gap_extend=1, clip=5)
     score, exact = ungapped(q, qlen, t, margin, sc)
     ref_score, ref_exact = ungapped_numpy(q, qlen, t, margin, sc)
-    assert np.array_equal(score, ref_score) and np.array_equal(exact, ref_exact)
+    assert np.array_equal(score, ref_score) and not (ref_exact & ~exact).any()
     assert exact.any() and not exact.all()
+    # The pairs with two mismatches that the screen settles since (test_two_mismatch_screen_...)
+    # are the only others, and the DP returns their ungapped path.
+    extra = np.flatnonzero(exact & ~ref_exact)
+    _assert_dp_keeps_the_diagonal(q[extra], qlen[extra], t[extra], margin, sc, score[extra])
+
+
+def _assert_dp_keeps_the_diagonal(q, qlen, t, margin, sc, score):
+    """The DP's best path for each pair is the whole read on slot `margin` without a gap."""
+    if len(qlen) == 0:
+        return
+    dp = banded_align(q, qlen, t, margin, sc)
+    aln = traceback(dp, np.arange(len(qlen)), q, t, qlen)
+    cigar, md, nm = ungapped_description(q, qlen, t, margin)
+    assert np.array_equal(dp.score, score)
+    assert np.array_equal(dp.end_slot, np.full(len(qlen), margin)) and np.array_equal(dp.end_row, qlen - 1)
+    assert aln.cigar == cigar and aln.md == md and np.array_equal(aln.nm, nm)
+    assert np.array_equal(aln.ref_start, np.full(len(qlen), margin))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_two_mismatch_screen_settles_only_what_the_dp_would_return(seed):
+    """Reads with exactly two mismatches on their diagonal skip the DP only where no other path
+    in the band scores as well (align._two_settled). Built to tempt the screen: tandem repeats of
+    period 1-6 (where another diagonal or a gap can hold the read), mismatches near the ends
+    (where a clip can pay), short indels next to them, Ns in the window; the DP (checked against
+    the numpy original above) must return the ungapped path for every pair settled, and the
+    screen must settle many."""
+    rng = np.random.default_rng(700 + seed)
+    n, rows, margin = 400, int(rng.integers(30, 160)), int(rng.integers(2, 17))
+    band = 2 * margin + 1
+    t = rng.integers(0, 4, (n, rows + band - 1)).astype(np.uint8)
+    for p in range(n):
+        kind = rng.random()
+        if kind < 0.3:  # a tandem array over part or all of the window
+            period = int(rng.integers(1, 7))
+            lo = int(rng.integers(0, t.shape[1]))
+            hi = int(rng.integers(lo, t.shape[1] + 1))
+            unit = rng.integers(0, 4, period)
+            t[p, lo:hi] = np.resize(unit, hi - lo)
+    q = t[:, margin : margin + rows].copy()
+    for p in range(n):
+        ends = rng.random() < 0.3
+        spots = rng.integers(0, 6, 2) if ends else rng.integers(0, rows, 2)
+        if ends and rng.random() < 0.5:
+            spots = rows - 1 - spots
+        for j in spots:
+            q[p, j] = (q[p, j] + int(rng.integers(1, 4))) % 4
+        if rng.random() < 0.15:  # a short indel as well
+            at, d = int(rng.integers(0, rows)), int(rng.integers(1, 5))
+            if rng.random() < 0.5:
+                q[p, at:] = np.concatenate([rng.integers(0, 4, d), q[p, at:]])[: rows - at]
+            else:
+                q[p, at : rows - d] = q[p, at + d : rows].copy()
+    t[rng.random(t.shape) < 0.003] = 4
+    qlen = np.full(n, rows, dtype=np.int64)
+    sc = Scoring()
+    score, exact = ungapped(q, qlen, t, margin, sc)
+    two = score == rows - 2 * (sc.match + sc.mismatch)
+    settled = np.flatnonzero(exact & two)
+    assert len(settled) > n // 5 and (two & ~exact).any()
+    _assert_dp_keeps_the_diagonal(q[settled], qlen[settled], t[settled], margin, sc, score[settled])
+    # and where the DP finds a path as good or better elsewhere, the screen did not settle the pair
+    dp = banded_align(q, qlen, t, margin, sc)
+    assert not (exact & two & ((dp.score > score) | (dp.end_slot != margin))).any()
+
+
+def test_two_mismatch_screen_stands_aside_for_other_scorings():
+    """Where the scoring lets a path with a gap or a clip reach two mismatches' score by other
+    means than those the screen rules out, nothing is settled by it."""
+    rng = np.random.default_rng(9)
+    t = rng.integers(0, 4, (50, 140)).astype(np.uint8)
+    q = t[:, 10:130].copy()
+    q[:, 40] = (q[:, 40] + 1) % 4
+    q[:, 80] = (q[:, 80] + 1) % 4
+    qlen = np.full(50, 120, dtype=np.int64)
+    assert ungapped(q, qlen, t, 10, Scoring())[1].all()
+    loose = Scoring(match=1, mismatch=9, gap_open=3, gap_extend=1, clip=5)  # a gap is cheaper than two mismatches
+    assert not ungapped(q, qlen, t, 10, loose)[1].any()
 
 
 @pytest.mark.parametrize("seed", range(6))
