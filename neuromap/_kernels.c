@@ -6,7 +6,8 @@
  * Python wrapper checks; sizes are int64_t. Each function up to the SAM text is a line-for-line
  * translation of the numba kernel it replaced and is checked, bit for bit, against the numpy
  * originals in tests/reference_*.py (tests/test_kernels.py); the SAM text is checked against
- * the Python formatter it replaced, kept in tests/reference_sam.py.
+ * the Python formatter it replaced, kept in tests/reference_sam.py. nm_settled, which came
+ * later, has no original: the tests check it against the DP, whose result it predicts.
  *
  * A tiny module init makes the file an importable extension, so setuptools builds it and
  * importlib finds it; the functions themselves are reached through ctypes. Built with
