@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -351,9 +350,13 @@ def unscored_ll(pl: Placements, values: np.ndarray | None = None) -> np.ndarray:
     alone = seeded.sum(axis=1) <= 1  # only the chosen one: the unscored ones are like it
     seeded[np.flatnonzero(own & ~alone), pl.chosen[own & ~alone]] = False
     values = np.where(seeded, (pl.ll if values is None else values)[:, : pl.seeded], np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # rows without any: all-NaN slices
-        middle = np.nanmedian(values, axis=1)
+    # Most reads have one value or none: the median of one is itself; nanmedian (slow: a row at a
+    # time) only for the rows with more.
+    count = seeded.sum(axis=1)
+    middle = np.where(count == 1, np.nanmax(values, axis=1, initial=-np.inf, where=seeded), np.nan)
+    many = np.flatnonzero(count > 1)
+    if len(many):
+        middle[many] = np.nanmedian(values[many], axis=1)
     return np.where(np.isfinite(middle), middle, 0.0)
 
 
@@ -404,8 +407,8 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
         score[reads] = s
         pos[reads] = gpos - index.contig_offsets[contig_of[reads]]
         nm[reads] = k
-        for j, r in enumerate(reads):
-            cigar[r], md[r] = c[j], m[j]
+        for r, c_r, m_r in zip(reads.tolist(), c, m):
+            cigar[r], md[r] = c_r, m_r
 
     fast = sel[agree_sel & pl.exact[chosen_pair[sel]]]
     if len(fast):

@@ -79,3 +79,29 @@ def test_unscored_placements_are_valued_like_the_kept_ones():
     assert unscored_ll(pl).tolist() == [150.0, 80.0, 150.0, 0.0]
     p = p_correct(ll[:1, :4], valid[:1, :4], np.array([0]), np.array([100]), unscored_ll(pl)[:1])
     assert p[0] < 1 / 100  # a hundred unscored copies as good as the kept ones
+
+
+def test_unscored_ll_is_the_median_of_each_row():
+    """unscored_ll takes the median of one value as that value and leaves np.nanmedian to the
+    rows with more: the same numbers as np.nanmedian on every row."""
+    import warnings
+    from types import SimpleNamespace
+
+    from neuromap.pipeline import unscored_ll
+
+    rng = np.random.default_rng(12)
+    ll = np.round(rng.normal(100, 30, (500, 8)))
+    valid = rng.random((500, 8)) < rng.random((500, 1))
+    ll[~valid] = -np.inf
+    chosen = np.array([rng.choice(np.flatnonzero(v)) if v.any() else 0 for v in valid])
+    pl = SimpleNamespace(ll=ll, valid=valid, chosen=chosen, seeded=6)
+    seeded = valid[:, :6].copy()
+    own = chosen < 6
+    alone = seeded.sum(axis=1) <= 1
+    seeded[np.flatnonzero(own & ~alone), chosen[own & ~alone]] = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        middle = np.nanmedian(np.where(seeded, ll[:, :6], np.nan), axis=1)
+    expected = np.where(np.isfinite(middle), middle, 0.0)
+    assert (seeded.sum(axis=1) == 1).any() and (seeded.sum(axis=1) == 0).any() and (seeded.sum(axis=1) > 2).any()
+    assert np.array_equal(unscored_ll(pl), expected)

@@ -187,8 +187,8 @@ class _Resume:
         return self.handle.readline()
 
 
-_SEQ_OK = re.compile(r"[A-Za-z.]*")
-_QUAL_OK = re.compile(r"[!-~]*")
+_SEQ_LETTERS = bytes(range(ord("A"), ord("Z") + 1)) + bytes(range(ord("a"), ord("z") + 1)) + b"."
+_QUAL_LETTERS = bytes(range(ord("!"), ord("~") + 1))
 _BLOCK = 1 << 20
 
 
@@ -248,7 +248,9 @@ def _checked_rows(text: str) -> tuple[list[str], list[str], list[str]] | None:
     if len(rows) % 4:
         return None
     heads, seqs, pluses, quals = rows[0::4], rows[1::4], rows[2::4], rows[3::4]
-    if not (_SEQ_OK.fullmatch("".join(seqs)) and _QUAL_OK.fullmatch("".join(quals))):
+    # Letters and '.' in sequences, printable characters in qualities (what the strict parser
+    # checks), found by deleting those and looking for anything left: faster than a regex.
+    if "".join(seqs).encode("ascii").translate(None, _SEQ_LETTERS) or "".join(quals).encode("ascii").translate(None, _QUAL_LETTERS):
         return None
     n = len(heads)
     if not (all(map(str.startswith, heads, itertools.repeat("@", n))) and all(map(str.startswith, pluses, itertools.repeat("+", n)))):
