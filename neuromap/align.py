@@ -88,10 +88,11 @@ def ungapped(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: in
 
     Returns (score, exact): `exact` marks pairs whose ungapped alignment the DP would return
     (`banded_align`'s best path, and the only one), so their DP can be skipped:
-    - at most one mismatch, on the contig. No gapped or clipped alignment can beat those (a gap
-      costs at least gap_open + gap_extend > mismatch + match... and clipping one mismatch costs
-      more than keeping it). Other shifts in the band could at best tie, which happens only inside
-      tandem repeats.
+    - at most one mismatch, on the contig, no N. No gapped or clipped alignment can beat those (a
+      gap costs at least gap_open + gap_extend > mismatch + match... and clipping one mismatch
+      costs more than keeping it). Other shifts in the band could at best tie, which happens only
+      inside tandem repeats. (An N costs `ambiguous` wherever it is aligned, so a read ending in
+      six or more is clipped by the DP: pairs with an N go to it.)
     - exactly two mismatches (and no N), where `_two_settled` finds no other path as good.
     """
     n = len(qlen)
@@ -101,8 +102,11 @@ def ungapped(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, margin: in
     if n:
         kernels.call("nm_ungapped", np.ascontiguousarray(query, dtype=np.uint8), n, query.shape[1], np.ascontiguousarray(qlen, dtype=np.int64),
                      np.ascontiguousarray(target, dtype=np.uint8), target.shape[1], margin, sc.table(), PAD_CODE, score, mism, off)
-    exact = (mism <= 1) & ~off & (sc.gap_open + sc.gap_extend > sc.mismatch + sc.match) & (sc.clip >= sc.match)
-    two = (mism == 2) & ~off & (score == sc.match * np.asarray(qlen, dtype=np.int64) - 2 * (sc.match + sc.mismatch))
+    # Without N on the diagonal (the score then counts only matches and mismatches): a run of Ns
+    # at an end costs 1 a base, and the DP clips six or more of them (clip 5).
+    plain = ~off & (score == sc.match * np.asarray(qlen, dtype=np.int64) - (sc.match + sc.mismatch) * mism)
+    exact = (mism <= 1) & plain & (sc.gap_open + sc.gap_extend > sc.mismatch + sc.match) & (sc.clip >= sc.match)
+    two = (mism == 2) & plain
     if two.any():
         exact |= _two_settled(query, qlen, target, margin, sc, two)
     return score, exact
