@@ -98,26 +98,19 @@ def _assert_dp_keeps_the_diagonal(q, qlen, t, margin, sc, score):
     assert np.array_equal(aln.ref_start, np.full(len(qlen), margin))
 
 
-@pytest.mark.parametrize("seed", range(10))
-def test_two_mismatch_screen_settles_only_what_the_dp_would_return(seed):
-    """Reads with exactly two mismatches on their diagonal skip the DP only where no other path
-    in the band scores as well (align._two_settled). Built to tempt the screen: tandem repeats of
-    period 1-6 (where another diagonal or a gap can hold the read), mismatches near the ends
-    (where a clip can pay), short indels next to them, Ns in the window; the DP (checked against
-    the numpy original above) must return the ungapped path for every pair settled, and the
-    screen must settle many."""
-    rng = np.random.default_rng(700 + seed)
-    n, rows, margin = 400, int(rng.integers(30, 160)), int(rng.integers(2, 17))
+def _tempting_pairs(rng, n):
+    """Reads with two substitutions against their windows, made to tempt the two-mismatch screen:
+    tandem repeats of period 1-6 (where another diagonal or a gap can hold the read), mismatches
+    near the ends (where a clip can pay), short indels next to them, Ns in the window."""
+    rows, margin = int(rng.integers(30, 160)), int(rng.integers(2, 17))
     band = 2 * margin + 1
     t = rng.integers(0, 4, (n, rows + band - 1)).astype(np.uint8)
     for p in range(n):
-        kind = rng.random()
-        if kind < 0.3:  # a tandem array over part or all of the window
+        if rng.random() < 0.3:  # a tandem array over part or all of the window
             period = int(rng.integers(1, 7))
             lo = int(rng.integers(0, t.shape[1]))
             hi = int(rng.integers(lo, t.shape[1] + 1))
-            unit = rng.integers(0, 4, period)
-            t[p, lo:hi] = np.resize(unit, hi - lo)
+            t[p, lo:hi] = np.resize(rng.integers(0, 4, period), hi - lo)
     q = t[:, margin : margin + rows].copy()
     for p in range(n):
         ends = rng.random() < 0.3
@@ -133,16 +126,41 @@ def test_two_mismatch_screen_settles_only_what_the_dp_would_return(seed):
             else:
                 q[p, at : rows - d] = q[p, at + d : rows].copy()
     t[rng.random(t.shape) < 0.003] = 4
-    qlen = np.full(n, rows, dtype=np.int64)
+    return q, t, np.full(n, rows, dtype=np.int64), margin
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_two_mismatch_screen_settles_only_what_the_dp_would_return(seed):
+    """Reads with exactly two mismatches on their diagonal skip the DP only where no other path
+    in the band scores as well (align._two_settled): on `_tempting_pairs` the DP (checked against
+    the numpy original above) must return the ungapped path for every pair settled, and the
+    screen must settle many."""
+    rng = np.random.default_rng(700 + seed)
+    q, t, qlen, margin = _tempting_pairs(rng, 400)
     sc = Scoring()
     score, exact = ungapped(q, qlen, t, margin, sc)
-    two = score == rows - 2 * (sc.match + sc.mismatch)
+    two = score == qlen - 2 * (sc.match + sc.mismatch)
     settled = np.flatnonzero(exact & two)
-    assert len(settled) > n // 5 and (two & ~exact).any()
+    assert len(settled) > len(qlen) // 5 and (two & ~exact).any()
     _assert_dp_keeps_the_diagonal(q[settled], qlen[settled], t[settled], margin, sc, score[settled])
     # and where the DP finds a path as good or better elsewhere, the screen did not settle the pair
     dp = banded_align(q, qlen, t, margin, sc)
     assert not (exact & two & ((dp.score > score) | (dp.end_slot != margin))).any()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_two_mismatch_screen_under_other_scorings(seed):
+    """`-A/-B/-O/-E/-L` change what a path may spend: the screen's limits follow (or it stands
+    aside), and the DP still returns the ungapped path of every pair it settles."""
+    rng = np.random.default_rng(900 + seed)
+    sc = Scoring(match=int(rng.integers(1, 4)), mismatch=int(rng.integers(1, 8)), gap_open=int(rng.integers(0, 12)),
+                 gap_extend=int(rng.integers(1, 4)), clip=int(rng.integers(0, 12)))
+    q, t, qlen, margin = _tempting_pairs(rng, 200)
+    score, exact = ungapped(q, qlen, t, margin, sc)
+    diag = t[:, margin : margin + qlen[0]]
+    two = ((q < 4) & (diag < 4) & (q != diag)).sum(axis=1) == 2
+    settled = np.flatnonzero(exact & two)
+    _assert_dp_keeps_the_diagonal(q[settled], qlen[settled], t[settled], margin, sc, score[settled])
 
 
 def test_a_read_ending_in_ns_goes_to_the_dp_which_clips_them():
