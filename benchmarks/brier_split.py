@@ -41,6 +41,7 @@ from bench_se import machine_lines  # noqa: E402
 from neuromap import __version__  # noqa: E402
 from neuromap.evaluate import load_truth  # noqa: E402
 from neuromap.io.fastx import read_fastx  # noqa: E402
+from neuromap.io.sam import reverse_complement  # noqa: E402
 
 
 def per_read(path, truth):
@@ -60,7 +61,6 @@ def per_read(path, truth):
     return out
 
 
-_COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 _DIGITS = str.maketrans("ACGT", "0123")
 _K = 32  # copies of a segment are looked up by its first 32-mer
 _TOLERANCE = 10  # as neuromap evaluate
@@ -111,9 +111,6 @@ def copy_odds(genome: dict[str, str], truth: dict) -> dict[str, float]:
         lo, hi = np.searchsorted(codes, code, "left"), np.searchsorted(codes, code, "right")
         return [(names[c], int(p)) for c, p in zip(where_contig[lo:hi], where_pos[lo:hi]) if genome[names[c]][p : p + len(seg)] == seg]
 
-    def rc_of(seg: str) -> str:
-        return seg.translate(_COMPLEMENT)[::-1]
-
     def near(y: int, contig: str, ctg: str, start: int) -> bool:
         return ctg == contig and abs(y - start) <= _TOLERANCE
 
@@ -122,16 +119,17 @@ def copy_odds(genome: dict[str, str], truth: dict) -> dict[str, float]:
         places relative to each other, the unsequenced middle free), on either strand, c of them
         within the tolerance of the true one."""
         segs = [genome[contig][s:e] for s, e in reads]
-        (a0, a1), text = reads[0], genome
+        flipped = [reverse_complement(seg) for seg in segs]
+        a0, a1 = reads[0]
         k = c = 0
         for ctg, y in copies(segs[0]):  # the same arrangement, moved by y - a0
             d = y - a0
-            if all(text[ctg][s + d : e + d] == seg for (s, e), seg in zip(reads[1:], segs[1:])):
+            if all(genome[ctg][s + d : e + d] == seg for (s, e), seg in zip(reads[1:], segs[1:])):
                 k += 1
                 c += near(y, contig, ctg, a0)
-        if rc_of(segs[0]) != segs[0]:
-            for ctg, y in copies(rc_of(segs[0])):  # the mirror image: x -> y + a1 - 1 - x
-                if all(0 <= y + a1 - e and text[ctg][y + a1 - e : y + a1 - s] == rc_of(seg) for (s, e), seg in zip(reads[1:], segs[1:])):
+        if flipped[0] != segs[0]:
+            for ctg, y in copies(flipped[0]):  # the mirror image: x -> y + a1 - 1 - x
+                if all(0 <= y + a1 - e and genome[ctg][y + a1 - e : y + a1 - s] == seg for (s, e), seg in zip(reads[1:], flipped[1:])):
                     k += 1
         return c, k
 
@@ -160,10 +158,15 @@ def copy_odds(genome: dict[str, str], truth: dict) -> dict[str, float]:
     return odds
 
 
+def _best_p(reads, odds) -> np.ndarray:
+    """The highest P(correct) any aligner can claim for each of `reads` (copy_odds)."""
+    return np.array([odds.get(k, 1.0) for k in reads])
+
+
 def brier_floor(reads, odds) -> tuple[float, float]:
     """The floor over `reads` (those a file maps), and the standard deviation of an aligner's
     Brier score about it from which of the copies the reads happened to come from."""
-    q = np.array([odds.get(k, 1.0) for k in reads])
+    q = _best_p(reads, odds)
     floor = float((q * (1 - q)).mean())
     spread = float(np.sqrt((q * (1 - q) ** 4 + (1 - q) * q**4 - (q * (1 - q)) ** 2).sum()) / len(q))
     return floor, spread
@@ -172,7 +175,7 @@ def brier_floor(reads, odds) -> tuple[float, float]:
 def integer_mapq_floor(reads, odds) -> float:
     """The floor where P(wrong) is claimed as an integer MAPQ (as the Brier scores here are): the
     best MAPQ for P(correct) = q claims the 10^(-MAPQ/10) nearest 1 - q."""
-    q = np.array([odds.get(k, 1.0) for k in reads])
+    q = _best_p(reads, odds)
     with np.errstate(divide="ignore"):
         ideal = np.minimum(-10 * np.log10(1 - q), 60)
     claims = 10 ** (-np.stack([np.floor(ideal), np.ceil(ideal)]) / 10)
@@ -199,7 +202,7 @@ def main():
     floor_head = " | floor: any aligner, expected ± SD (reads in identical copies) | floor at integer MAPQ | Brier / floor" if odds is not None else ""
     print(f"| file | Brier, all mapped | tied reads (n) | Brier, tied | Brier, not tied{floor_head} |")
     print("|---|---|---|---|---|" + ("---|---|---|" if odds is not None else ""))
-    best_other = {}
+    figures = {}  # per file: (Brier, floor)
     for path in args[1:]:
         reads = per_read(path, truth)
         claimed = np.array([v[0] for v in reads.values()])
@@ -210,12 +213,12 @@ def main():
         if odds is not None:
             floor, spread = brier_floor(reads, odds)
             row += f" | {floor:.5f} ± {spread:.5f} ({sum(k in odds for k in reads)}) | {integer_mapq_floor(reads, odds):.5f} | {b.mean() / floor:.2f}"
-            best_other[path] = (b.mean(), floor)
+            figures[path] = (b.mean(), floor)
         print(row + " |")
     if odds is not None:
         # the issue's target: the network at most 0.8 x the better of --no-neural (the first file) and minimap2
-        baseline = min(v[0] for p, v in best_other.items() if "minimap2" in p or p == args[1])
-        floor = max(v[1] for v in best_other.values())
+        baseline = min(v[0] for p, v in figures.items() if "minimap2" in p or p == args[1])
+        floor = max(v[1] for v in figures.values())
         print(f"\nTarget (0.8 x the better of `--no-neural` and minimap2): {0.8 * baseline:.6f}; the floor for any aligner: "
               f"{floor:.6f} (a lower bound: reads whose origin is not one of several identical copies count 0). "
               f"The target is {0.8 * baseline / floor:.2f} x the floor.")
