@@ -13,6 +13,9 @@ from tqdm import tqdm
 
 from neuromap import __version__
 from neuromap.errors import NeuromapError, OutputClosed, Terminated
+from neuromap.threads import single_threaded_blas
+
+single_threaded_blas()  # before numpy is imported (by the commands, lazily): neuromap/threads.py
 
 PRESETS = {"sr": {}}  # short reads; the defaults below are tuned for it
 

@@ -7,6 +7,7 @@ input order: the output does not depend on the number or kind of workers.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -32,6 +33,7 @@ from neuromap.mapq import mapq_from_p, p_correct, tie_break
 from neuromap.model import ModelServer, calibration_scale, max_window, model_device, score_pairs, use_remote
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
+from neuromap.threads import single_threaded_blas_children
 from neuromap.windows import gather_windows, make_pairs
 
 
@@ -640,16 +642,23 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     if model is not None and on_insert is not None and opts.paired:
         on_insert(model, 0)
     pool = server = None
+    blas = contextlib.ExitStack()
     if opts.threads > 1 and opts.processes:
-        context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
-        pipes: list = []
-        slots = context.Queue()
-        if opts.neural:
-            server = ModelServer(opts.weights_dir, opts.threads, context)
-            pipes = server.worker_ends()
-            for slot in range(opts.threads):
-                slots.put(slot)
-        pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker, initargs=(index.path, opts, pipes, slots, os.getpid()))
+        blas.enter_context(single_threaded_blas_children())  # the workers spawned from here on
+        try:
+            context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
+            pipes: list = []
+            slots = context.Queue()
+            if opts.neural:
+                server = ModelServer(opts.weights_dir, opts.threads, context)
+                pipes = server.worker_ends()
+                for slot in range(opts.threads):
+                    slots.put(slot)
+            pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker,
+                                       initargs=(index.path, opts, pipes, slots, os.getpid()))
+        except BaseException:
+            blas.close()
+            raise
     elif opts.threads > 1:
         pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="neuromap-map")
 
@@ -699,3 +708,4 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             pool.shutdown(wait=not interrupted, cancel_futures=True)
         if server is not None:
             server.close()
+        blas.close()

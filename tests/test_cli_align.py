@@ -532,3 +532,43 @@ def test_malloc_arenas_are_capped_by_the_thread_count(capped):
     arenas = sum(line.startswith("Arena ") for line in res.stderr.splitlines())
     assert res.returncode == 0 and arenas >= 1, res.stderr
     assert (arenas <= 3) if capped else (arenas > 3)
+
+
+def _without_blas_vars() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
+@pytest.mark.parametrize("given", [None, "3"])
+def test_the_command_keeps_blas_to_one_thread(given):
+    """numpy's OpenBLAS starts a spinning thread per core on import and neuromap calls no BLAS:
+    the command sets one thread before numpy is imported (so for itself and every worker it
+    starts), unless the user set a number."""
+    env = _without_blas_vars() | ({"OPENBLAS_NUM_THREADS": given} if given else {})
+    code = "import os, sys\nimport neuromap.cli\nprint(os.environ['OPENBLAS_NUM_THREADS'], os.environ['MKL_NUM_THREADS'], 'numpy' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == [given or "1", "1", "False"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_api_worker_processes_get_one_blas_thread(data_dir):
+    """Through the Python API (numpy already imported, the variables unset): the worker processes
+    of `align_records` are spawned with one BLAS thread, and the caller's environment is as it
+    was once the run ends."""
+    code = (
+        "import multiprocessing, os\n"
+        "from neuromap.index import open_index\n"
+        "from neuromap.io.fastx import batched, read_fastx\n"
+        "from neuromap.pipeline import AlignOptions, align_records\n"
+        f"index = open_index({str(data_dir / 'ref.fa')!r})\n"
+        "opts = AlignOptions(threads=2, processes=True, batch_size=500)\n"
+        "seen = set()\n"
+        f"for text, stats in align_records(batched(read_fastx({str(data_dir / 'reads.fq')!r}), 500), index, opts):\n"
+        "    for child in multiprocessing.active_children():\n"
+        "        with open(f'/proc/{child.pid}/environ', 'rb') as fh:\n"
+        "            seen.add(b'OPENBLAS_NUM_THREADS=1' in fh.read().split(b'\\0'))\n"
+        "print(sorted(seen), 'OPENBLAS_NUM_THREADS' in os.environ, 'MKL_NUM_THREADS' in os.environ)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=_without_blas_vars())
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["[True]", "False", "False"]
