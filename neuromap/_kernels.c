@@ -670,6 +670,62 @@ EXPORT int nm_traceback(const uint16_t *trace, int64_t rows, int64_t band, int64
     return 0;
 }
 
+/* -------------------------------------------------------------------------------- FASTQ text */
+
+static inline int is_printable(uint8_t c) { return c >= '!' && c <= '~'; }
+static inline int is_seq_letter(uint8_t c) { return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '.'; }
+
+/* The n whole 4-line FASTQ records of data[0 : len] (the last newline included), when every one is
+ * plain: a header of '@' and a name of 1 to max_name printable characters (one word: no space),
+ * a sequence of letters and '.', a line starting with '+' (ASCII, no CR), and a quality line of
+ * printable characters as long as the sequence. Fills where each name, sequence and quality
+ * starts and their lengths (a quality is as long as its sequence); returns 0, or 1 at anything
+ * else (fastx.py's parsers then look, and name the problem). */
+EXPORT int64_t nm_fastq_plain(const uint8_t *data, int64_t len, int64_t n, int64_t max_name, int64_t *name_start, int64_t *name_len,
+                              int64_t *seq_start, int64_t *seq_len, int64_t *qual_start) {
+    int64_t at = 0;
+    for (int64_t r = 0; r < n; r++) {
+        if (at >= len || data[at] != '@') return 1;
+        int64_t s = ++at;
+        while (at < len && data[at] != '\n' && is_printable(data[at])) at++;
+        if (at >= len || data[at] != '\n' || at - s < 1 || at - s > max_name) return 1;
+        name_start[r] = s, name_len[r] = at - s, at++;
+        s = at;
+        while (at < len && data[at] != '\n' && is_seq_letter(data[at])) at++;
+        if (at >= len || data[at] != '\n') return 1;
+        seq_start[r] = s, seq_len[r] = at - s, at++;
+        if (at >= len || data[at] != '+') return 1;
+        while (at < len && data[at] != '\n' && data[at] < 128 && data[at] != '\r') at++;
+        if (at >= len || data[at] != '\n') return 1;
+        s = ++at;
+        while (at < len && data[at] != '\n' && is_printable(data[at])) at++;
+        if (at >= len || data[at] != '\n' || at - s != seq_len[r]) return 1;
+        qual_start[r] = s, at++;
+    }
+    return at == len ? 0 : 1;
+}
+
+/* codes (n, width) of rows taken from data: row i is table[data[start[i] + j]] for j < length[i]
+ * (at most width), `pad` after. */
+EXPORT void nm_encode_rows(const uint8_t *data, const int64_t *start, const int64_t *length, int64_t n, int64_t width, const uint8_t *table,
+                           int64_t pad, uint8_t *codes) {
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *src = data + start[i];
+        uint8_t *dst = codes + i * width;
+        const int64_t m = min64(length[i], width);
+        for (int64_t j = 0; j < m; j++) dst[j] = table[src[j]];
+        for (int64_t j = m; j < width; j++) dst[j] = (uint8_t)pad;
+    }
+}
+
+/* 1 when text a[i] (data[a_start[i] : + a_len[i]]) equals b[i] for every i < n, else 0. */
+EXPORT int64_t nm_texts_equal(const uint8_t *data, const int64_t *a_start, const int64_t *a_len, const int64_t *b_start, const int64_t *b_len,
+                              int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (a_len[i] != b_len[i] || memcmp(data + a_start[i], data + b_start[i], (size_t)a_len[i]) != 0) return 0;
+    return 1;
+}
+
 /* --------------------------------------------------------------------------------- SAM text */
 
 /* Where each of n newline-terminated fields of buf starts: field i is buf[off[i] : off[i+1] - 1]. */
@@ -689,17 +745,18 @@ static inline int64_t put_signed(uint8_t *buf, int64_t at, int64_t value) {
     return put_int(buf, at, value);
 }
 
-static inline int64_t put_field(uint8_t *out, int64_t at, const uint8_t *buf, const int64_t *off, int64_t i) {
-    int64_t len = off[i + 1] - off[i] - 1;
-    memcpy(out + at, buf + off[i], (size_t)len);
+static inline int64_t put_field(uint8_t *out, int64_t at, const uint8_t *buf, const int64_t *start, const int64_t *end, int64_t i) {
+    int64_t len = end[i] - start[i];
+    memcpy(out + at, buf + start[i], (size_t)len);
     return at + len;
 }
 
 /* SEQ or QUAL: "*" when empty; reversed when flip, and then passed through `complement` when it
  * is given (SEQ; QUAL is only reversed). */
-static inline int64_t put_oriented(uint8_t *out, int64_t at, const uint8_t *buf, const int64_t *off, int64_t i, int flip, const uint8_t *complement) {
-    const int64_t len = off[i + 1] - off[i] - 1;
-    const uint8_t *field = buf + off[i];
+static inline int64_t put_oriented(uint8_t *out, int64_t at, const uint8_t *buf, const int64_t *start, const int64_t *end, int64_t i, int flip,
+                                   const uint8_t *complement) {
+    const int64_t len = end[i] - start[i];
+    const uint8_t *field = buf + start[i];
     if (len == 0) {
         out[at] = '*';
         return at + 1;
@@ -722,8 +779,8 @@ static inline int64_t put_text(uint8_t *out, int64_t at, const char *text, int64
 /* One batch's SAM records, read order[0], order[1], ... (io/sam.py's format_sam computes every
  * number; this writes the text). Per read r: rname, rnext are contig indices, or -1 for "*"
  * (rnext -2 for "="); mate[r] >= 0 adds MC:Z:<its CIGAR> and MQ:i:<its MAPQ>; xs[r] > NEG
- * adds XS:i. String fields come as newline-terminated fields of one buffer with their offsets
- * (nm_field_offsets). For a read with flip[r], SEQ is written reverse complemented (`complement`,
+ * adds XS:i. String field i of each kind is buf[start[i] : end[i]] of its buffer (joined by
+ * nm_field_offsets' newlines, or the FASTQ records as read: nm_fastq_plain). For a read with flip[r], SEQ is written reverse complemented (`complement`,
  * 256 entries) and QUAL reversed; an empty one is "*". rg is "\tRG:Z:<id>" or empty.
  * Returns the length written, or -1 where `cap` would be passed (never, with the bound
  * format_sam gives). */
@@ -731,47 +788,48 @@ EXPORT int64_t nm_format_sam(int64_t n_out, const int64_t *order, const uint8_t 
                              const int64_t *mapq, const int64_t *rnext, const int64_t *pnext, const int64_t *tlen, const int64_t *mate,
                              const int64_t *nm, const int64_t *as, const int64_t *xs,
                              const uint8_t *flip, const uint8_t *complement,
-                             const uint8_t *names, const int64_t *names_off, const uint8_t *cigar, const int64_t *cigar_off,
-                             const uint8_t *md, const int64_t *md_off, const uint8_t *seq, const int64_t *seq_off,
-                             const uint8_t *qual, const int64_t *qual_off, const uint8_t *pc, const int64_t *pc_off,
-                             const uint8_t *contigs, const int64_t *contig_off, const uint8_t *rg, int64_t rg_len,
+                             const uint8_t *names, const int64_t *names_s, const int64_t *names_e, const uint8_t *cigar, const int64_t *cigar_s,
+                             const int64_t *cigar_e, const uint8_t *md, const int64_t *md_s, const int64_t *md_e, const uint8_t *seq,
+                             const int64_t *seq_s, const int64_t *seq_e, const uint8_t *qual, const int64_t *qual_s, const int64_t *qual_e,
+                             const uint8_t *pc, const int64_t *pc_s, const int64_t *pc_e, const uint8_t *contigs, const int64_t *contig_s,
+                             const int64_t *contig_e, const uint8_t *rg, int64_t rg_len,
                              uint8_t *out, int64_t cap) {
     int64_t at = 0;
     for (int64_t k = 0; k < n_out; k++) {
         const int64_t r = order[k], m = mate[r];
         /* A bound on this record: its text fields, two contig names, the mate's CIGAR and 20 numbers. */
-        int64_t need = (names_off[r + 1] - names_off[r]) + (seq_off[r + 1] - seq_off[r]) + (qual_off[r + 1] - qual_off[r])
-                       + (cigar_off[r + 1] - cigar_off[r]) + (md_off[r + 1] - md_off[r]) + (pc_off[r + 1] - pc_off[r]) + rg_len + 512;
-        if (rname[r] >= 0) need += contig_off[rname[r] + 1] - contig_off[rname[r]];
-        if (rnext[r] >= 0) need += contig_off[rnext[r] + 1] - contig_off[rnext[r]];
-        if (m >= 0) need += cigar_off[m + 1] - cigar_off[m];
+        int64_t need = (names_e[r] - names_s[r]) + (seq_e[r] - seq_s[r]) + (qual_e[r] - qual_s[r]) + (cigar_e[r] - cigar_s[r])
+                       + (md_e[r] - md_s[r]) + (pc_e[r] - pc_s[r]) + rg_len + 512;
+        if (rname[r] >= 0) need += contig_e[rname[r]] - contig_s[rname[r]];
+        if (rnext[r] >= 0) need += contig_e[rnext[r]] - contig_s[rnext[r]];
+        if (m >= 0) need += cigar_e[m] - cigar_s[m];
         if (at + need > cap) return -1;
-        at = put_field(out, at, names, names_off, r);
+        at = put_field(out, at, names, names_s, names_e, r);
         out[at++] = '\t';
         at = put_int(out, at, flag[r]);
         out[at++] = '\t';
-        at = rname[r] >= 0 ? put_field(out, at, contigs, contig_off, rname[r]) : put_text(out, at, "*", 1);
+        at = rname[r] >= 0 ? put_field(out, at, contigs, contig_s, contig_e, rname[r]) : put_text(out, at, "*", 1);
         out[at++] = '\t';
         at = put_int(out, at, pos[r]);
         out[at++] = '\t';
         at = put_int(out, at, mapped[r] ? mapq[r] : 0);
         out[at++] = '\t';
-        at = mapped[r] ? put_field(out, at, cigar, cigar_off, r) : put_text(out, at, "*", 1);
+        at = mapped[r] ? put_field(out, at, cigar, cigar_s, cigar_e, r) : put_text(out, at, "*", 1);
         out[at++] = '\t';
-        at = rnext[r] >= 0 ? put_field(out, at, contigs, contig_off, rnext[r]) : put_text(out, at, rnext[r] == -2 ? "=" : "*", 1);
+        at = rnext[r] >= 0 ? put_field(out, at, contigs, contig_s, contig_e, rnext[r]) : put_text(out, at, rnext[r] == -2 ? "=" : "*", 1);
         out[at++] = '\t';
         at = put_int(out, at, pnext[r]);
         out[at++] = '\t';
         at = put_signed(out, at, mapped[r] ? tlen[r] : 0);
         out[at++] = '\t';
-        at = put_oriented(out, at, seq, seq_off, r, flip[r], complement);
+        at = put_oriented(out, at, seq, seq_s, seq_e, r, flip[r], complement);
         out[at++] = '\t';
-        at = put_oriented(out, at, qual, qual_off, r, flip[r], NULL);
+        at = put_oriented(out, at, qual, qual_s, qual_e, r, flip[r], NULL);
         if (mapped[r]) {
             at = put_text(out, at, "\tNM:i:", 6);
             at = put_int(out, at, nm[r]);
             at = put_text(out, at, "\tMD:Z:", 6);
-            at = put_field(out, at, md, md_off, r);
+            at = put_field(out, at, md, md_s, md_e, r);
             at = put_text(out, at, "\tAS:i:", 6);
             at = put_signed(out, at, as[r]);
             if (xs[r] > NEG) {
@@ -779,11 +837,11 @@ EXPORT int64_t nm_format_sam(int64_t n_out, const int64_t *order, const uint8_t 
                 at = put_signed(out, at, xs[r]);
             }
             at = put_text(out, at, "\tpc:f:", 6);
-            at = put_field(out, at, pc, pc_off, r);
+            at = put_field(out, at, pc, pc_s, pc_e, r);
         }
         if (m >= 0) {
             at = put_text(out, at, "\tMC:Z:", 6);
-            at = put_field(out, at, cigar, cigar_off, m);
+            at = put_field(out, at, cigar, cigar_s, cigar_e, m);
             at = put_text(out, at, "\tMQ:i:", 6);
             at = put_int(out, at, mapq[m]);
         }

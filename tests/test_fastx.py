@@ -97,3 +97,66 @@ def test_batch_codes_lowercase_and_ambiguous(tmp_path):
 def test_pack_unpack_gives_the_records_back(records):
     """What a worker process receives (--processes) is the batch as read, field for field."""
     assert unpack(pack(records)) == records
+
+
+PLAIN = b"@r1\nACGTacgtN.\n+\nIIIIIIIII#\n@r/2\n\n+r/2 comment\n\n"
+
+
+@pytest.mark.parametrize("data, plain", [
+    (PLAIN, True),  # lowercase, N and '.' bases, an empty read, text after '+'
+    (PLAIN.replace(b"@r1", b"@r1 comment"), False),  # two words: the name is cut by the parser
+    (PLAIN.replace(b"@r1", b"@r1\t"), False),
+    (PLAIN.replace(b"@r1", b"@"), False),  # empty name: an error
+    (PLAIN.replace(b"@r1", b"@" + b"x" * 254), True),
+    (PLAIN.replace(b"@r1", b"@" + b"x" * 255), False),  # longer than SAM allows: an error
+    (PLAIN.replace(b"ACGT", b"AC-T"), False),
+    (PLAIN.replace(b"ACGT", b"AC\xc3\xa9"), False),
+    (PLAIN.replace(b"I#\n", b"#\n"), False),  # quality shorter than the sequence
+    (PLAIN.replace(b"IIII", b"II I"), False),
+    (PLAIN.replace(b"\n+\n", b"\n-\n"), False),
+    (PLAIN.replace(b"+r/2", b"+r/2\r"), False),
+    (PLAIN.replace(b"\n", b"\r\n"), False),
+    (PLAIN + b"@r3\n", False),  # more than the records counted
+])
+def test_plain_records_found_in_place_or_left_to_the_parser(data, plain):
+    """The workers' compiled check (plain_records) takes only records the Python parsers accept
+    as they are, with the same names, bases and qualities; anything else is left to them
+    (parse_raw_batch then gives what parsing record by record gives, or its error)."""
+    from neuromap.io.fastx import RawBatch, Texts, parse_raw, parse_raw_batch, plain_records
+
+    assert plain or data != PLAIN  # each case changes the plain records
+    found = plain_records(data, 2)
+    assert (found is not None) == plain
+    raw = RawBatch("r.fq", data, 0, 0, 2)
+    try:
+        expected = make_batch(parse_raw(raw))
+    except NeuromapError as exc:
+        with pytest.raises(NeuromapError) as got:
+            parse_raw_batch(raw)
+        assert str(got.value) == str(exc)
+        return
+    batch = parse_raw_batch(raw)
+    assert isinstance(batch.names, Texts) == plain
+    assert (list(batch.names), list(batch.seqs), list(batch.quals)) == (expected.names, expected.seqs, expected.quals)
+    assert batch.codes.tolist() == expected.codes.tolist() and batch.lengths.tolist() == expected.lengths.tolist()
+
+
+def test_plain_pairs_cut_mate_suffixes_and_check_names(tmp_path):
+    """Pairs of plain records: names lose /1 and /2 as mate_name cuts them (not a lone "/1", nor
+    "/3"); mates whose names differ go the record-by-record way, which names them."""
+    from neuromap.io.fastx import RawBatch, RawPairs, Texts, parse_raw_pairs_batch
+
+    def fq(*names):
+        return b"".join(b"@%s\nACGT\n+\nIIII\n" % n for n in names)
+
+    def batch(first, second):
+        return parse_raw_pairs_batch(RawPairs(RawBatch("a.fq", first, 0, 0, 2), RawBatch("b.fq", second, 0, 0, 2), ("a.fq", "b.fq"), 0))
+
+    b = batch(fq(b"x/1", b"y/3/1"), fq(b"x/2", b"y/3/2"))
+    assert isinstance(b.names, Texts) and list(b.names) == ["x", "y/3", "x", "y/3"]
+    b = batch(fq(b"/1", b"z"), fq(b"/1", b"z"))
+    assert list(b.names) == ["/1", "z", "/1", "z"]
+    interleaved = parse_raw_pairs_batch(RawPairs(RawBatch("i.fq", fq(b"x/1", b"x/2", b"y", b"y"), 0, 0, 4), None, ("i.fq",), 0))
+    assert isinstance(interleaved.names, Texts) and list(interleaved.names) == ["x", "y", "x", "y"]
+    with pytest.raises(NeuromapError, match="mate names differ"):
+        batch(fq(b"x/1", b"y/1"), fq(b"x/2", b"w/2"))

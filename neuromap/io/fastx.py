@@ -18,10 +18,12 @@ import re
 import sys
 import zlib
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import BinaryIO, Iterator
 
 import numpy as np
 
+from neuromap import kernels
 from neuromap.errors import NeuromapError
 
 # 2-bit codes: A=0 C=1 G=2 T=3; any other letter (N, IUPAC) = 4.
@@ -42,13 +44,44 @@ class Record:
     comment: str = ""
 
 
+class Texts(Sequence):
+    """Strings that are slices of one ASCII buffer: the names, sequences or qualities of a batch
+    of FASTQ records as read (`parse_raw_batch`). The SAM writer copies them from the buffer, and
+    a str is made only for one asked for (a tie broken by the read's name), not one per read."""
+
+    __slots__ = ("buf", "start", "end")
+
+    def __init__(self, buf: np.ndarray, start: np.ndarray, end: np.ndarray):
+        self.buf = buf  # uint8
+        self.start = np.ascontiguousarray(start, dtype=np.int64)  # text i is buf[start[i] : end[i]]
+        self.end = np.ascontiguousarray(end, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Texts(self.buf, self.start[i], self.end[i])
+        return self.buf[self.start[i] : self.end[i]].tobytes().decode("ascii")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"Texts({list(self)!r})"
+
+    def take(self, rows: np.ndarray) -> "Texts":
+        return Texts(self.buf, self.start[rows], self.end[rows])
+
+
 @dataclass
 class ReadBatch:
-    """A batch of reads as arrays; names/seqs/quals kept as given for output."""
+    """A batch of reads as arrays; names/seqs/quals kept as given for output (lists, or Texts
+    where they come straight from FASTQ records)."""
 
-    names: list[str]
-    seqs: list[str]
-    quals: list[str | None]
+    names: list[str] | Texts
+    seqs: list[str] | Texts
+    quals: list[str | None] | Texts
     codes: np.ndarray  # (n, max_len) uint8, padded with N_CODE
     lengths: np.ndarray  # (n,) int32
 
@@ -383,10 +416,37 @@ class RawBatch:
 
 
 def parse_raw_batch(raw: RawBatch) -> ReadBatch:
-    """`make_batch(parse_raw(raw))`, the same checks and result, without a Record per read in the
-    common case (whole 4-line records, one-word headers): the per-read Python of a worker."""
+    """`make_batch(parse_raw(raw))`, the same checks and result, without a Record or a str per
+    read in the common case (whole 4-line records, one-word headers): compiled code checks the
+    records and finds their fields (`plain_records`), which stay in the data as Texts. Anything
+    else goes the record-by-record way, which names the problem."""
+    plain = plain_records(raw.data, raw.n)
+    if plain is not None:
+        return _batch_of_texts(*plain)
     fields = _fast_fields(raw.data)
     return make_batch(parse_raw(raw)) if fields is None else _batch_of(*fields)
+
+
+def plain_records(data: bytes, n: int) -> tuple[Texts, Texts, Texts] | None:
+    """(names, sequences, qualities) of the n FASTQ records that make up `data` (with the last
+    newline), as Texts of it, when every record is plain (nm_fastq_plain: a one-word name of
+    1 to MAX_NAME characters, letters and '.' in the sequence, printable qualities as long as
+    it, no CR, ASCII); None otherwise. What it accepts, `_fast_fields` accepts with the same
+    fields."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    name_start, name_len, seq_start, seq_len, qual_start = (np.empty(n, np.int64) for _ in range(5))
+    if n == 0 or kernels.call("nm_fastq_plain", buf, len(buf), n, MAX_NAME, name_start, name_len, seq_start, seq_len, qual_start) != 0:
+        return None
+    return Texts(buf, name_start, name_start + name_len), Texts(buf, seq_start, seq_start + seq_len), Texts(buf, qual_start, qual_start + seq_len)
+
+
+def _batch_of_texts(names: Texts, seqs: Texts, quals: Texts) -> ReadBatch:
+    """A ReadBatch of Texts from one buffer: the base codes straight from the sequences' bytes."""
+    lengths = (seqs.end - seqs.start).astype(np.int32)
+    width = max(int(lengths.max()) if len(lengths) else 0, 1)
+    codes = np.empty((len(lengths), width), dtype=np.uint8)
+    kernels.call("nm_encode_rows", seqs.buf, seqs.start, seqs.end - seqs.start, len(lengths), width, BASE_CODE, N_CODE, codes)
+    return ReadBatch(names=names, seqs=seqs, quals=quals, codes=codes, lengths=lengths)
 
 
 _HAS_SPACE = re.compile(r"\s")
@@ -459,6 +519,9 @@ def parse_raw_pairs_batch(raw: RawPairs) -> ReadBatch:
     """The batch that `make_batch` makes of parse_raw_pairs(raw)'s mates 1 then mates 2 (names
     without /1 and /2), without a Record per read where every check passes at once; anything
     else, mismatched names included, goes the record-by-record way, which raises the error."""
+    plain = _plain_pairs(raw)
+    if plain is not None:
+        return plain
     first = _fast_fields(raw.first.data)
     if raw.second is None:  # interleaved: each read followed by its mate
         halves = None if first is None or len(first[0]) % 2 else ([f[0::2] for f in first], [f[1::2] for f in first])
@@ -472,6 +535,37 @@ def parse_raw_pairs_batch(raw: RawPairs) -> ReadBatch:
             return _batch_of(names1 + names2, seqs1 + seqs2, quals1 + quals2)
     pairs = parse_raw_pairs(raw)
     return make_batch([r1 for r1, _ in pairs] + [r2 for _, r2 in pairs])
+
+
+def _plain_pairs(raw: RawPairs) -> ReadBatch | None:
+    """parse_raw_pairs_batch's batch where every record is plain (`plain_records`) and the mates'
+    names agree once /1 and /2 are cut (`mate_name`), from one buffer of both files' data (or
+    the interleaved file's); None where the record-by-record way must look."""
+    if raw.second is None:
+        if raw.first.n % 2:
+            return None
+        plain = plain_records(raw.first.data, raw.first.n)
+        order = np.concatenate([np.arange(0, raw.first.n, 2), np.arange(1, raw.first.n, 2)])  # mates 1, then mates 2
+    else:
+        if raw.first.n != raw.second.n:
+            return None
+        plain = plain_records(raw.first.data + raw.second.data, raw.first.n + raw.second.n)
+        order = None
+    if plain is None:
+        return None
+    names, seqs, quals = plain if order is None else (texts.take(order) for texts in plain)
+    # mate_name: a name ending in /1 or /2 (and longer than that) loses the suffix.
+    buf, end, length = names.buf, names.end, names.end - names.start
+    long_enough = length > 2
+    tail = end[long_enough]
+    cut = np.zeros(len(names), dtype=bool)
+    cut[long_enough] = (buf[tail - 2] == ord("/")) & ((buf[tail - 1] == ord("1")) | (buf[tail - 1] == ord("2")))
+    names = Texts(buf, names.start, end - 2 * cut)
+    half = len(names) // 2
+    length = names.end - names.start
+    if not kernels.call("nm_texts_equal", buf, names.start[:half], length[:half], names.start[half:], length[half:], half):
+        return None
+    return _batch_of_texts(names, seqs, quals)
 
 
 class _Prefixed(io.RawIOBase):

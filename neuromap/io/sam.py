@@ -13,6 +13,7 @@ import pysam
 
 from neuromap import __version__, kernels
 from neuromap.errors import NeuromapError, OutputClosed
+from neuromap.io.fastx import Texts
 
 if TYPE_CHECKING:
     from neuromap.index import Index
@@ -71,27 +72,27 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
     # SEQ and QUAL as given; the compiled formatter reverse complements those of reverse-strand
     # reads. Text that is not ASCII (possible only through the Python API) is turned here, by
     # characters rather than bytes.
-    quals = batch.quals if None not in batch.quals else [q or "" for q in batch.quals]  # FASTA: no QUAL
+    quals = batch.quals if isinstance(batch.quals, Texts) or None not in batch.quals else [q or "" for q in batch.quals]  # FASTA: no QUAL
     flip = np.ascontiguousarray(mapped & reverse)
-    seq_field, qual_field = _field_buffer(batch.seqs, n_reads), _field_buffer(quals, n_reads)
+    seq_field, qual_field = _text_field(batch.seqs, n_reads), _text_field(quals, n_reads)
     if not (_is_ascii(seq_field[0]) and _is_ascii(qual_field[0])):
         seqs, oriented_quals = _oriented_text(batch, res)
-        seq_field, qual_field = _field_buffer(seqs, n_reads), _field_buffer(oriented_quals, n_reads)
+        seq_field, qual_field = _text_field(seqs, n_reads), _text_field(oriented_quals, n_reads)
         flip = np.zeros(n_reads, np.bool_)
     # P(correct) as text once per distinct value (bit for bit: -0.0 stays apart from 0.0), not
     # once per read.
     distinct, which = np.unique(res.p_correct.astype(np.float64).view(np.int64), return_inverse=True)
     texts = [f"{v:.6g}" for v in distinct.view(np.float64).tolist()]
     pc_text = [texts[i] for i in which.ravel().tolist()]
-    names, cigars, mds, pcs = (_field_buffer(values, n_reads) for values in (batch.names, res.cigar, res.md, pc_text))
+    names, cigars, mds, pcs = (_text_field(values, n_reads) for values in (batch.names, res.cigar, res.md, pc_text))
     fields = [names, cigars, mds, seq_field, qual_field, pcs]
-    contigs = _field_buffer(index.names, len(index.names))
+    contigs = _text_field(index.names, len(index.names))
     rg = np.frombuffer(f"\tRG:Z:{read_group_id}".encode() if read_group_id else b"", np.uint8)
     longest_contig = max((len(name.encode()) for name in index.names), default=0)
-    cap = sum(len(buf) for buf, _ in fields) + len(fields[1][0]) + n_reads * (2 * longest_contig + len(rg) + 512)
+    cap = sum(int((end - start).sum()) + n_reads for _, start, end in fields) + int((cigars[2] - cigars[1]).sum()) + n_reads * (2 * longest_contig + len(rg) + 512)
     out = np.empty(cap, np.uint8)
     ints = [np.ascontiguousarray(a, dtype=np.int64) for a in (flag, rname, pos, res.mapq, rnext, pnext, tlen, mate, res.nm, res.score, res.sub_score)]
-    length = kernels.call("nm_format_sam", len(order), order, mapped, *ints, flip, _COMPLEMENT_TABLE, *[a for pair in fields for a in pair],
+    length = kernels.call("nm_format_sam", len(order), order, mapped, *ints, flip, _COMPLEMENT_TABLE, *[a for field in fields for a in field],
                           *contigs, rg, len(rg), out, cap)
     if length < 0:
         raise RuntimeError("format_sam: the SAM text outgrew its bound")
@@ -103,6 +104,15 @@ _COMPLEMENT_TABLE = np.frombuffer(reverse_complement(bytes(range(128)).decode())
 
 def _is_ascii(buf: np.ndarray) -> bool:
     return not len(buf) or int(buf.max()) < 128
+
+
+def _text_field(values, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`n` strings as nm_format_sam takes them: a buffer, and where each starts and ends in it.
+    Texts (the reads' fields as read) are there already; a list is joined (`_field_buffer`)."""
+    if isinstance(values, Texts):
+        return values.buf, values.start, values.end
+    buf, offsets = _field_buffer(values, n)
+    return buf, offsets[:-1], offsets[1:] - 1
 
 
 def _field_buffer(values: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
