@@ -217,12 +217,26 @@ EXPORT int nm_seed(const int64_t *row, const int64_t *pos, const uint64_t *hashe
         free(lo), free(cnt);
         return -1;
     }
+    /* The lookups are independent loads from tables larger than the caches: each is asked for
+     * (prefetched) some minimizers ahead of its use, its bucket's offsets first, then the bucket. */
+    const int64_t ahead = 8;
+    for (int64_t z = 0; z < n_mm + ahead; z++) {
+        if (z < n_mm) {
+            uint64_t bucket = hashes[z] >> bucket_shift;
+            __builtin_prefetch(offsets_u32 ? (const void *)(off32 + bucket) : (const void *)(off64 + bucket));
+        }
+        if (z >= ahead) {
+            uint64_t bucket = hashes[z - ahead] >> bucket_shift;
+            lo[z - ahead] = offsets_u32 ? (int64_t)off32[bucket] : off64[bucket];
+        }
+    }
     int64_t max_hits = 0;
     for (int64_t a = 0; a < n_mm;) {
         int64_t z = a, total = 0;
         while (z < n_mm && row[z] == row[a]) {
+            if (z + ahead < n_mm) __builtin_prefetch(mm_hash + lo[z + ahead]);
             uint64_t bucket = hashes[z] >> bucket_shift;
-            int64_t first = offsets_u32 ? (int64_t)off32[bucket] : off64[bucket];
+            int64_t first = lo[z];
             int64_t end = offsets_u32 ? (int64_t)off32[bucket + 1] : off64[bucket + 1];
             while (first < end && mm_hash[first] < hashes[z]) first++;
             int64_t c = 0;
@@ -253,6 +267,11 @@ EXPORT int nm_seed(const int64_t *row, const int64_t *pos, const uint64_t *hashe
         while (z < n_mm && row[z] == r) z++;
         int64_t total = 0;
         for (int64_t m = a; m < z; m++) {
+            if (m + ahead < n_mm && cnt[m + ahead]) {
+                const int64_t j = lo[m + ahead];
+                __builtin_prefetch(pos_u32 ? (const void *)(pos32 + j) : (const void *)(pos64 + j));
+                __builtin_prefetch(mm_reverse + j);
+            }
             int64_t strand = read_rev[m] != 0;
             for (int64_t j = lo[m]; j < lo[m] + cnt[m]; j++) {
                 int64_t s = strand ^ (mm_reverse[j] != 0);
