@@ -694,6 +694,20 @@ EXPORT int nm_traceback(const uint16_t *trace, int64_t rows, int64_t band, int64
 static inline int is_printable(uint8_t c) { return c >= '!' && c <= '~'; }
 static inline int is_seq_letter(uint8_t c) { return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || c == '.'; }
 
+/* Where the first `limit` newlines of buf[0 : len] are, plus `base`, into out; returns how many
+ * there are (at most limit). */
+EXPORT int64_t nm_newlines(const uint8_t *buf, int64_t len, int64_t limit, int64_t base, int64_t *out) {
+    int64_t found = 0;
+    const uint8_t *at = buf, *end = buf + len;
+    while (found < limit && at < end) {
+        const uint8_t *nl = memchr(at, '\n', (size_t)(end - at));
+        if (!nl) break;
+        out[found++] = base + (nl - buf);
+        at = nl + 1;
+    }
+    return found;
+}
+
 /* The n whole 4-line FASTQ records of data[0 : len] (the last newline included), when every one is
  * plain: a header of '@' and a name of 1 to max_name printable characters (one word: no space),
  * a sequence of letters and '.', a line starting with '+' (ASCII, no CR), and a quality line of

@@ -31,6 +31,7 @@ _SIGNATURES = {
     "nm_dp": ("u1", "u1", "i", "i", "i8", "i", "i", "i", "i", "i", "i", "i", "i", "u2", "i4", "i8", "i8"),
     "nm_traceback": ("u2", "i", "i", "i", "i8", "i8", "i8", "i", "u1", "i", "u1", "i", "i8", "u1",
                      "i8", "i8", "i4", "u1", "i8", "u1", "i8", "i"),
+    "nm_newlines": ("u1", "i", "i", "i", "i8"),
     "nm_fastq_plain": ("u1", "i", "i", "i", "i8", "i8", "i8", "i8", "i8"),
     "nm_encode_rows": ("u1", "i8", "i8", "i", "i", "u1", "i", "u1"),
     "nm_texts_equal": ("u1", "i8", "i8", "i8", "i8", "i"),
@@ -40,7 +41,7 @@ _SIGNATURES = {
 }
 _DTYPES = {"u1": np.uint8, "u2": np.uint16, "u8": np.uint64, "i4": np.int32, "i8": np.int64, "b": np.bool_}
 _RETURNS_STATUS = {"nm_select", "nm_seed", "nm_dp", "nm_traceback"}
-_RETURNS_LENGTH = {"nm_format_sam", "nm_fastq_plain", "nm_texts_equal"}  # a length or a value
+_RETURNS_LENGTH = {"nm_format_sam", "nm_newlines", "nm_fastq_plain", "nm_texts_equal"}  # a length or a value
 
 
 @lru_cache(maxsize=1)

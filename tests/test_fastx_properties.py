@@ -337,3 +337,34 @@ def test_pair_batch_parser_agrees_with_parsing_pairs(tmp_path, records1, records
         return make_batch([r1 for r1, _ in pairs] + [r2 for _, r2 in pairs])
 
     assert outcome(parse_raw_pairs_batch) == outcome(by_records)
+
+
+@SETTINGS
+@given(fastq_records(), st.booleans(), st.booleans(), st.data())
+def test_batch_cutter_gives_the_records_of_the_file(tmp_path, records, crlf, blank_lines, data):
+    """fastq_batches (the main process of `align` finds where each batch's records end, reading
+    blocks of any size) gives, batch after batch, the records read_fastx reads, or its error, on
+    valid, changed and cut files."""
+    from neuromap.io import fastx
+
+    path = tmp_path / "r.fq"
+    path.write_bytes(changed_or_cut(data, to_fastq(records, crlf, blank_lines), b"@+\n\r ACGT!~.\x00\xff"))
+    expected = _outcome(path)
+    batch_size = data.draw(st.sampled_from([1, 2, 3, 1000]))
+    block = fastx._BLOCK
+    try:
+        for size in (1, 7, 64, 1 << 20):
+            fastx._BLOCK = size
+            got = []
+            try:
+                for batch in fastx.fastq_batches(str(path), batch_size):
+                    if isinstance(batch, fastx.RawBatch):  # as the workers parse it, both ways
+                        arrays = fastx.parse_raw_batch(batch)
+                        batch = fastx.parse_raw(batch)
+                        assert [list(arrays.names), list(arrays.seqs), list(arrays.quals)] == [[getattr(r, f) for r in batch] for f in ("name", "seq", "qual")]
+                    got.extend(batch)
+            except NeuromapError as exc:
+                got = str(exc)
+            assert got == expected, size
+    finally:
+        fastx._BLOCK = block

@@ -597,24 +597,31 @@ def fastq_batches(path: str, batch_size: int) -> Iterator[RawBatch | list[Record
     yield from _reading(path, lambda handle, label: _raw_batches(handle, label, batch_size))
 
 
+def _newlines(data: bytes, limit: int, base: int, out: np.ndarray) -> int:
+    """Where the first `limit` newlines of `data` are, plus `base`, into `out`; how many."""
+    return kernels.call("nm_newlines", np.frombuffer(data, dtype=np.uint8), len(data), limit, base, out)
+
+
 def _raw_batches(handle: BinaryIO, label: str, batch_size: int) -> Iterator[RawBatch | list[Record]]:
     need = 4 * batch_size  # lines
-    pending, newlines, eof = b"", 0, False
+    pending, eof = b"", False
     recno = lineno = 0
+    ends = np.empty(need, dtype=np.int64)  # where the batch's lines end (compiled memchr: nm_newlines)
     while True:
-        chunks = [pending]
-        while not eof and newlines < need:
+        chunks, size = [pending], len(pending)
+        n_lines = _newlines(pending, need, 0, ends)
+        while not eof and n_lines < need:
             chunk = handle.read(_BLOCK)
             eof = not chunk
             chunks.append(chunk)
-            newlines += chunk.count(b"\n")
+            n_lines += _newlines(chunk, need - n_lines, size, ends[n_lines:])
+            size += len(chunk)
         pending = b"".join(chunks)
         if not pending:
             return
         codes = np.frombuffer(pending, dtype=np.uint8)
-        ends = np.flatnonzero(codes == 10)  # newlines
-        n_lines = min(len(ends), need)
-        whole = n_lines % 4 == 0 and (n_lines == need or pending.endswith(b"\n") and n_lines == len(ends))
+        # Fewer than `need` lines: the input has ended, and these are all of its newlines.
+        whole = n_lines % 4 == 0 and (n_lines == need or pending.endswith(b"\n"))
         if whole and n_lines:
             starts = np.concatenate([[0], ends[: n_lines - 1] + 1])
             whole = bool((codes[starts[0::4]] == ord("@")).all() and (codes[starts[2::4]] == ord("+")).all())
@@ -628,7 +635,6 @@ def _raw_batches(handle: BinaryIO, label: str, batch_size: int) -> Iterator[RawB
         end = int(ends[n_lines - 1]) + 1
         yield RawBatch(label, pending[:end], recno, lineno, n_lines // 4)
         pending = pending[end:]
-        newlines -= n_lines
         recno += n_lines // 4
         lineno += n_lines
 
