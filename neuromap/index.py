@@ -131,6 +131,16 @@ def _reference_stat(path: str) -> dict:
     return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
+def _file_sha256(path: str) -> str:
+    """Checksum of the file's bytes as they are (gzip included): hashing runs at disk speed,
+    where parsing the sequence for its checksum (read_reference) takes about 30 s a Gb."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _save(path: str, array: np.ndarray) -> None:
     """np.save's format (version 1.0 header), but the data goes through Python's own write, so a
     Ctrl-C or SIGTERM during a long write is raised as itself (numpy's tofile turns it into a
@@ -155,7 +165,10 @@ def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: i
     if not os.path.isdir(parent):
         raise NeuromapError(f"{target}: output directory {parent} does not exist")
     stat_before = _reference_stat(reference) if reference != "-" else None
+    file_sha256 = _file_sha256(reference) if reference != "-" else None
     ref = read_reference(reference)
+    if stat_before is not None and _reference_stat(reference) == stat_before:
+        stat_before["file_sha256"] = file_sha256  # the bytes that were parsed (unchanged meanwhile)
     from tqdm import tqdm
 
     with tqdm(total=len(ref.seq), disable=not show_progress, unit="bp", unit_scale=True, desc="indexing", file=sys.stderr) as bar:
@@ -323,7 +336,9 @@ def load_index(path: str) -> Index:
 def reference_matches(index: Index, reference: str) -> bool:
     """True when `reference` is the sequence the index was built from.
 
-    Size and mtime decide quickly; when either moved, the sequence checksum decides.
+    Size and mtime decide quickly. When the mtime moved (a copy, a pipeline staging its inputs),
+    the same bytes decide (the file's checksum, at disk speed); when those differ too, the
+    sequence's checksum (the same contigs written otherwise, in lowercase or with other line widths, match).
     """
     recorded = index.meta["reference"]
     try:
@@ -331,6 +346,8 @@ def reference_matches(index: Index, reference: str) -> bool:
     except OSError:
         raise NeuromapError(f"{reference}: no such file") from None
     if now["size"] == recorded.get("size") and now["mtime_ns"] == recorded.get("mtime_ns"):
+        return True
+    if now["size"] == recorded.get("size") and recorded.get("file_sha256") and _file_sha256(reference) == recorded["file_sha256"]:
         return True
     return read_reference(reference).sha256 == recorded["sha256"]
 

@@ -70,6 +70,31 @@ def test_touched_but_unchanged_reference_is_accepted(tmp_path):
     assert notes == []
 
 
+def test_a_copied_reference_is_matched_by_its_bytes(tmp_path, monkeypatch):
+    """A copy of the reference (a new mtime: a pipeline staging it) is matched by the file's
+    checksum, without parsing it again (at about 30 s a Gb); a file of the same size with other
+    bytes is parsed, and the index kept where the sequence is the same (in lowercase)."""
+    from neuromap import index as index_module
+
+    seq = rand(5000)
+    ref = fasta(tmp_path / "ref.fa", {"a": seq})
+    build_index(ref)
+    assert load_index(ref + ".nmi").meta["reference"]["file_sha256"]
+    data = open(ref, "rb").read()
+    os.remove(ref)
+    open(ref, "wb").write(data)  # the same bytes, a new mtime
+    parsed = []
+    original = index_module.read_reference
+    monkeypatch.setattr(index_module, "read_reference", lambda path: parsed.append(path) or original(path))
+    notes = []
+    open_index(ref, log=notes.append)
+    assert notes == [] and parsed == []
+    fasta(ref, {"a": seq.lower()})  # the same size and sequence, other bytes
+    assert os.path.getsize(ref) == len(data)
+    open_index(ref, log=notes.append)
+    assert notes == [] and parsed == [ref]
+
+
 def test_missing_index_is_built_with_a_note(tmp_path):
     ref = fasta(tmp_path / "ref.fa", {"a": rand(5000)})
     notes = []
