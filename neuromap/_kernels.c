@@ -765,6 +765,24 @@ EXPORT int64_t nm_texts_equal(const uint8_t *data, const int64_t *a_start, const
     return 1;
 }
 
+/* Reference bases covered by each CIGAR text buf[start[i] : end[i]] (its M, D, N, = and X
+ * operations; "*" covers none). */
+EXPORT void nm_ref_spans(const uint8_t *buf, const int64_t *start, const int64_t *end, int64_t n, int64_t *out) {
+    for (int64_t i = 0; i < n; i++) {
+        int64_t span = 0, number = 0;
+        for (int64_t j = start[i]; j < end[i]; j++) {
+            const uint8_t c = buf[j];
+            if (c >= '0' && c <= '9') {
+                number = number * 10 + (c - '0');
+                continue;
+            }
+            if (c == 'M' || c == 'D' || c == 'N' || c == '=' || c == 'X') span += number;
+            number = 0;
+        }
+        out[i] = span;
+    }
+}
+
 /* --------------------------------------------------------------------------------- SAM text */
 
 /* Where each of n newline-terminated fields of buf starts: field i is buf[off[i] : off[i+1] - 1]. */

@@ -20,6 +20,7 @@ import numpy as np
 
 from neuromap import kernels
 from neuromap.index import PAD_CODE
+from neuromap.texts import Texts
 
 NEG = -(1 << 22)  # 'impossible'; small enough that (NEG + x) * 64 fits int32
 
@@ -148,7 +149,8 @@ def ungapped_description(query: np.ndarray, qlen: np.ndarray, target: np.ndarray
     if n:
         kernels.call("nm_ungapped_md", np.ascontiguousarray(query, dtype=np.uint8), n, width, np.ascontiguousarray(qlen, dtype=np.int64),
                      np.ascontiguousarray(target, dtype=np.uint8), target.shape[1], margin, _LETTERS, md, md.shape[1], md_len, nm)
-    return [f"{length}M" for length in qlen.tolist()], _strings(md, md_len), nm
+    lengths, which = np.unique(np.asarray(qlen, dtype=np.int64), return_inverse=True)
+    return Texts.of([f"{length}M" for length in lengths.tolist()]).take(which.ravel()), Texts.rows(md, md_len), nm
 
 
 @dataclass
@@ -157,28 +159,12 @@ class Alignment:
 
     ref_start: np.ndarray  # (n,) int64 window column of the first aligned base
     ref_end: np.ndarray  # (n,) int64 one past the last aligned column
-    cigar: list[str]
-    md: list[str]
+    cigar: Texts
+    md: Texts
     nm: np.ndarray  # (n,) int32
 
 
 _LETTERS = np.frombuffer(b"ACGTNN", dtype=np.uint8)
-
-
-def _strings(buf: np.ndarray, lengths: np.ndarray) -> list[str]:
-    """Row r's first lengths[r] bytes (ASCII, no newline) as a str, for every row: the rows are
-    cut, joined by newlines and split again in one pass each, not one bytes object per row."""
-    n = len(lengths)
-    if n == 0:
-        return []
-    lengths = np.asarray(lengths, dtype=np.int64)
-    width = int(lengths.max())
-    rows = np.arange(n)
-    text = np.empty((n, width + 1), dtype=np.uint8)
-    text[:, :width] = buf[:, :width]
-    text[rows, lengths] = 10  # a newline after each row's text
-    keep = np.arange(width + 1)[None, :] <= lengths[:, None]
-    return text[keep].tobytes().decode("ascii").split("\n")[:-1]
 
 
 def traceback(dp: DPResult, pairs: np.ndarray, query: np.ndarray, target: np.ndarray, qlen: np.ndarray) -> Alignment:
@@ -201,4 +187,4 @@ def traceback(dp: DPResult, pairs: np.ndarray, query: np.ndarray, target: np.nda
             query, query.shape[1], target, target.shape[1], np.ascontiguousarray(qlen, dtype=np.int64), _LETTERS,
             ref_start, ref_end, nm, cigar, cigar_len, md, md_len, room,
         )
-    return Alignment(ref_start=ref_start, ref_end=ref_end, cigar=_strings(cigar, cigar_len), md=_strings(md, md_len), nm=nm)
+    return Alignment(ref_start=ref_start, ref_end=ref_end, cigar=Texts.rows(cigar, cigar_len), md=Texts.rows(md, md_len), nm=nm)

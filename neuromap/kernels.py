@@ -35,6 +35,7 @@ _SIGNATURES = {
     "nm_fastq_plain": ("u1", "i", "i", "i", "i8", "i8", "i8", "i8", "i8"),
     "nm_encode_rows": ("u1", "i8", "i8", "i", "i", "u1", "i", "u1"),
     "nm_texts_equal": ("u1", "i8", "i8", "i8", "i8", "i"),
+    "nm_ref_spans": ("u1", "i8", "i8", "i", "i8"),
     "nm_field_offsets": ("u1", "i", "i", "i8"),
     "nm_format_sam": ("i", "i8", "b", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "b", "u1",
                       *("u1", "i8", "i8") * 7, "u1", "i", "u1", "i"),

@@ -11,7 +11,6 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import threading
@@ -19,11 +18,11 @@ import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Iterable, Iterator
 
 import numpy as np
 
+from neuromap import kernels
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
 from neuromap.errors import Terminated
 from neuromap.index import Index, load_index
@@ -34,6 +33,7 @@ from neuromap.model import ModelServer, calibration_scale, max_window, model_dev
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
 from neuromap.threads import single_threaded_blas_children
+from neuromap.texts import Texts
 from neuromap.windows import gather_windows, make_pairs
 
 
@@ -104,8 +104,8 @@ class MappedBatch:
     score: np.ndarray  # int32 AS
     sub_score: np.ndarray  # int32 XS, NEG when there is no runner-up
     nm: np.ndarray
-    cigar: list[str]
-    md: list[str]
+    cigar: Texts  # "*" where the read has no placement
+    md: Texts
 
 
 def _describe(index: Index, query: np.ndarray, qlen: np.ndarray, contig: np.ndarray, window_start: np.ndarray, opts: AlignOptions):
@@ -117,13 +117,13 @@ def _describe(index: Index, query: np.ndarray, qlen: np.ndarray, contig: np.ndar
     score = score.astype(np.int64)
     n = len(qlen)
     ref_col = np.full(n, opts.margin, dtype=np.int64)
-    cigar, md = [""] * n, [""] * n
+    cigars, mds = [], []  # (reads, their texts) from each way
     nm = np.zeros(n, dtype=np.int32)
     fast = np.flatnonzero(exact)
     if len(fast):
         c, m, k = ungapped_description(query[fast], qlen[fast], target[fast], opts.margin)
-        for j, r in enumerate(fast):
-            cigar[r], md[r] = c[j], m[j]
+        cigars.append((fast, c))
+        mds.append((fast, m))
         nm[fast] = k
     slow = np.flatnonzero(~exact)
     if len(slow):
@@ -132,9 +132,9 @@ def _describe(index: Index, query: np.ndarray, qlen: np.ndarray, contig: np.ndar
         score[slow] = dp.score
         ref_col[slow] = aln.ref_start
         nm[slow] = aln.nm
-        for j, r in enumerate(slow):
-            cigar[r], md[r] = aln.cigar[j], aln.md[j]
-    return score, window_start + ref_col, cigar, md, nm
+        cigars.append((slow, aln.cigar))
+        mds.append((slow, aln.md))
+    return score, window_start + ref_col, Texts.gather(n, "", cigars), Texts.gather(n, "", mds), nm
 
 
 @dataclass
@@ -384,7 +384,7 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
     has = cands.valid.any(axis=1) & np.isfinite(best_ll)
     score = np.zeros(n, dtype=np.int64)
     pos = np.zeros(n, dtype=np.int64)
-    cigar, md = ["*"] * n, [""] * n
+    cigars, mds = [], []  # (reads, their texts) from each way of describing them; "*" and "" elsewhere
     nm = np.zeros(n, dtype=np.int32)
     sel = np.flatnonzero(has)  # reads with a placement; everything below indexes only these
     chosen_pair = np.full(n, -1, dtype=np.int64)
@@ -403,14 +403,14 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
         stands = shifted[0] >= pair_score[cp] - SHIFT_TOLERANCE
         agree_sel[np.flatnonzero(~agree_sel)[~stands]] = True
         other = other[stands]
-        shifted = tuple(x[stands] if isinstance(x, np.ndarray) else [x[i] for i in np.flatnonzero(stands)] for x in shifted)
+        shifted = tuple(x[stands] for x in shifted)
 
     def put(reads, s, gpos, c, m, k):
         score[reads] = s
         pos[reads] = gpos - index.contig_offsets[contig_of[reads]]
         nm[reads] = k
-        for r, c_r, m_r in zip(reads.tolist(), c, m):
-            cigar[r], md[r] = c_r, m_r
+        cigars.append((reads, c))
+        mds.append((reads, m))
 
     fast = sel[agree_sel & pl.exact[chosen_pair[sel]]]
     if len(fast):
@@ -427,8 +427,7 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
         if len(reads):
             cp = chosen_pair[reads]
             j = local[cp]
-            put(reads, pair_score[cp], pairs.window_start[cp] + aln.ref_start[j], [aln.cigar[x] for x in j.tolist()],
-                [aln.md[x] for x in j.tolist()], aln.nm[j])
+            put(reads, pair_score[cp], pairs.window_start[cp] + aln.ref_start[j], aln.cigar.take(j), aln.md.take(j), aln.nm[j])
     if len(other):
         put(other, *shifted)
     mapped = has & (score >= opts.min_score)
@@ -442,18 +441,16 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
         score=np.where(mapped, score, 0).astype(np.int32),
         sub_score=np.where(mapped & (runner >= opts.min_score), runner, NEG).astype(np.int32),
         nm=nm,
-        cigar=cigar,
-        md=md,
+        cigar=Texts.gather(n, "*", cigars),
+        md=Texts.gather(n, "", mds),
     )
 
 
-_CIGAR_OP = re.compile(r"(\d+)([MIDNSHP=X])")
-
-
-@lru_cache(maxsize=4096)
-def ref_span(cigar: str) -> int:
-    """Reference bases a CIGAR covers (cached: most reads share a handful of CIGARs)."""
-    return sum(int(n) for n, op in _CIGAR_OP.findall(cigar) if op in "MDN=X")
+def ref_spans(cigars: Texts) -> np.ndarray:
+    """Reference bases each CIGAR covers (0 for "*")."""
+    out = np.empty(len(cigars), dtype=np.int64)
+    kernels.call("nm_ref_spans", cigars.buf, cigars.start, cigars.end, len(cigars), out)
+    return out
 
 
 @dataclass
@@ -467,7 +464,7 @@ class PairFields:
 
 def pair_fields(res: MappedBatch, model) -> PairFields:
     n = len(res.mapped) // 2
-    end = res.pos + np.array([ref_span(c) if c != "*" else 0 for c in res.cigar], dtype=np.int64)
+    end = res.pos + ref_spans(res.cigar)
     if model is None or n == 0:
         return PairFields(n, np.zeros(2 * n, dtype=bool), end)
     a, b = np.arange(n), np.arange(n, 2 * n)

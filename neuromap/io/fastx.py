@@ -18,13 +18,13 @@ import re
 import sys
 import zlib
 from dataclasses import dataclass
-from collections.abc import Sequence
 from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from neuromap import kernels
 from neuromap.errors import NeuromapError
+from neuromap.texts import Texts
 
 # 2-bit codes: A=0 C=1 G=2 T=3; any other letter (N, IUPAC) = 4.
 BASE_CODE = np.full(256, 4, dtype=np.uint8)
@@ -42,36 +42,6 @@ class Record:
     seq: str
     qual: str | None  # None for FASTA
     comment: str = ""
-
-
-class Texts(Sequence):
-    """Strings that are slices of one ASCII buffer: the names, sequences or qualities of a batch
-    of FASTQ records as read (`parse_raw_batch`). The SAM writer copies them from the buffer, and
-    a str is made only for one asked for (a tie broken by the read's name), not one per read."""
-
-    __slots__ = ("buf", "start", "end")
-
-    def __init__(self, buf: np.ndarray, start: np.ndarray, end: np.ndarray):
-        self.buf = buf  # uint8
-        self.start = np.ascontiguousarray(start, dtype=np.int64)  # text i is buf[start[i] : end[i]]
-        self.end = np.ascontiguousarray(end, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.start)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return Texts(self.buf, self.start[i], self.end[i])
-        return self.buf[self.start[i] : self.end[i]].tobytes().decode("ascii")
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    def __repr__(self) -> str:
-        return f"Texts({list(self)!r})"
-
-    def take(self, rows: np.ndarray) -> "Texts":
-        return Texts(self.buf, self.start[rows], self.end[rows])
 
 
 @dataclass

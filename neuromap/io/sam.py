@@ -13,7 +13,7 @@ import pysam
 
 from neuromap import __version__, kernels
 from neuromap.errors import NeuromapError, OutputClosed
-from neuromap.io.fastx import Texts
+from neuromap.texts import Texts
 
 if TYPE_CHECKING:
     from neuromap.index import Index

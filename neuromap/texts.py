@@ -1,0 +1,80 @@
+"""Texts: many short ASCII strings as slices of one buffer (a batch's read names, bases and
+qualities as read; CIGARs and MDs as the kernels write them). The compiled SAM writer copies them
+from there, so a batch needs no Python str per read; one is made only for a string asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+class Texts(Sequence):
+    """A sequence of strings, string i being buf[start[i] : end[i]] (ASCII); indexing with an
+    array or a slice gives Texts of the same buffer."""
+
+    __slots__ = ("buf", "start", "end")
+
+    def __init__(self, buf: np.ndarray, start: np.ndarray, end: np.ndarray):
+        self.buf = buf  # uint8
+        self.start = np.ascontiguousarray(start, dtype=np.int64)  # text i is buf[start[i] : end[i]]
+        self.end = np.ascontiguousarray(end, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def __getitem__(self, i):
+        if isinstance(i, (slice, np.ndarray, list)):  # several: a Texts of the same buffer
+            return Texts(self.buf, self.start[i], self.end[i])
+        return self.buf[self.start[i] : self.end[i]].tobytes().decode("ascii")
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # mutable, like a list
+
+    def __repr__(self) -> str:
+        return f"Texts({list(self)!r})"
+
+    def take(self, rows: np.ndarray) -> "Texts":
+        return Texts(self.buf, self.start[rows], self.end[rows])
+
+    @staticmethod
+    def of(strings: list[str]) -> "Texts":
+        """ASCII strings (none holding a newline) as Texts of one buffer."""
+        buf = np.frombuffer(("\n".join(strings) + "\n").encode("ascii"), np.uint8) if strings else np.zeros(0, np.uint8)
+        lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+        end = np.cumsum(lengths + 1) - 1
+        return Texts(buf, end - lengths, end)
+
+    @staticmethod
+    def rows(buf: np.ndarray, lengths: np.ndarray) -> "Texts":
+        """Row r's first lengths[r] bytes of a (rows, width) uint8 array (a kernel's text output)."""
+        start = np.arange(len(lengths), dtype=np.int64) * buf.shape[1]
+        return Texts(np.ascontiguousarray(buf).reshape(-1), start, start + lengths)
+
+    @staticmethod
+    def gather(n: int, default: str, parts: list[tuple[np.ndarray, "Texts"]]) -> "Texts":
+        """n strings in one new buffer: `default`, except at the rows of each (rows, texts) part,
+        which take its texts in order (a later part wins a row)."""
+        fill = np.frombuffer(default.encode("ascii"), np.uint8)
+        source = [(np.zeros(n, np.int64), np.full(n, len(fill), np.int64), fill)]  # (row start, length, buffer) per part
+        which = np.zeros(n, np.int64)
+        for k, (rows, texts) in enumerate(parts, start=1):
+            start, length = np.zeros(n, np.int64), np.zeros(n, np.int64)
+            start[rows], length[rows] = texts.start, texts.end - texts.start
+            source.append((start, length, texts.buf))
+            which[rows] = k
+        lengths = np.zeros(n, np.int64)
+        for k, (_, length, _) in enumerate(source):
+            lengths[which == k] = length[which == k]
+        end = np.cumsum(lengths)
+        out = np.empty(int(end[-1]) if n else 0, np.uint8)
+        for k, (start, length, buf) in enumerate(source):
+            rows = np.flatnonzero(which == k)
+            if len(rows) == 0:
+                continue
+            size = lengths[rows]
+            ramp = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
+            out[np.repeat(end[rows] - size, size) + ramp] = buf[np.repeat(start[rows], size) + ramp]
+        return Texts(out, end - lengths, end)
