@@ -460,10 +460,30 @@ def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights
     return ModelScores(start=scored.start[shared], log_likelihood=scored.log_likelihood[shared])
 
 
+# Buckets from this size up (an accelerator's) also have calls of a quarter and a sixteenth of
+# the bucket, not below SMALLEST_CALL pairs, for the calls that fit one (see call_size).
+SMALL_CALLS_FROM = 256
+SMALLEST_CALL = 64
+
+
+def call_size(n: int, bucket: int) -> int:
+    """The pairs a model call of n pairs (at most `bucket`) is padded to. A batch of 4,000
+    single-end reads brings about 150 pairs to the network (benchmarks/README.md): padded to an
+    accelerator's bucket of 1,024 that is six times the work, and the host thread that waits for
+    the device spins meanwhile. So a call that fits a quarter of the bucket (or a sixteenth) takes
+    that shape instead: three compiled shapes, and the size depends only on n, so the output does
+    not depend on threads, processes or timing. Smaller buckets (a CPU's 16) have one shape."""
+    size = bucket
+    while bucket >= SMALL_CALLS_FROM and size // 4 >= max(n, SMALLEST_CALL) and size // 4 >= bucket // 16:
+        size //= 4
+    return size
+
+
 def _model_call(score, bucket: int, codes: np.ndarray, lens: np.ndarray, windows: np.ndarray, read_width: int, padded_width: int) -> np.ndarray:
-    """One compiled call on up to `bucket` pairs, padded to its fixed shape: (pairs, window width)
-    float32 scores of the read starting at each column."""
+    """One compiled call on up to `bucket` pairs, padded to a fixed shape (`call_size`):
+    (pairs, window width) float32 scores of the read starting at each column."""
     n, width = windows.shape
+    bucket = call_size(n, bucket)
     # Codes as bytes (the model one-hot encodes them on the device): a quarter of the bytes to
     # fill here and to copy to an accelerator, and the same one-hot rows as from int32.
     padded_codes = np.full((bucket, read_width), 4, dtype=np.uint8)

@@ -112,20 +112,47 @@ def test_corrupt_weights_file_is_a_clear_error_and_no_output(data_dir, tmp_path,
 
 
 def test_pair_bucket_changes_only_float_rounding(data_dir):
-    """Another number of pairs per model call (as on a GPU) changes no placement or MAPQ here;
-    at most the last digits of pc (XLA's rounding depends on the compiled shapes)."""
+    """Another number of pairs per model call (as on a GPU: 1,024, whose calls here take the
+    smaller shapes of call_size) changes no placement or MAPQ here; at most the last digits of
+    pc (XLA's rounding depends on the compiled shapes)."""
     outs = []
-    for bucket in ("64", "16"):
+    for bucket in ("1024", "64", "16"):
         env = dict(os.environ, NEUROMAP_PAIR_BUCKET=bucket)
         res = run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq"], env=env)
         assert res.returncode == 0, res.stderr
         outs.append([l.split("\t") for l in res.stdout.splitlines() if not l.startswith("@")])
-    assert len(outs[0]) == len(outs[1]) == 3000
-    for a, b in zip(*outs):
+    assert len(outs[0]) == len(outs[1]) == len(outs[2]) == 3000
+    for a, b in [pair for other in outs[:2] for pair in zip(other, outs[2])]:
         assert a[:11] == b[:11]  # flag, position, MAPQ, CIGAR, sequence...
         pa = float(next(f for f in a if f.startswith("pc:f:"))[5:]) if a[1] != "4" else 0.0
         pb = float(next(f for f in b if f.startswith("pc:f:"))[5:]) if b[1] != "4" else 0.0
         assert abs(pa - pb) < 1e-4
+
+
+def test_accelerator_calls_that_fit_a_quarter_of_the_bucket_take_that_shape(monkeypatch):
+    """With a bucket of 256 or more pairs per call (an accelerator's), a call of fewer pairs is
+    padded to a quarter or a sixteenth of it (not below 64), not to the whole bucket; the scores
+    are those of the full shape, up to float rounding. A CPU's bucket keeps its one shape."""
+    from neuromap import model as model_stage
+
+    assert [model_stage.call_size(n, 1024) for n in (1, 64, 65, 256, 257, 1024)] == [64, 64, 256, 256, 1024, 1024]
+    assert [model_stage.call_size(n, 256) for n in (1, 64, 65, 256)] == [64, 64, 256, 256]
+    assert [model_stage.call_size(n, 4096) for n in (1, 256, 257, 4096)] == [256, 256, 1024, 4096]
+    assert {model_stage.call_size(n, b) for b in (16, 64) for n in range(1, b + 1)} == {16, 64}
+    rng = np.random.default_rng(5)
+    query = rng.integers(0, 4, (40, 160)).astype(np.uint8)
+    target = rng.integers(0, 5, (40, 192)).astype(np.uint8)
+    target[:, 16:176] = query
+    lens = np.full(40, 150)
+    _, score, _ = model_stage.load_model(None)
+    shapes = []
+    traced = lambda codes, *rest: shapes.append(codes.shape[0]) or score(codes, *rest)  # noqa: E731
+    small = model_stage._model_call(traced, 1024, query, lens, target, 160, 192)
+    monkeypatch.setattr(model_stage, "SMALL_CALLS_FROM", 1 << 30)  # one shape: the whole bucket
+    full = model_stage._model_call(traced, 1024, query, lens, target, 160, 192)
+    assert shapes == [64, 1024]
+    np.testing.assert_allclose(small, full, rtol=1e-5, atol=1e-4)
+    assert np.array_equal(small.argmax(axis=1), full.argmax(axis=1))
 
 
 def test_identical_pairs_are_scored_once_with_the_same_result():
