@@ -49,9 +49,12 @@ class Texts(Sequence):
 
     @staticmethod
     def rows(buf: np.ndarray, lengths: np.ndarray) -> "Texts":
-        """Row r's first lengths[r] bytes of a (rows, width) uint8 array (a kernel's text output)."""
-        start = np.arange(len(lengths), dtype=np.int64) * buf.shape[1]
-        return Texts(np.ascontiguousarray(buf).reshape(-1), start, start + lengths)
+        """Row r's first lengths[r] bytes of a (rows, width) uint8 array (a kernel's text output,
+        rows as wide as the longest text could be), copied into a buffer of their own."""
+        lengths = np.asarray(lengths, dtype=np.int64)
+        width = int(lengths.max()) if len(lengths) else 0
+        end = np.cumsum(lengths)
+        return Texts(buf[:, :width][np.arange(width)[None, :] < lengths[:, None]], end - lengths, end)
 
     @staticmethod
     def gather(n: int, default: str, parts: list[tuple[np.ndarray, "Texts"]]) -> "Texts":
