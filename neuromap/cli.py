@@ -72,7 +72,7 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("-I", "--insert-size", metavar="MEAN[,STD]", help="Insert size of pairs in bp (STD defaults to 10 % of MEAN). Default: estimated from the first pairs and reported on stderr.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE: .bam is coordinate-sorted and indexed (.bai), anything else is SAM. Default: SAM on stdout.")
 @click.option("-t", "--threads", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker threads that parse and map batches in parallel while the input is cut into batches (the output does not depend on it).")
-@click.option("--processes", is_flag=True, help="Make the -t workers processes instead of threads, for many cores: threads share Python's GIL, which the per-read work holds. Each process holds its own Python, numpy and kernels (more memory); the network stays in the main process, which runs the workers' model calls on its device. Same output.")
+@click.option("--processes", is_flag=True, help="Make the -t workers processes instead of threads, for many cores: threads share Python's GIL, which the per-read work holds. Each process holds its own Python, numpy and kernels (more memory); the network has one process of its own, which runs the workers' model calls on its device (the main process only reads and writes). Same output.")
 @click.option("-x", "--preset", type=click.Choice(sorted(PRESETS)), default="sr", show_default=True, help="Preset: sr = short Illumina reads, single or paired.")
 @click.option("-R", "--read-group", metavar="STR", help=r"Read group header line, e.g. '@RG\tID:x\tSM:y'; its ID goes on every record as RG:Z.")
 @click.option("--index", "index_path", metavar="PATH", help="Use the index at PATH (default: REFERENCE.nmi, built if missing, rebuilt if stale).")
@@ -146,7 +146,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         from neuromap.model import check_weights, preload
 
         check_weights(weights_dir)
-        preload(weights_dir)  # with --processes too: the workers' pairs are scored here
+        if not (processes and threads > 1):  # worker processes: the model has a process of its own (model.ModelServer)
+            preload(weights_dir)
     if stats_path:
         parent = os.path.dirname(os.path.abspath(stats_path))
         if not os.path.isdir(parent):

@@ -348,15 +348,15 @@ def calibration_scale(weights_dir: str | None = None) -> float:
 
 
 def model_device() -> str:
-    """Where this process's network runs (in a worker of `align --processes`: the parent's)."""
+    """Where this process's network runs (in a worker of `align --processes`: the model process's)."""
     if _REMOTE is not None:
         return _REMOTE.info()[3]
     return device_name()
 
 
 class RemoteModel:
-    """The model as a worker process of `align --processes` uses it: the parent process holds the
-    one copy (one JAX runtime, one set of compiled kernels, one device context: on a GPU about
+    """The model as a worker process of `align --processes` uses it: the model's process
+    (ModelServer) holds the one copy (one JAX runtime, one set of compiled kernels, one device context: on a GPU about
     1 GB less per worker, and no JAX start-up in each), and the worker sends it the padded model
     calls of `_score_distinct` over a pipe (the Python around them stays in the worker). Each
     call is the one the worker would make, with the same shapes, so the output is the same as in
@@ -367,8 +367,11 @@ class RemoteModel:
         self._info: tuple | None = None
 
     def _ask(self, *message):
-        self.conn.send(message)
-        reply = self.conn.recv()
+        try:
+            self.conn.send(message)
+            reply = self.conn.recv()
+        except (EOFError, OSError):
+            raise NeuromapError("the network's process ended before answering (out of memory?)") from None
         if isinstance(reply, BaseException):
             raise reply
         return reply
@@ -387,54 +390,85 @@ _REMOTE: RemoteModel | None = None
 
 
 def use_remote(conn) -> None:
-    """In a worker process: score with the parent's model over `conn` (see RemoteModel)."""
+    """In a worker process: score with the model's process over `conn` (see RemoteModel)."""
     global _REMOTE
     _REMOTE = RemoteModel(conn)
 
 
 class ModelServer:
-    """In the parent process of `align --processes`: one thread per worker pipe answers its
-    RemoteModel with this process's model. The pipes' worker ends go to the workers
-    (`worker_ends`)."""
+    """For `align --processes`: the model lives in a process of its own (spawned), where one
+    thread per worker pipe answers that worker's RemoteModel; the pipes' worker ends go to the
+    workers (`worker_ends`). The main process then imports no JAX and only reads the input, hands
+    out batches and writes the output: on a GPU machine with 16 workers that main process was what
+    limited the run, and the model's calls (and the host thread spinning while the device works)
+    took 6.4 of its 15 CPU-seconds over 4M reads (benchmarks/README.md)."""
 
     def __init__(self, weights_dir: str | None, n_workers: int, context):
-        self.weights_dir = weights_dir
         self.pipes = [context.Pipe() for _ in range(n_workers)]
-        for own, _ in self.pipes:
-            _track(threading.Thread(target=self._serve, args=(own,), name="neuromap-model-server", daemon=True)).start()
+        self.process = context.Process(target=serve_models, args=(weights_dir, [own for own, _ in self.pipes], os.getpid()),
+                                       name="neuromap-model", daemon=True)
+        self.process.start()
+        for own, _ in self.pipes:  # the model's process holds them now
+            own.close()
 
     def worker_ends(self) -> list:
         return [theirs for _, theirs in self.pipes]
 
-    def _serve(self, conn) -> None:
-        while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):  # every worker has ended (each holds all the pipes' ends)
-                conn.close()
-                return
-            try:
-                config, score, calibration = load_model(self.weights_dir)
-                if message[0] == "info":
-                    reply = (config.read_length, config.reference_window, calibration.scale, device_name(), pair_bucket())
-                else:
-                    reply = _model_call(score, pair_bucket(), *message[1:])
-            except Exception as exc:  # noqa: BLE001 - raised again in the worker, then reported
-                reply = exc
-            try:
-                try:
-                    conn.send(reply)
-                except (TypeError, AttributeError, ValueError) as exc:  # an exception that does not pickle
-                    conn.send(RuntimeError(f"{type(reply).__name__}: {reply}") if isinstance(reply, BaseException) else exc)
-            except OSError:
-                conn.close()
-                return
-
-    def close(self) -> None:
-        """This process's copies of the workers' ends; each thread closes its own end when the
-        workers have gone (closing it here, under a thread blocked reading it, would be unsafe)."""
+    def close(self, wait: bool = True) -> None:
+        """This process's copies of the workers' ends. The model's process ends when every worker
+        has (its pipes then read EOF): waited for (10 s at most), or with `wait` False (Ctrl-C,
+        SIGTERM) ended now."""
         for _, theirs in self.pipes:
             theirs.close()
+        if wait:
+            self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+
+
+def serve_models(weights_dir: str | None, conns: list, parent: int) -> None:
+    """The model's process of `align --processes` (ModelServer): loads the model and answers
+    each worker's pipe on a thread of its own until every worker has gone."""
+    import signal
+
+    from neuromap.pipeline import exit_with_parent
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and ends this one
+    exit_with_parent(parent)
+    preload(weights_dir)
+    threads = [_track(threading.Thread(target=_serve, args=(conn, weights_dir), name="neuromap-model-server", daemon=True)) for conn in conns]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    settle_background()
+
+
+def _serve(conn, weights_dir: str | None) -> None:
+    """Answer one worker's RemoteModel until the worker has gone."""
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # every worker has ended (each holds all the pipes' ends)
+            conn.close()
+            return
+        try:
+            config, score, calibration = load_model(weights_dir)
+            if message[0] == "info":
+                reply = (config.read_length, config.reference_window, calibration.scale, device_name(), pair_bucket())
+            else:
+                reply = _model_call(score, pair_bucket(), *message[1:])
+        except Exception as exc:  # noqa: BLE001 - raised again in the worker, then reported
+            reply = exc
+        try:
+            try:
+                conn.send(reply)
+            except (TypeError, AttributeError, ValueError) as exc:  # an exception that does not pickle
+                conn.send(RuntimeError(f"{type(reply).__name__}: {reply}") if isinstance(reply, BaseException) else exc)
+        except OSError:
+            conn.close()
+            return
 
 
 def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights_dir: str | None = None) -> ModelScores:

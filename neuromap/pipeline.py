@@ -566,7 +566,7 @@ def limit_malloc_arenas(threads: int) -> None:
     mallopt(m_arena_max, threads + 2)
 
 
-def _exit_with_parent(parent: int) -> None:
+def exit_with_parent(parent: int) -> None:
     """End this worker when the process that started it has gone without stopping it (SIGKILL, the
     OOM killer): a busy pool worker would otherwise wait for its next batch forever."""
 
@@ -581,12 +581,12 @@ def _exit_with_parent(parent: int) -> None:
 
 def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, parent: int) -> None:
     """A worker process: its own view of the memory-mapped index (the pages are shared through the
-    page cache) and its own kernels. The network stays in the parent, which scores the worker's
-    pairs over a pipe of its own (model.RemoteModel): no JAX in the workers."""
+    page cache) and its own kernels. The network is in the model's process (model.ModelServer),
+    which scores the worker's pairs over a pipe of its own (model.RemoteModel): no JAX here."""
     global _WORKER_STATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
     limit_malloc_arenas(1)
-    _exit_with_parent(parent)
+    exit_with_parent(parent)
     _WORKER_STATE = (load_index(index_path), opts)
     if opts.neural:
         use_remote(model_pipes[slots.get()])
@@ -627,7 +627,8 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     With `opts.processes` the workers are processes instead (spawned, so no device runtime is
     forked): the per-read Python of a batch (batching, SAM text, the pair posterior) holds the GIL,
     which caps what threads of one process reach on many cores; processes do not share it, at the
-    price of a copy of the kernels and, with the network, of JAX in each. The output is the same.
+    price of a copy of Python, numpy and the kernels in each. With the network, one more process
+    holds the model and answers the workers' calls (model.ModelServer). The output is the same.
 
     Pairs: until the insert size is known (from -I, or estimated from the first batches), each
     batch is mapped only after the previous one, so the estimate, and thus the output, is the same
@@ -704,5 +705,5 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             # SIGTERM stop at once (they reach the workers too, as a process group).
             pool.shutdown(wait=not interrupted, cancel_futures=True)
         if server is not None:
-            server.close()
+            server.close(wait=not interrupted)
         blas.close()

@@ -347,9 +347,9 @@ def test_workers_end_when_the_main_process_is_killed(data_dir, tmp_path):
 
 
 def test_worker_processes_load_no_jax(data_dir):
-    """With --processes the network runs in the main process only: the workers, which map
+    """With --processes the network runs in one process of its own: the workers, which map
     batches with the network on, have no JAX library in memory (on a GPU, each would hold a CUDA
-    context and about 1 GB more)."""
+    context and about 1 GB more), nor has the main process, which only reads and writes."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "neuromap", "align", "-t", "2", "--processes", "-K", "500", str(data_dir / "ref.fa"), "-"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -374,9 +374,9 @@ def test_worker_processes_load_no_jax(data_dir):
             with open(f"/proc/{pid}/maps") as fh:
                 return "jaxlib" in fh.read()
 
-        workers = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid} -f spawn_main").read().split()]
-        assert len(workers) == 2 and has_jax(proc.pid)
-        assert not any(map(has_jax, workers))
+        children = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid} -f spawn_main").read().split()]
+        assert len(children) == 3 and not has_jax(proc.pid)  # 2 workers and the model's process
+        assert sorted(map(has_jax, children)) == [False, False, True]
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
