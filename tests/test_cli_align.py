@@ -572,3 +572,41 @@ def test_api_worker_processes_get_one_blas_thread(data_dir):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=_without_blas_vars())
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["[True]", "False", "False"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_killed_network_process_is_a_clean_error(data_dir, tmp_path):
+    """--processes: if the network's process dies (the OOM killer), the workers waiting on it
+    report it, and the run ends with one line, no traceback, and no output file."""
+    many = tmp_path / "many.fq"
+    many.write_bytes((data_dir / "reads.fq").read_bytes() * 20)
+    out = tmp_path / "out.sam"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neuromap", "align", "-t", "2", "--processes", "-K", "500", "-o", str(out), str(data_dir / "ref.fa"), str(many)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        def has_jax(pid: int) -> bool:
+            try:
+                with open(f"/proc/{pid}/maps") as fh:
+                    return "jaxlib" in fh.read()
+            except OSError:
+                return False
+
+        model = []
+        deadline = time.time() + 120
+        while not model and time.time() < deadline and proc.poll() is None:
+            model = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid} -f spawn_main").read().split() if has_jax(int(pid))]
+            time.sleep(0.2)
+        assert model, "no network process found"
+        time.sleep(1)  # the workers are calling it
+        os.kill(model[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode != 0
+    assert "Traceback" not in err and "the network's process ended" in err, err
+    assert len([line for line in err.splitlines() if line.strip()]) == 1, err
+    assert not out.exists()
