@@ -54,15 +54,29 @@ static inline uint64_t hash64(uint64_t key, uint64_t mask) {
     return key;
 }
 
+/* The hashes of `n` canonical k-mer codes (a loop of its own, so that it vectorises). */
+DP_CLONES
+static void hash_codes(const uint64_t *restrict key, const uint8_t *restrict bad, int64_t n, uint64_t mask, uint64_t *restrict h) {
+    for (int64_t m = 0; m < n; m++) {
+        const uint64_t v = hash64(key[m], mask);
+        h[m] = bad[m] ? INVALID_HASH : v;
+    }
+}
+
 /* Rolling 2-bit codes of each row's k-mers, forward and reverse complement, hashed.
  * codes (rows, length); hashes, is_reverse (rows, length - k + 1). */
-EXPORT void nm_hash_rows(const uint8_t *codes, int64_t rows, int64_t length, int64_t k, uint64_t *hashes, uint8_t *is_reverse) {
+EXPORT int nm_hash_rows(const uint8_t *codes, int64_t rows, int64_t length, int64_t k, uint64_t *hashes, uint8_t *is_reverse) {
     const uint64_t mask = (k >= 32) ? UINT64_MAX : (((uint64_t)1 << (2 * k)) - 1);
     const uint64_t top = (uint64_t)(2 * (k - 1));
     const int64_t n_kmers = length - k + 1;
+    uint64_t *key = malloc(sizeof(uint64_t) * (n_kmers > 0 ? n_kmers : 1));
+    uint8_t *bad = malloc(n_kmers > 0 ? n_kmers : 1);
+    if (!key || !bad) {
+        free(key), free(bad);
+        return -1;
+    }
     for (int64_t r = 0; r < rows; r++) {
         const uint8_t *row = codes + r * length;
-        uint64_t *h = hashes + r * n_kmers;
         uint8_t *rev_out = is_reverse + r * n_kmers;
         uint64_t fwd = 0, rev = 0;
         int64_t last_bad = -1;
@@ -75,10 +89,14 @@ EXPORT void nm_hash_rows(const uint8_t *codes, int64_t rows, int64_t length, int
             int64_t m = j - k + 1;
             if (m >= 0) {
                 rev_out[m] = rev < fwd;
-                h[m] = last_bad >= m ? INVALID_HASH : hash64(rev < fwd ? rev : fwd, mask);
+                key[m] = rev < fwd ? rev : fwd;
+                bad[m] = last_bad >= m;
             }
         }
+        hash_codes(key, bad, n_kmers, mask, hashes + r * n_kmers);
     }
+    free(key), free(bad);
+    return 0;
 }
 
 /* Within each block of `width` values: forward[j] the extreme of the block's values up to j,

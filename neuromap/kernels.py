@@ -41,7 +41,7 @@ _SIGNATURES = {
                       *("u1", "i8", "i8") * 7, "u1", "i", "u1", "i"),
 }
 _DTYPES = {"u1": np.uint8, "u2": np.uint16, "u8": np.uint64, "i4": np.int32, "i8": np.int64, "b": np.bool_}
-_RETURNS_STATUS = {"nm_select", "nm_seed", "nm_dp", "nm_traceback"}
+_RETURNS_STATUS = {"nm_hash_rows", "nm_select", "nm_seed", "nm_dp", "nm_traceback"}
 _RETURNS_LENGTH = {"nm_format_sam", "nm_newlines", "nm_fastq_plain", "nm_texts_equal"}  # a length or a value
 
 
