@@ -89,7 +89,8 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
     contigs = _text_field(index.names, len(index.names))
     rg = np.frombuffer(f"\tRG:Z:{read_group_id}".encode() if read_group_id else b"", np.uint8)
     longest_contig = max((len(name.encode()) for name in index.names), default=0)
-    cap = sum(int((end - start).sum()) + n_reads for _, start, end in fields) + int((cigars[2] - cigars[1]).sum()) + n_reads * (2 * longest_contig + len(rg) + 512)
+    text_bytes = sum(int((end - start).sum()) + n_reads for _, start, end in fields) + int((cigars[2] - cigars[1]).sum())  # + mates' CIGARs
+    cap = text_bytes + n_reads * (2 * longest_contig + len(rg) + 512)
     out = np.empty(cap, np.uint8)
     ints = [np.ascontiguousarray(a, dtype=np.int64) for a in (flag, rname, pos, res.mapq, rnext, pnext, tlen, mate, res.nm, res.score, res.sub_score)]
     length = kernels.call("nm_format_sam", len(order), order, mapped, *ints, flip, _COMPLEMENT_TABLE, *[a for field in fields for a in field],
