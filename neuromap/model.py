@@ -400,8 +400,8 @@ class ModelServer:
     thread per worker pipe answers that worker's RemoteModel; the pipes' worker ends go to the
     workers (`worker_ends`). The main process then imports no JAX and only reads the input, hands
     out batches and writes the output: on a GPU machine with 16 workers that main process was what
-    limited the run, and the model's calls (and the host thread spinning while the device works)
-    took 6.4 of its 15 CPU-seconds over 4M reads (benchmarks/README.md)."""
+    limited the run, and the model's calls (with, it seems, the host thread spinning while the
+    device works) took 6.4 of its 15 CPU-seconds over 4M reads (benchmarks/README.md)."""
 
     def __init__(self, weights_dir: str | None, n_workers: int, context):
         self.pipes = [context.Pipe() for _ in range(n_workers)]
@@ -504,7 +504,7 @@ def call_size(n: int, bucket: int) -> int:
     """The pairs a model call of n pairs (at most `bucket`) is padded to. A batch of 4,000
     single-end reads brings about 150 pairs to the network (benchmarks/README.md): padded to an
     accelerator's bucket of 1,024 that is six times the work, and the host thread that waits for
-    the device spins meanwhile. So a call that fits a quarter of the bucket (or a sixteenth) takes
+    the device may spin meanwhile (CUDA's default wait on a machine with more cores than devices). So a call that fits a quarter of the bucket (or a sixteenth) takes
     that shape instead: three compiled shapes, and the size depends only on n, so the output does
     not depend on threads, processes or timing. Smaller buckets (a CPU's 16) have one shape."""
     size = bucket
