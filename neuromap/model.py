@@ -504,9 +504,10 @@ def call_size(n: int, bucket: int) -> int:
     """The pairs a model call of n pairs (at most `bucket`) is padded to. A batch of 4,000
     single-end reads brings about 150 pairs to the network (benchmarks/README.md): padded to an
     accelerator's bucket of 1,024 that is six times the work, and the host thread that waits for
-    the device may spin meanwhile (CUDA's default wait on a machine with more cores than devices). So a call that fits a quarter of the bucket (or a sixteenth) takes
-    that shape instead: three compiled shapes, and the size depends only on n, so the output does
-    not depend on threads, processes or timing. Smaller buckets (a CPU's 16) have one shape."""
+    the device may spin meanwhile (CUDA's default wait on a machine with more cores than
+    devices). So a call that fits a quarter of the bucket (or a sixteenth) takes that shape
+    instead: three compiled shapes, and the size depends only on n, so the output does not depend
+    on threads, processes or timing. Smaller buckets (a CPU's 16) have one shape."""
     size = bucket
     while bucket >= SMALL_CALLS_FROM and size // 4 >= max(n, SMALLEST_CALL) and size // 4 >= bucket // 16:
         size //= 4
