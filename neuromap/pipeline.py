@@ -640,25 +640,6 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     if model is not None and on_insert is not None and opts.paired:
         on_insert(model, 0)
     pool = server = None
-    blas = contextlib.ExitStack()
-    if opts.threads > 1 and opts.processes:
-        blas.enter_context(single_threaded_blas_children())  # the workers spawned from here on
-        try:
-            context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
-            pipes: list = []
-            slots = context.Queue()
-            if opts.neural:
-                server = ModelServer(opts.weights_dir, opts.threads, context)
-                pipes = server.worker_ends()
-                for slot in range(opts.threads):
-                    slots.put(slot)
-            pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker,
-                                       initargs=(index.path, opts, pipes, slots, os.getpid()))
-        except BaseException:
-            blas.close()
-            raise
-    elif opts.threads > 1:
-        pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="neuromap-map")
 
     def submit(recs, *args):
         if pool is None:
@@ -677,7 +658,22 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
         return pool.submit(_work, recs, index, opts, *args)
 
     interrupted = False
-    try:
+    blas = contextlib.ExitStack()
+    try:  # the pool is started in here, so that `finally` stops whatever of it has started
+        if opts.threads > 1 and opts.processes:
+            blas.enter_context(single_threaded_blas_children())  # the workers spawned from here on
+            context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
+            pipes: list = []
+            slots = context.Queue()
+            if opts.neural:
+                server = ModelServer(opts.weights_dir, opts.threads, context)
+                pipes = server.worker_ends()
+                for slot in range(opts.threads):
+                    slots.put(slot)
+            pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker,
+                                       initargs=(index.path, opts, pipes, slots, os.getpid()))
+        elif opts.threads > 1:
+            pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="neuromap-map")
         pending: deque = deque()
         for recs in batches:
             if opts.paired and model is None:

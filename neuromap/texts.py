@@ -25,7 +25,7 @@ class Texts(Sequence):
 
     def __getitem__(self, i):
         if isinstance(i, (slice, np.ndarray, list)):  # several: a Texts of the same buffer
-            return Texts(self.buf, self.start[i], self.end[i])
+            return self.take(i)
         return self.buf[self.start[i] : self.end[i]].tobytes().decode("ascii")
 
     def __eq__(self, other) -> bool:
@@ -58,26 +58,14 @@ class Texts(Sequence):
 
     @staticmethod
     def gather(n: int, default: str, parts: list[tuple[np.ndarray, "Texts"]]) -> "Texts":
-        """n strings in one new buffer: `default`, except at the rows of each (rows, texts) part,
-        which take its texts in order (a later part wins a row)."""
-        fill = np.frombuffer(default.encode("ascii"), np.uint8)
-        source = [(np.zeros(n, np.int64), np.full(n, len(fill), np.int64), fill)]  # (row start, length, buffer) per part
-        which = np.zeros(n, np.int64)
-        for k, (rows, texts) in enumerate(parts, start=1):
-            start, length = np.zeros(n, np.int64), np.zeros(n, np.int64)
-            start[rows], length[rows] = texts.start, texts.end - texts.start
-            source.append((start, length, texts.buf))
-            which[rows] = k
-        lengths = np.zeros(n, np.int64)
-        for k, (_, length, _) in enumerate(source):
-            lengths[which == k] = length[which == k]
-        end = np.cumsum(lengths)
-        out = np.empty(int(end[-1]) if n else 0, np.uint8)
-        for k, (start, length, buf) in enumerate(source):
-            rows = np.flatnonzero(which == k)
-            if len(rows) == 0:
-                continue
-            size = lengths[rows]
-            ramp = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
-            out[np.repeat(end[rows] - size, size) + ramp] = buf[np.repeat(start[rows], size) + ramp]
-        return Texts(out, end - lengths, end)
+        """n strings: `default`, except at the rows of each (rows, texts) part, which take its
+        texts in order (a later part wins a row). The parts' buffers are joined, not their texts
+        copied one by one."""
+        bufs = [np.frombuffer(default.encode("ascii"), np.uint8)]
+        start, end = np.zeros(n, np.int64), np.full(n, len(bufs[0]), np.int64)
+        offset = len(bufs[0])
+        for rows, texts in parts:
+            start[rows], end[rows] = texts.start + offset, texts.end + offset
+            bufs.append(texts.buf)
+            offset += len(texts.buf)
+        return Texts(np.concatenate(bufs), start, end)

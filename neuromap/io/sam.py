@@ -82,8 +82,7 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
     # P(correct) as text once per distinct value (bit for bit: -0.0 stays apart from 0.0), not
     # once per read.
     distinct, which = np.unique(res.p_correct.astype(np.float64).view(np.int64), return_inverse=True)
-    texts = [f"{v:.6g}" for v in distinct.view(np.float64).tolist()]
-    pc_text = [texts[i] for i in which.ravel().tolist()]
+    pc_text = Texts.of([f"{v:.6g}" for v in distinct.view(np.float64).tolist()]).take(which.ravel())
     names, cigars, mds, pcs = (_text_field(values, n_reads) for values in (batch.names, res.cigar, res.md, pc_text))
     fields = [names, cigars, mds, seq_field, qual_field, pcs]
     contigs = _text_field(index.names, len(index.names))
