@@ -733,11 +733,12 @@ EXPORT int64_t nm_newlines(const uint8_t *buf, int64_t len, int64_t limit, int64
 }
 
 /* The n whole 4-line FASTQ records of data[0 : len] (the last newline included), when every one is
- * plain: a header of '@' and a name of 1 to max_name printable characters (one word: no space),
- * a sequence of letters and '.', a line starting with '+' (ASCII, no CR), and a quality line of
- * printable characters as long as the sequence. Fills where each name, sequence and quality
- * starts and their lengths (a quality is as long as its sequence); returns 0, or 1 at anything
- * else (fastx.py's parsers then look, and name the problem). */
+ * plain: a header of '@' and a name of 1 to max_name printable characters, then nothing or a
+ * space or tab and a comment (ASCII, no CR; Illumina's "1:N:0:ACGT"), a sequence of letters and
+ * '.', a line starting with '+' (ASCII, no CR), and a quality line of printable characters as
+ * long as the sequence. Fills where each name, sequence and quality starts and their lengths (a
+ * quality is as long as its sequence); returns 0, or 1 at anything else (fastx.py's parsers then
+ * look, and name the problem). */
 EXPORT int64_t nm_fastq_plain(const uint8_t *data, int64_t len, int64_t n, int64_t max_name, int64_t *name_start, int64_t *name_len,
                               int64_t *seq_start, int64_t *seq_len, int64_t *qual_start) {
     int64_t at = 0;
@@ -745,8 +746,12 @@ EXPORT int64_t nm_fastq_plain(const uint8_t *data, int64_t len, int64_t n, int64
         if (at >= len || data[at] != '@') return 1;
         int64_t s = ++at;
         while (at < len && data[at] != '\n' && is_printable(data[at])) at++;
-        if (at >= len || data[at] != '\n' || at - s < 1 || at - s > max_name) return 1;
-        name_start[r] = s, name_len[r] = at - s, at++;
+        if (at - s < 1 || at - s > max_name) return 1;
+        name_start[r] = s, name_len[r] = at - s;
+        if (at < len && (data[at] == ' ' || data[at] == '\t'))  /* the comment, which SAM does not carry */
+            while (at < len && data[at] != '\n' && data[at] < 128 && data[at] != '\r') at++;
+        if (at >= len || data[at] != '\n') return 1;
+        at++;
         s = at;
         while (at < len && data[at] != '\n' && is_seq_letter(data[at])) at++;
         if (at >= len || data[at] != '\n') return 1;

@@ -104,8 +104,12 @@ PLAIN = b"@r1\nACGTacgtN.\n+\nIIIIIIIII#\n@r/2\n\n+r/2 comment\n\n"
 
 @pytest.mark.parametrize("data, plain", [
     (PLAIN, True),  # lowercase, N and '.' bases, an empty read, text after '+'
-    (PLAIN.replace(b"@r1", b"@r1 comment"), False),  # two words: the name is cut by the parser
-    (PLAIN.replace(b"@r1", b"@r1\t"), False),
+    (PLAIN.replace(b"@r1", b"@r1 1:N:0:ACGT extra"), True),  # a comment after the name (Illumina's)
+    (PLAIN.replace(b"@r1", b"@r1\t"), True),
+    (PLAIN.replace(b"@r1", b"@ r1"), False),  # a space before the name: the parser cuts it
+    (PLAIN.replace(b"@r1", b"@r1\x0bc"), False),  # other whitespace: left to the parser
+    (PLAIN.replace(b"@r1", b"@r1 c\r"), False),
+    (PLAIN.replace(b"@r1", b"@r1 caf\xc3\xa9"), False),
     (PLAIN.replace(b"@r1", b"@"), False),  # empty name: an error
     (PLAIN.replace(b"@r1", b"@" + b"x" * 254), True),
     (PLAIN.replace(b"@r1", b"@" + b"x" * 255), False),  # longer than SAM allows: an error

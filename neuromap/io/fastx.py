@@ -387,7 +387,8 @@ class RawBatch:
 
 def parse_raw_batch(raw: RawBatch) -> ReadBatch:
     """`make_batch(parse_raw(raw))`, the same checks and result, without a Record or a str per
-    read in the common case (whole 4-line records, one-word headers): compiled code checks the
+    read in the common case (whole 4-line records, a name and perhaps a comment in the header,
+    as Illumina's): compiled code checks the
     records and finds their fields (`plain_records`), which stay in the data as Texts. Anything
     else goes the record-by-record way, which names the problem."""
     plain = plain_records(raw.data, raw.n)
@@ -399,10 +400,10 @@ def parse_raw_batch(raw: RawBatch) -> ReadBatch:
 
 def plain_records(data: bytes, n: int) -> tuple[Texts, Texts, Texts] | None:
     """(names, sequences, qualities) of the n FASTQ records that make up `data` (with the last
-    newline), as Texts of it, when every record is plain (nm_fastq_plain: a one-word name of
-    1 to MAX_NAME characters, letters and '.' in the sequence, printable qualities as long as
-    it, no CR, ASCII); None otherwise. What it accepts, `_fast_fields` accepts with the same
-    fields."""
+    newline), as Texts of it, when every record is plain (nm_fastq_plain: a name of 1 to MAX_NAME
+    characters, perhaps a comment after a space or tab, letters and '.' in the sequence,
+    printable qualities as long as it, no CR, ASCII); None otherwise. What it accepts, the
+    record-by-record parser (`parse_raw`) accepts with the same names, bases and qualities."""
     buf = np.frombuffer(data, dtype=np.uint8)
     name_start, name_len, seq_start, seq_len, qual_start = (np.empty(n, np.int64) for _ in range(5))
     if n == 0 or kernels.call("nm_fastq_plain", buf, len(buf), n, MAX_NAME, name_start, name_len, seq_start, seq_len, qual_start) != 0:
