@@ -135,9 +135,12 @@ def _file_sha256(path: str) -> str:
     """Checksum of the file's bytes as they are (gzip included): hashing runs at disk speed,
     where parsing the sequence for its checksum (read_reference) takes about 30 s a Gb."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise NeuromapError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return digest.hexdigest()
 
 

@@ -95,6 +95,21 @@ def test_a_copied_reference_is_matched_by_its_bytes(tmp_path, monkeypatch):
     assert notes == [] and parsed == [ref]
 
 
+def test_a_reference_that_cannot_be_read_is_a_clean_error(tmp_path):
+    """The reference's place taken by a directory of its size (a new mtime): reading its bytes
+    for the checksum fails with neuromap's error naming it (one line from the command; `align`
+    itself refuses a directory before, so the library is asked here, as for an unreadable file)."""
+    seq = rand(4096 - len(">a\n\n"))
+    ref = fasta(tmp_path / "ref.fa", {"a": seq})
+    build_index(ref)
+    os.remove(ref)
+    os.mkdir(ref)
+    if os.path.getsize(ref) != 4096:
+        pytest.skip("directories here are not 4,096 bytes")
+    with pytest.raises(NeuromapError, match=r"ref\.fa: cannot read: "):
+        open_index(ref)
+
+
 def test_missing_index_is_built_with_a_note(tmp_path):
     ref = fasta(tmp_path / "ref.fa", {"a": rand(5000)})
     notes = []
