@@ -1,27 +1,31 @@
 #!/usr/bin/env python3
 """Where the time goes in `neuromap align`: time per pipeline stage, single process.
 
-    python benchmarks/profile_align.py GENOME.fa READS.fq [--reads 20000] [--neural]
+    python benchmarks/profile_align.py GENOME.fa READS.fq [--reads 20000] [--neural] [--kernels]
 
 Times each stage of `pipeline.map_batch` on the same batches (parse, seed, windows, ungapped
-screen, DP, traceback/formatting) and prints seconds and shares. --reads is rounded up to
-whole batches of 4,000. Run after bench_se.py, on its
+screen, DP, traceback/formatting) and prints seconds and shares. With --kernels, no profiler:
+the seconds in each compiled kernel (every `kernels.call`, by name), the rest being Python and
+numpy. --reads is rounded up to whole batches of 4,000. Run after bench_se.py, on its
 work/genome.fa and work/reads.fq.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import cProfile
 import io
 import itertools
 import os
+import platform
 import pstats
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from neuromap import __version__, kernels  # noqa: E402
 from neuromap.index import open_index  # noqa: E402
 from neuromap.io.fastx import RawBatch, fastq_batches, make_batch, parse_raw_batch  # noqa: E402
 from neuromap.model import device_name  # noqa: E402
@@ -47,6 +51,7 @@ def main() -> None:
     ap.add_argument("reads")
     ap.add_argument("--reads", dest="n", type=int, default=20000)
     ap.add_argument("--neural", action="store_true", help="the default path with the network (else seeds + DP)")
+    ap.add_argument("--kernels", action="store_true", help="seconds per compiled kernel, without the profiler")
     args = ap.parse_args()
     index = open_index(args.genome)
     opts = AlignOptions(neural=args.neural)
@@ -58,6 +63,12 @@ def main() -> None:
 
     # Load the compiled kernels and, with --neural, JAX and the model, outside the measurement.
     run(500, 500)
+    header = (f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores, {platform.platform()}; "
+              f"neuromap {__version__}, Python {platform.python_version()}\n")
+    where = f"network on {device_name()}" if args.neural else "seeds + DP"
+    if args.kernels:
+        kernel_times(run, args.n, opts.batch_size, header, where)
+        return
     prof = cProfile.Profile()
     start = time.perf_counter()
     prof.runcall(run, args.n, opts.batch_size)
@@ -68,17 +79,38 @@ def main() -> None:
         for stage, (suffix, name) in STAGES.items():
             if path.endswith(suffix) and func == name:
                 cumulative[stage] = cumulative.get(stage, 0.0) + ct
-    where = f"network on {device_name()}" if args.neural else "seeds + DP"
-    import platform
-
-    from neuromap import __version__
-
-    print(f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores, {platform.platform()}; "
-          f"neuromap {__version__}, Python {platform.python_version()}\n")
+    print(header)
     print(f"{args.n} reads in {total:.2f} s ({where}, one process, under the profiler): {args.n / total:,.0f} reads/s\n")
     print("| stage | seconds | share |\n|---|---|---|")
     for stage, secs in sorted(cumulative.items(), key=lambda kv: -kv[1]):
         print(f"| {stage} | {secs:.2f} | {100 * secs / total:.0f} % |")
+
+
+def kernel_times(run, n_reads: int, batch_size: int, header: str, where: str) -> None:
+    """`run` once more with every kernels.call timed by kernel name."""
+    seconds: collections.Counter = collections.Counter()
+    call = kernels.call
+
+    def timed(name, *args):
+        start = time.perf_counter()
+        try:
+            return call(name, *args)
+        finally:
+            seconds[name] += time.perf_counter() - start
+
+    kernels.call = timed
+    try:
+        start = time.perf_counter()
+        run(n_reads, batch_size)
+        total = time.perf_counter() - start
+    finally:
+        kernels.call = call
+    print(header)
+    print(f"{n_reads} reads in {total:.3f} s ({where}, one process)\n")
+    print("| kernel | seconds | share |\n|---|---|---|")
+    for name, secs in seconds.most_common():
+        print(f"| {name} | {secs:.3f} | {100 * secs / total:.1f} % |")
+    print(f"| (Python and numpy) | {total - sum(seconds.values()):.3f} | {100 * (1 - sum(seconds.values()) / total):.1f} % |")
 
 
 if __name__ == "__main__":
