@@ -163,7 +163,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     try:
         idx = open_index(reference, index_path)
         command_line = "neuromap " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        header = header_text(idx.names, idx.contig_lengths, idx.md5, command_line, rg_line)
+        header = header_text(idx.names, idx.contig_lengths, idx.md5, command_line, rg_line).encode()
         with tqdm(disable=not show_bar, unit=" reads", file=sys.stderr, desc="aligning", dynamic_ncols=True) as bar:
             # The header goes out with the first batch, so input that is bad from its first record
             # leaves no SAM at all, not even on stdout.
@@ -180,7 +180,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
 
             for text, figures in align_records(batches, idx, opts, on_insert):
                 sink.write(header + text)
-                header = ""
+                header = b""
                 totals.add(figures)
                 bar.update(figures.reads)
         sink.write(header)

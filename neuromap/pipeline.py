@@ -27,11 +27,12 @@ from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, unga
 from neuromap.errors import Terminated
 from neuromap.index import Index, load_index
 from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, make_batch, pack, parse_raw_batch, parse_raw_pairs_batch, unpack
-from neuromap.io.sam import format_sam
+from neuromap.io.sam import sam_records
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
 from neuromap.model import ModelServer, calibration_scale, max_window, model_device, score_pairs, use_remote
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
+from neuromap.slots import BatchSlots, InSlot, put_text, take_batch
 from neuromap.threads import single_threaded_blas_children
 from neuromap.texts import Texts
 from neuromap.windows import gather_windows, make_pairs
@@ -528,7 +529,7 @@ def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertM
 
 
 def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | None = None, samples: np.ndarray | None = None):
-    """One batch: (SAM text, figures, insert model used, insert samples so far)."""
+    """One batch: (SAM text as bytes, figures, insert model used, insert samples so far)."""
     # Batches not yet parsed come from fastx.fastq_batches (RawBatch) and fastq_pair_batches (RawPairs).
     if not opts.paired:
         batch = parse_raw_batch(records) if isinstance(records, RawBatch) else make_batch(records)
@@ -544,7 +545,7 @@ def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | 
         stats.paired, stats.proper = len(batch), int(fields.proper.sum())
     if opts.neural:
         stats.device = model_device()
-    return format_sam(batch, res, index, opts.read_group_id, fields), stats, model, samples
+    return sam_records(batch, res, index, opts.read_group_id, fields), stats, model, samples
 
 
 _WORKER_STATE: tuple[Index, AlignOptions] | None = None
@@ -605,6 +606,9 @@ def _pack_batch(records, paired: bool):
 def _work_in_worker(packed, model=None, samples=None):
     assert _WORKER_STATE is not None
     index, opts = _WORKER_STATE
+    if isinstance(packed, InSlot):  # the batch's bytes, and then its SAM, in shared memory
+        text, *rest = _work(take_batch(packed), index, opts, model, samples)
+        return (put_text(packed, text), *rest)
     if isinstance(packed, (RawBatch, RawPairs)):
         records = packed
     else:
@@ -612,8 +616,8 @@ def _work_in_worker(packed, model=None, samples=None):
     return _work(records, index, opts, model, samples)
 
 
-def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert=None) -> Iterator[tuple[str, RunStats]]:
-    """Yield (SAM text, figures) per batch, in input order. `batches` hold `opts.batch_size` reads
+def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert=None) -> Iterator[tuple[bytes, RunStats]]:
+    """Yield (SAM text as UTF-8 bytes, figures) per batch, in input order. `batches` hold `opts.batch_size` reads
     (half as many pairs when `opts.paired`): as fastx.fastq_batches and fastq_pair_batches cut
     them, which the workers parse, or lists of Records, or of (mate 1, mate 2) tuples
     (`batched(read_fastx(path), opts.batch_size)`).
@@ -628,7 +632,9 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     forked): the per-read Python of a batch (batching, SAM text, the pair posterior) holds the GIL,
     which caps what threads of one process reach on many cores; processes do not share it, at the
     price of a copy of Python, numpy and the kernels in each. With the network, one more process
-    holds the model and answers the workers' calls (model.ModelServer). The output is the same.
+    holds the model and answers the workers' calls (model.ModelServer). Batches of FASTQ bytes go
+    to the workers, and their SAM comes back, through shared memory (neuromap.slots). The output
+    is the same.
 
     Pairs: until the insert size is known (from -I, or estimated from the first batches), each
     batch is mapped only after the previous one, so the estimate, and thus the output, is the same
@@ -639,9 +645,12 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     samples = np.zeros(0, np.int64)
     if model is not None and on_insert is not None and opts.paired:
         on_insert(model, 0)
-    pool = server = None
+    pool = server = shared = None
+    use_shared = opts.processes and BatchSlots.available()
+    sent = 0  # batches sent through slots: the b-th travels in slot b % (2 x threads)
 
     def submit(recs, *args):
+        nonlocal shared, sent, use_shared
         if pool is None:
             done: Future = Future()
             done.set_result(_work(recs, index, opts, *args))
@@ -652,7 +661,16 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             # prints nothing.
             previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
             try:
-                return pool.submit(_work_in_worker, _pack_batch(recs, opts.paired), *args)
+                packed = _pack_batch(recs, opts.paired)
+                if use_shared and shared is None and isinstance(packed, (RawBatch, RawPairs)):
+                    try:
+                        shared = BatchSlots(2 * opts.threads, packed, opts.batch_size)
+                    except OSError:  # no shared memory to be had: the pipes, as without memfd
+                        use_shared = False
+                if shared is not None and isinstance(packed, (RawBatch, RawPairs)):
+                    packed = shared.send(sent % shared.spec.count, packed)
+                    sent += 1
+                return pool.submit(_work_in_worker, packed, *args)
             finally:
                 signal.signal(signal.SIGINT, previous)
         return pool.submit(_work, recs, index, opts, *args)
@@ -675,9 +693,14 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
         elif opts.threads > 1:
             pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="neuromap-map")
         pending: deque = deque()
+
+        def done(future: Future) -> tuple:
+            text, *rest = future.result()
+            return (text if shared is None else shared.receive(text), *rest)
+
         for recs in batches:
             if opts.paired and model is None:
-                text, stats, found, samples = submit(recs, None, samples).result()
+                text, stats, found, samples = done(submit(recs, None, samples))
                 if found is not None:
                     model = found
                     if on_insert is not None:
@@ -686,9 +709,9 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
                 continue
             pending.append(submit(recs, model))
             if len(pending) >= 2 * opts.threads:
-                yield pending.popleft().result()[:2]
+                yield done(pending.popleft())[:2]
         while pending:
-            yield pending.popleft().result()[:2]
+            yield done(pending.popleft())[:2]
         if opts.paired and model is None and on_insert is not None:
             on_insert(None, len(samples))
     except (KeyboardInterrupt, Terminated):
@@ -702,4 +725,6 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             pool.shutdown(wait=not interrupted, cancel_futures=True)
         if server is not None:
             server.close(wait=not interrupted)
+        if shared is not None:
+            shared.close()
         blas.close()

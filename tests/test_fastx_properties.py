@@ -178,7 +178,7 @@ def test_every_valid_record_comes_out_once_intact(data_dir, tmp_path_factory):
         path.write_bytes(gzip.compress(data) if compress else data)
         sam = tmp / "out.sam"
         header = "".join(f"@SQ\tSN:{n}\tLN:{int(l)}\n" for n, l in zip(index.names, index.contig_lengths))
-        sam.write_text(header + "".join(text for text, _ in align_records(batched(read_fastx(str(path)), opts.batch_size), index, opts)))
+        sam.write_bytes(header.encode() + b"".join(text for text, _ in align_records(batched(read_fastx(str(path)), opts.batch_size), index, opts)))
         got = []
         with pysam.AlignmentFile(str(sam), check_sq=False) as fh:
             for rec in fh:

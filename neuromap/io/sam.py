@@ -30,13 +30,18 @@ def reverse_complement(seq: str) -> str:
 
 
 def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: str | None, pairs: PairFields | None = None) -> str:
-    """SAM text for one batch, in input order (for pairs: mate 1 then mate 2 of each pair).
+    """SAM text for one batch, in input order (for pairs: mate 1 then mate 2 of each pair)."""
+    return sam_records(batch, res, index, read_group_id, pairs).decode()
+
+
+def sam_records(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: str | None, pairs: PairFields | None = None) -> bytes:
+    """format_sam's text as UTF-8 bytes, as written out (no decoding and encoding again).
     The numbers of every record are worked out here over whole arrays, and the text is written by
     compiled code (nm_format_sam, which releases the GIL): the per-read Python left is joining
     each string field into one buffer."""
     n_reads = len(batch)
     if n_reads == 0:
-        return ""
+        return b""
     mapped = np.ascontiguousarray(res.mapped, dtype=np.bool_)
     reverse = res.reverse.astype(bool)
     contig = res.contig.astype(np.int64)
@@ -96,7 +101,7 @@ def format_sam(batch: ReadBatch, res: MappedBatch, index: Index, read_group_id: 
                           *contigs, rg, len(rg), out, cap)
     if length < 0:
         raise RuntimeError("format_sam: the SAM text outgrew its bound")
-    return out[:length].tobytes().decode()
+    return out[:length].tobytes()
 
 
 _COMPLEMENT_TABLE = np.frombuffer(reverse_complement(bytes(range(128)).decode())[::-1].encode() + bytes(range(128, 256)), np.uint8).copy()
@@ -175,7 +180,7 @@ class SamSink:
         self._tmp_dir: str | None = None
         if path is None or path == "-":
             self.path = None
-            self._fh = sys.stdout
+            self._fh = sys.stdout.buffer
             return
         parent = os.path.dirname(os.path.abspath(path)) or "."
         if not os.path.isdir(parent):
@@ -188,9 +193,10 @@ class SamSink:
         except OSError as exc:
             raise NeuromapError(f"{path}: cannot write to {parent}: {exc.strerror}") from None
         self._tmp_sam = os.path.join(self._tmp_dir, "unsorted.sam")
-        self._fh = open(self._tmp_sam, "w")
+        self._fh = open(self._tmp_sam, "wb")
 
-    def write(self, text: str) -> None:
+    def write(self, text: bytes) -> None:
+        """SAM text, as UTF-8 bytes (the workers' form: pipeline.align_records)."""
         try:
             self._fh.write(text)
         except OSError as exc:

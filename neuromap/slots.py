@@ -1,0 +1,155 @@
+"""Batches to and from worker processes through shared memory instead of pipes.
+
+With `align --processes` the main process hands each batch of FASTQ bytes to a worker and takes
+its SAM text back, in input order. Through the pool's pipes each batch costs the main process a
+pickling, a feeder thread's writes in 64 KB pieces and as many wake-ups, then the same again
+for the SAM coming back; on 16 cores that kept the main process saturated (benchmarks/README.md).
+Here the main process copies a batch into a slot of one shared mapping (a memfd, which the
+workers open through /proc) and sends only where it lies; the worker writes its SAM into the
+same slot and answers with its length.
+
+Slot `b % count` carries batch b: align_records has at most 2 x threads batches in flight and
+takes each batch's SAM out of its slot before it sends the next batch, so `count` = 2 x threads
+slots are never written twice while in use. A batch or a SAM text too big for its slot (reads far
+longer than the first batch's) goes through the pipes as before, as does everything where memfd
+is not available (not Linux).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import mmap
+import os
+from dataclasses import dataclass
+
+from neuromap.io.fastx import RawBatch, RawPairs
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """Where the shared mapping is (a path any process of ours can open) and how it is cut."""
+
+    path: str
+    count: int
+    in_size: int  # bytes for a batch's FASTQ
+    out_size: int  # bytes for its SAM text
+
+    def offset(self, slot: int) -> int:
+        return slot * (self.in_size + self.out_size)
+
+
+@dataclass(frozen=True)
+class InSlot:
+    """A batch (RawBatch or RawPairs) whose data was left in slot `slot`: `lengths` bytes for each
+    file's part, in order."""
+
+    spec: SlotSpec
+    slot: int
+    lengths: tuple[int, ...]
+    batch: RawBatch | RawPairs
+
+
+@dataclass(frozen=True)
+class OutSlot:
+    """A batch's SAM text, `length` bytes in slot `slot`."""
+
+    slot: int
+    length: int
+
+
+def _parts(batch: RawBatch | RawPairs) -> list[bytes]:
+    if isinstance(batch, RawBatch):
+        return [batch.data]
+    return [batch.first.data] + ([] if batch.second is None else [batch.second.data])
+
+
+def _with_parts(batch: RawBatch | RawPairs, parts: list[bytes]) -> RawBatch | RawPairs:
+    if isinstance(batch, RawBatch):
+        return dataclasses.replace(batch, data=parts[0])
+    second = None if batch.second is None else dataclasses.replace(batch.second, data=parts[1])
+    return dataclasses.replace(batch, first=dataclasses.replace(batch.first, data=parts[0]), second=second)
+
+
+def _emptied(batch: RawBatch | RawPairs) -> RawBatch | RawPairs:
+    return _with_parts(batch, [b""] * len(_parts(batch)))
+
+
+class BatchSlots:
+    """The main process's side: `count` slots, sized from the first batch sent."""
+
+    def __init__(self, count: int, first: RawBatch | RawPairs, reads: int):
+        need = sum(len(p) for p in _parts(first))
+        in_size = _pages(max(1 << 20, 2 * need))
+        out_size = _pages(2 * in_size + 512 * reads)  # SAM adds ~150 bytes a read to the FASTQ's
+        self._fd = os.memfd_create("neuromap-batches", os.MFD_CLOEXEC)
+        try:
+            os.ftruncate(self._fd, count * (in_size + out_size))
+            self._map = mmap.mmap(self._fd, count * (in_size + out_size))
+        except OSError:
+            os.close(self._fd)
+            raise
+        self.spec = SlotSpec(f"/proc/{os.getpid()}/fd/{self._fd}", count, in_size, out_size)
+
+    @staticmethod
+    def available() -> bool:
+        return hasattr(os, "memfd_create") and os.path.isdir(f"/proc/{os.getpid()}/fd")
+
+    def send(self, slot: int, batch: RawBatch | RawPairs) -> InSlot | RawBatch | RawPairs:
+        """`batch` as it should travel: its bytes copied into the slot, or itself where they do
+        not fit."""
+        parts = _parts(batch)
+        if sum(len(p) for p in parts) > self.spec.in_size:
+            return batch
+        at = self.spec.offset(slot)
+        for part in parts:
+            self._map[at : at + len(part)] = part
+            at += len(part)
+        return InSlot(self.spec, slot, tuple(len(p) for p in parts), _emptied(batch))
+
+    def receive(self, text: OutSlot | bytes) -> bytes:
+        """A worker's answer as bytes (a copy: the slot is reused once this batch is written)."""
+        if not isinstance(text, OutSlot):
+            return text
+        at = self.spec.offset(text.slot) + self.spec.in_size
+        return self._map[at : at + text.length]
+
+    def close(self) -> None:
+        self._map.close()
+        os.close(self._fd)
+
+
+def _pages(n: int) -> int:
+    return -(-n // mmap.PAGESIZE) * mmap.PAGESIZE
+
+
+_ATTACHED: dict[SlotSpec, mmap.mmap] = {}
+
+
+def _mapping(spec: SlotSpec) -> mmap.mmap:
+    """A worker's view of the main process's mapping, opened on first use."""
+    view = _ATTACHED.get(spec)
+    if view is None:
+        fd = os.open(spec.path, os.O_RDWR)
+        try:
+            view = _ATTACHED[spec] = mmap.mmap(fd, spec.count * (spec.in_size + spec.out_size))
+        finally:
+            os.close(fd)
+    return view
+
+
+def take_batch(packed: InSlot) -> RawBatch | RawPairs:
+    """In a worker: the batch with its bytes read out of the slot."""
+    view, at, parts = _mapping(packed.spec), packed.spec.offset(packed.slot), []
+    for length in packed.lengths:
+        parts.append(view[at : at + length])
+        at += length
+    return _with_parts(packed.batch, parts)
+
+
+def put_text(packed: InSlot, text: bytes) -> OutSlot | bytes:
+    """In a worker: the batch's SAM text into its slot, or itself where it does not fit."""
+    if len(text) > packed.spec.out_size:
+        return text
+    at = packed.spec.offset(packed.slot) + packed.spec.in_size
+    _mapping(packed.spec)[at : at + len(text)] = text
+    return OutSlot(packed.slot, len(text))
