@@ -196,9 +196,14 @@ class SamSink:
         self._fh = open(self._tmp_sam, "wb")
 
     def write(self, text: bytes) -> None:
-        """SAM text, as UTF-8 bytes (the workers' form: pipeline.align_records)."""
+        """SAM text, as UTF-8 bytes (the workers' form: pipeline.align_records). A buffered
+        writer handed more than its buffer returns what one write(2) took, which a pipe closed
+        midway (`| head`, a reader that died) cuts short without an error: the rest is written
+        until it is all out or the write fails."""
         try:
-            self._fh.write(text)
+            view = memoryview(text)
+            while view:
+                view = view[self._fh.write(view):]
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):
                 raise OutputClosed() from None
