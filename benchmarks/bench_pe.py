@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_se import (BF16, WARM_NOTE, common_args, machine_lines, network_options, print_reports, run_measured, version_of,  # noqa: E402
+from bench_se import (BF16, WARM_NOTE, common_args, gzipped, machine_lines, network_options, print_reports, run_measured, version_of,  # noqa: E402
                       warm_up, with_process_rows)
 from neuromap import __version__  # noqa: E402
 from neuromap.evaluate import evaluate  # noqa: E402
@@ -55,9 +55,10 @@ def main() -> None:
         return
     subprocess.run([*neuromap, "index", w("genome.fa")], check=True, capture_output=True)
     subprocess.run(["minimap2", "-x", "sr", "-d", w("genome.mmi"), w("genome.fa")], check=True, capture_output=True)
+    r1, r2 = gzipped(w("r1.fq"), args.gzip), gzipped(w("r2.fq"), args.gzip)
     runs = [
-        ("neuromap (network)", [*neuromap, "align", "-t", t, *network_options(args), w("genome.fa"), w("r1.fq"), w("r2.fq")], "pe-neuromap.sam"),
-        ("neuromap --no-neural", [*neuromap, "align", "--no-neural", "-t", t, w("genome.fa"), w("r1.fq"), w("r2.fq")], "pe-neuromap-no-neural.sam"),
+        ("neuromap (network)", [*neuromap, "align", "-t", t, *network_options(args), w("genome.fa"), r1, r2], "pe-neuromap.sam"),
+        ("neuromap --no-neural", [*neuromap, "align", "--no-neural", "-t", t, w("genome.fa"), r1, r2], "pe-neuromap-no-neural.sam"),
     ]
     if args.bf16:
         runs.insert(1, ("neuromap (network, bf16)", runs[0][1], "pe-neuromap-bf16.sam"))
@@ -66,8 +67,8 @@ def main() -> None:
     runs = with_process_rows(runs, args)
     if shutil.which("bwa"):
         subprocess.run(["bwa", "index", w("genome.fa")], check=True, capture_output=True)
-        runs.append(("bwa mem", ["bwa", "mem", "-t", t, w("genome.fa"), w("r1.fq"), w("r2.fq")], "pe-bwa.sam"))
-    runs.append(("minimap2 -x sr", ["minimap2", "-t", t, "-ax", "sr", w("genome.mmi"), w("r1.fq"), w("r2.fq")], "pe-minimap2.sam"))
+        runs.append(("bwa mem", ["bwa", "mem", "-t", t, w("genome.fa"), r1, r2], "pe-bwa.sam"))
+    runs.append(("minimap2 -x sr", ["minimap2", "-t", t, "-ax", "sr", w("genome.mmi"), r1, r2], "pe-minimap2.sam"))
     if not args.no_network:
         warm_up(w("genome.fa"), w("r1.fq"), w("r2.fq"))
         if args.bf16:
@@ -88,7 +89,7 @@ def main() -> None:
         bwa_version = next((l.split(":", 1)[1].strip() for l in subprocess.run(["bwa"], capture_output=True, text=True).stderr.splitlines() if l.startswith("Version")), "?")
         versions += f", bwa {bwa_version}"
     print(f"- versions: {versions}, JAX {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind})")
-    print(f"- data: {args.size:,} bp synthetic genome with repeats (seed {args.seed}), {args.pairs:,} pairs of 2 x {args.length} bp, "
+    print(f"- data: {args.size:,} bp synthetic genome with repeats (seed {args.seed}), {args.pairs:,} pairs of 2 x {args.length} bp{' (gzip -6)' if args.gzip else ''}, "
           f"fragments {args.fragment[0]:.0f} +- {args.fragment[1]:.0f} bp, 1 % sequencing error, SNP rate 0.001, indel rate 0.0001")
     print(f"- threads: {args.threads} for every tool; wall-clock times include start-up and index loading; "
           f"correct % and wrong counts are over all mates (reads); {WARM_NOTE}\n")

@@ -54,6 +54,11 @@ if [ -d .whl ] && ! "$PY" -c "import flatbuffers" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-fb .whl/flatbuffers-*.whl &&
         export PYTHONPATH="$PYTHONPATH:/tmp/site-fb"
 fi
+# isal (ISA-L's gzip) decompresses gzipped reads; without it neuromap falls back to zlib.
+if [ -d .whl ] && ! "$PY" -c "import isal" 2>/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-isal .whl/isal-*.whl &&
+        export PYTHONPATH="$PYTHONPATH:/tmp/site-isal"
+fi
 # neuromap is written against Flax 0.12 (nnx.List); an older Flax gets the carried one.
 if [ -d .whl ] && ! "$PY" -c "from flax import nnx; nnx.List" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-flax .whl/flax-*.whl &&

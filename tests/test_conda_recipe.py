@@ -24,7 +24,7 @@ def render():
 
 
 # conda-forge names that differ from PyPI's (conda-forge's `flatbuffers` is the C++ library)
-CONDA_TO_PYPI = {"python-flatbuffers": "flatbuffers"}
+CONDA_TO_PYPI = {"python-flatbuffers": "flatbuffers", "python-isal": "isal"}
 
 
 def split(requirement):
