@@ -102,7 +102,7 @@ def main() -> None:
     print("memory-mapped index. JAX's library (libjax_common.so, 350 MB on disk) and runtime are most of the")
     print("difference for neuromap with the network; minimap2 is one small static program.")
     print("\nWhere the time goes: wall seconds, CPU seconds of the main process (the one started; for")
-    print("neuromap with --processes: reading and cutting the input, the network, writing the output)")
+    print("neuromap with --processes: reading and cutting the input, handing batches out, writing the output; the network has a process of its own)")
     print("and of all its processes together, and the cores kept busy on average (all CPU / wall). A main")
     print("process whose CPU seconds come near the wall (or pass it: its threads) is what limits the run.\n")
     head = " | ".join(f"{n:,} reads: wall s / main CPU s / all CPU s / cores" for n in args.reads)

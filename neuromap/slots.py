@@ -4,9 +4,11 @@ With `align --processes` the main process hands each batch of FASTQ bytes to a w
 its SAM text back, in input order. Through the pool's pipes each batch costs the main process a
 pickling, a feeder thread's writes in 64 KB pieces and as many wake-ups, then the same again
 for the SAM coming back; on 16 cores that kept the main process saturated (benchmarks/README.md).
-Here the main process copies a batch into a slot of one shared mapping (a memfd, which the
-workers open through /proc) and sends only where it lies; the worker writes its SAM into the
-same slot and answers with its length.
+Here the main process copies a batch into a slot of one shared in-memory file (a memfd, which
+the workers open through /proc) and sends only where it lies; the worker writes its SAM into the
+same slot and answers with its length. Each side copies with pread/pwrite rather than mapping
+the file: one copy either way, and the pages then count in no process's RSS (mapped, every
+worker would show every slot it ever touched, though they are in memory once).
 
 Slot `b % count` carries batch b: align_records has at most 2 x threads batches in flight and
 takes each batch's SAM out of its slot before it sends the next batch, so `count` = 2 x threads
@@ -82,12 +84,6 @@ class BatchSlots:
         in_size = _pages(max(1 << 20, 2 * need))
         out_size = _pages(2 * in_size + 512 * reads)  # SAM adds ~150 bytes a read to the FASTQ's
         self._fd = os.memfd_create("neuromap-batches", os.MFD_CLOEXEC)
-        try:
-            os.ftruncate(self._fd, count * (in_size + out_size))
-            self._map = mmap.mmap(self._fd, count * (in_size + out_size))
-        except OSError:
-            os.close(self._fd)
-            raise
         self.spec = SlotSpec(f"/proc/{os.getpid()}/fd/{self._fd}", count, in_size, out_size)
 
     @staticmethod
@@ -102,7 +98,7 @@ class BatchSlots:
             return batch
         at = self.spec.offset(slot)
         for part in parts:
-            self._map[at : at + len(part)] = part
+            _write_at(self._fd, part, at)
             at += len(part)
         return InSlot(self.spec, slot, tuple(len(p) for p in parts), _emptied(batch))
 
@@ -110,11 +106,9 @@ class BatchSlots:
         """A worker's answer as bytes (a copy: the slot is reused once this batch is written)."""
         if not isinstance(text, OutSlot):
             return text
-        at = self.spec.offset(text.slot) + self.spec.in_size
-        return self._map[at : at + text.length]
+        return _read_at(self._fd, text.length, self.spec.offset(text.slot) + self.spec.in_size)
 
     def close(self) -> None:
-        self._map.close()
         os.close(self._fd)
 
 
@@ -122,26 +116,39 @@ def _pages(n: int) -> int:
     return -(-n // mmap.PAGESIZE) * mmap.PAGESIZE
 
 
-_ATTACHED: dict[SlotSpec, mmap.mmap] = {}
+def _write_at(fd: int, data: bytes, at: int) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, at)
+        view, at = view[written:], at + written
 
 
-def _mapping(spec: SlotSpec) -> mmap.mmap:
-    """A worker's view of the main process's mapping, opened on first use."""
-    view = _ATTACHED.get(spec)
-    if view is None:
-        fd = os.open(spec.path, os.O_RDWR)
-        try:
-            view = _ATTACHED[spec] = mmap.mmap(fd, spec.count * (spec.in_size + spec.out_size))
-        finally:
-            os.close(fd)
-    return view
+def _read_at(fd: int, length: int, at: int) -> bytes:
+    data = os.pread(fd, length, at)
+    while len(data) < length:  # a short read: not seen for an in-memory file, but allowed
+        more = os.pread(fd, length - len(data), at + len(data))
+        if not more:
+            raise OSError(f"shared batch memory ended {length - len(data)} bytes early")
+        data += more
+    return data
+
+
+_OPENED: dict[SlotSpec, int] = {}
+
+
+def _file(spec: SlotSpec) -> int:
+    """A worker's descriptor of the main process's memfd, opened on first use."""
+    fd = _OPENED.get(spec)
+    if fd is None:
+        fd = _OPENED[spec] = os.open(spec.path, os.O_RDWR | os.O_CLOEXEC)
+    return fd
 
 
 def take_batch(packed: InSlot) -> RawBatch | RawPairs:
     """In a worker: the batch with its bytes read out of the slot."""
-    view, at, parts = _mapping(packed.spec), packed.spec.offset(packed.slot), []
+    fd, at, parts = _file(packed.spec), packed.spec.offset(packed.slot), []
     for length in packed.lengths:
-        parts.append(view[at : at + length])
+        parts.append(_read_at(fd, length, at))
         at += length
     return _with_parts(packed.batch, parts)
 
@@ -150,6 +157,5 @@ def put_text(packed: InSlot, text: bytes) -> OutSlot | bytes:
     """In a worker: the batch's SAM text into its slot, or itself where it does not fit."""
     if len(text) > packed.spec.out_size:
         return text
-    at = packed.spec.offset(packed.slot) + packed.spec.in_size
-    _mapping(packed.spec)[at : at + len(text)] = text
+    _write_at(_file(packed.spec), text, packed.spec.offset(packed.slot) + packed.spec.in_size)
     return OutSlot(packed.slot, len(text))
