@@ -9,7 +9,6 @@ import sys
 import time
 
 import click
-from tqdm import tqdm
 
 from neuromap import __version__
 from neuromap.errors import NeuromapError, OutputClosed, Terminated
@@ -110,6 +109,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
       NEUROMAP_JAX_CACHE      JAX's compilation cache and the exported network (default ~/.cache/neuromap/jax)
       MALLOC_ARENA_MAX        glibc malloc arenas (default here: -t + 2)
     """
+    from tqdm import tqdm  # here: worker processes import this module (their __main__) and need no bar
+
     from neuromap.align import Scoring
     from neuromap.index import open_index
     from neuromap.io.fastx import fastq_batches, fastq_pair_batches

@@ -9,7 +9,6 @@ import tempfile
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pysam
 
 from neuromap import __version__, kernels
 from neuromap.errors import NeuromapError, OutputClosed
@@ -211,6 +210,8 @@ class SamSink:
 
     def commit(self) -> None:
         """Finish the output; only now does `path` appear."""
+        import pysam  # here, not above: the worker processes, which import this module, never sort
+
         if self.path is None:
             try:
                 self._fh.flush()
