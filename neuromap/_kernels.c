@@ -713,6 +713,65 @@ EXPORT int nm_traceback(const uint16_t *trace, int64_t rows, int64_t band, int64
     return 0;
 }
 
+/* -------------------------------------------------------------------------------- placements */
+
+/* numpy's ascending order of -ll (argsort kind="stable"): NaN last, ties in slot order. */
+static inline int ll_before(double a, double b) {  /* does slot a's ll come before b's? (strictly) */
+    const double ka = -a, kb = -b;
+    if (ka != ka) return 0;
+    if (kb != kb) return 1;
+    return ka < kb;
+}
+
+/* The same placement found twice (pipeline.place): per read, its slots in order of falling ll
+ * (stable); a valid slot whose start is within `gap` of an earlier valid, not itself duplicate,
+ * slot on the same strand is a duplicate and loses its validity. valid (n x slots) is updated in
+ * place. The vectorised numpy it replaced is tests/reference_place.py's. */
+EXPORT int nm_same_placement(const double *ll, const int64_t *start, const uint8_t *reverse, uint8_t *valid,
+                             int64_t n, int64_t slots, int64_t gap) {
+    int64_t order_here[64], *order = order_here;
+    uint8_t dup_here[64], *dup = dup_here;
+    if (slots > 64) {  /* -N above 64 */
+        order = malloc(slots * sizeof(int64_t));
+        dup = malloc(slots);
+        if (!order || !dup) {
+            free(order == order_here ? NULL : order);
+            free(dup == dup_here ? NULL : dup);
+            return 1;
+        }
+    }
+    for (int64_t r = 0; r < n; r++) {
+        const double *l = ll + r * slots;
+        const int64_t *st = start + r * slots;
+        const uint8_t *rv = reverse + r * slots;
+        uint8_t *v = valid + r * slots;
+        for (int64_t j = 0; j < slots; j++) {  /* stable insertion sort */
+            int64_t i = j;
+            while (i > 0 && ll_before(l[j], l[order[i - 1]])) {
+                order[i] = order[i - 1];
+                i--;
+            }
+            order[i] = j;
+        }
+        for (int64_t j = 0; j < slots; j++) {
+            const int64_t b = order[j];
+            dup[j] = 0;
+            for (int64_t i = 0; i < j && !dup[j]; i++) {
+                const int64_t a = order[i];
+                const int64_t d = st[a] - st[b];
+                dup[j] = v[a] && !dup[i] && (d <= gap && -d <= gap) && rv[a] == rv[b];
+            }
+        }
+        for (int64_t j = 0; j < slots; j++)
+            if (dup[j]) v[order[j]] = 0;
+    }
+    if (order != order_here) {
+        free(order);
+        free(dup);
+    }
+    return 0;
+}
+
 /* -------------------------------------------------------------------------------- FASTQ text */
 
 static inline int is_printable(uint8_t c) { return c >= '!' && c <= '~'; }

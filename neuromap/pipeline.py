@@ -223,20 +223,14 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
 
     # Per read and slot. A placement starting where a likelier one of the same read starts (same
     # strand) is the same placement found twice and must not count against it.
-    valid = cands.valid.copy()
+    # (A compiled loop over each read's slots in order of falling likelihood: nm_same_placement.)
+    valid = np.ascontiguousarray(cands.valid, dtype=np.bool_).copy()
     ll = np.full((n, n_slots), -np.inf)
     ll[pairs.read, pairs.slot] = pair_ll
     start_at = np.full((n, n_slots), -(1 << 40), dtype=np.int64)
     start_at[pairs.read, pairs.slot] = pairs.window_start + pair_start
-    order = np.argsort(-ll, axis=1, kind="stable")
-    l_sorted = np.take_along_axis(start_at, order, 1)
-    r_sorted = np.take_along_axis(cands.reverse, order, 1)
-    v_sorted = np.take_along_axis(valid, order, 1)
-    dup = np.zeros_like(v_sorted)
-    for j in range(1, n_slots):
-        same = (np.abs(l_sorted[:, :j] - l_sorted[:, j : j + 1]) <= opts.seed.max_diag_gap) & (r_sorted[:, :j] == r_sorted[:, j : j + 1])
-        dup[:, j] = (same & v_sorted[:, :j] & ~dup[:, :j]).any(axis=1)
-    np.put_along_axis(valid, order, v_sorted & ~dup, 1)
+    kernels.call("nm_same_placement", ll, start_at, np.ascontiguousarray(cands.reverse, dtype=np.bool_), valid, n, n_slots,
+                 opts.seed.max_diag_gap)
 
     # A window where the read aligns below --min-score is no placement while the read has one
     # where it aligns: it is neither chosen nor counted against the others in P(correct) (a

@@ -8,6 +8,7 @@ hashes) the kernels must give the same scores, ends, CIGARs, MDs, NMs and minimi
 import numpy as np
 import pytest
 
+from neuromap import kernels
 from neuromap.align import Scoring, banded_align, traceback, ungapped, ungapped_description
 from neuromap.index import open_index
 from neuromap.io.fastx import make_batch, read_fastx
@@ -16,6 +17,7 @@ from neuromap.sketch import kmer_hashes, sketch_rows, sketch_sequence
 from neuromap.windows import gather_windows, oriented_reads
 from reference_align import (banded_align_numpy, gather_windows_numpy, reverse_complement_codes_numpy, traceback_numpy, ungapped_description_numpy,
                              ungapped_numpy)
+from reference_place import same_placement_numpy
 from reference_seed import find_candidates_numpy
 from reference_sketch import kmer_hashes_numpy, sketch_rows_numpy
 
@@ -336,3 +338,23 @@ def test_the_c_file_also_builds_as_a_plain_library(tmp_path):
     plain.nm_hash_rows(codes.ctypes.data, 3, 40, 9, hashes.ctypes.data, reverse.ctypes.data)
     assert np.array_equal(hashes, want[0]) and np.array_equal(reverse, want[1])
     assert all(hasattr(plain, name) for name in kernels._SIGNATURES)
+
+
+@pytest.mark.parametrize("slots", [1, 2, 8, 70])
+def test_same_placement_matches_numpy(slots):
+    """Duplicate placements (pipeline.place): the kernel against the numpy it replaced, on reads
+    with tied, -inf and NaN likelihoods, starts close and far, both strands, invalid slots, and
+    more slots than the kernel's stack holds (70)."""
+    rng = np.random.default_rng(slots)
+    n, gap = 3000, 12
+    ll = rng.choice([-np.inf, np.nan, 0.0, -0.0, -1.5, -3.0], (n, slots)) + np.where(rng.random((n, slots)) < 0.5, rng.normal(size=(n, slots)), 0)
+    start = rng.integers(1000, 1000 + 4 * gap, (n, slots)).astype(np.int64)
+    start[rng.random((n, slots)) < 0.2] = -(1 << 40)
+    reverse = rng.random((n, slots)) < 0.3
+    valid = rng.random((n, slots)) < 0.8
+    got = valid.copy()
+    kernels.call("nm_same_placement", np.ascontiguousarray(ll), start, reverse, got, n, slots, gap)
+    want = same_placement_numpy(ll, start, reverse, valid, gap)
+    assert np.array_equal(got, want)
+    if slots > 1:
+        assert (want != valid).sum() > n // 20  # the case is exercised
