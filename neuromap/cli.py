@@ -19,6 +19,13 @@ single_threaded_blas()  # before numpy is imported (by the commands, lazily): ne
 PRESETS = {"sr": {}}  # short reads; the defaults below are tuned for it
 
 
+# From this many workers on, `align` makes them processes unless told (--no-processes): on the
+# 16-core GPU machine processes were 1.1-1.7 x faster than threads (single-end and paired, network
+# on and off: benchmarks/README.md), on 2 cores threads are a little faster; between the two it is
+# not measured.
+AUTO_PROCESSES = 8
+
+
 def _on_sigterm(signum, frame):
     raise Terminated()
 
@@ -71,7 +78,7 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("-I", "--insert-size", metavar="MEAN[,STD]", help="Insert size of pairs in bp (STD defaults to 10 % of MEAN). Default: estimated from the first pairs and reported on stderr.")
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE: .bam is coordinate-sorted and indexed (.bai), anything else is SAM. Default: SAM on stdout.")
 @click.option("-t", "--threads", type=click.IntRange(1, 256), default=1, show_default=True, help="Worker threads that parse and map batches in parallel while the input is cut into batches (the output does not depend on it).")
-@click.option("--processes", is_flag=True, help="Make the -t workers processes instead of threads, for many cores: threads share Python's GIL, which the per-read work holds. Each process holds its own Python, numpy and kernels (more memory); the network has one process of its own, which runs the workers' model calls on its device (the main process only reads and writes). Same output.")
+@click.option("--processes/--no-processes", default=None, help=f"Make the -t workers processes instead of threads (default: processes from -t {AUTO_PROCESSES} up, threads below). Threads share Python's GIL, which the per-read work holds, and leave cores idle on many-core machines; each process holds its own Python, numpy and kernels (more memory), and the network has one process of its own, which runs the workers' model calls on its device (the main process only reads and writes). Same output either way.")
 @click.option("-x", "--preset", type=click.Choice(sorted(PRESETS)), default="sr", show_default=True, help="Preset: sr = short Illumina reads, single or paired.")
 @click.option("-R", "--read-group", metavar="STR", help=r"Read group header line, e.g. '@RG\tID:x\tSM:y'; its ID goes on every record as RG:Z.")
 @click.option("--index", "index_path", metavar="PATH", help="Use the index at PATH (default: REFERENCE.nmi, built if missing, rebuilt if stale).")
@@ -119,6 +126,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     from neuromap.pipeline import AlignOptions, RunStats, align_records, limit_malloc_arenas
     from neuromap.seed import SeedParams
 
+    if processes is None:
+        processes = threads >= AUTO_PROCESSES
     rg_line, rg_id = parse_read_group(read_group) if read_group else (None, None)
     for path in (reads, mates):
         if path is not None and path != "-" and not os.path.exists(path):
@@ -190,6 +199,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         sink.discard()
     seconds = time.perf_counter() - started
     summary = run_summary(totals, seconds, opts.neural)
+    summary["workers"] = f"{threads} {'processes' if processes and threads > 1 else 'threads'}"
     if progress is not False:
         click.echo(
             f"neuromap: {summary['reads']} reads, {summary['mapped_pct']:.2f} % mapped, "

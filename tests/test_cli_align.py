@@ -451,6 +451,19 @@ def test_summary_stats_json_and_progress(data_dir, tmp_path):
     assert_clean_error(run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "--stats", tmp_path / "no" / "s.json"]), "does not exist")
 
 
+@pytest.mark.parametrize("options, workers", [(["-t", "2"], "2 threads"), (["-t", "2", "--processes"], "2 processes"),
+                                              (["-t", "8"], "8 processes"), (["-t", "8", "--no-processes"], "8 threads")])
+def test_many_workers_are_processes_unless_told(data_dir, tmp_path, options, workers):
+    """From -t 8 up the workers are processes by default (threads share the GIL); --no-processes
+    and --processes choose. The run's figures say which ran, and the output is the same."""
+    stats = tmp_path / "run.json"
+    res = run_cli(["align", "--no-neural", *options, "-K", "1000", "--stats", stats, data_dir / "ref.fa", data_dir / "reads.fq"])
+    assert res.returncode == 0, res.stderr
+    assert json.loads(stats.read_text())["workers"] == workers
+    one = run_cli(["align", "--no-neural", "-K", "1000", data_dir / "ref.fa", data_dir / "reads.fq"])
+    assert records(res.stdout) == records(one.stdout)
+
+
 def test_no_neural_never_loads_jax(data_dir, tmp_path):
     """--no-neural (here with two worker threads) runs seeds + DP only: JAX's runtime (hundreds of
     MB of peak RSS) is never imported."""
