@@ -54,7 +54,7 @@ def main() -> None:
     neuromap = [sys.executable, "-m", "neuromap"]
     subprocess.run(neuromap + ["index", genome], check=True, capture_output=True)
     t = str(args.threads)
-    align = [*neuromap, "align", "-t", t, "--quiet", *(["--processes"] if args.processes else [])]
+    align = [*neuromap, "align", "-t", t, "--quiet", "--processes" if args.processes else "--no-processes"]
     workers = ", --processes" if args.processes else ""
     tools = {
         f"neuromap (network){workers}": lambda fq: [*align, genome, fq],

@@ -201,13 +201,17 @@ def network_options(args) -> list[str]:
 
 
 def with_process_rows(runs: list, args) -> list:
-    """With --processes, each neuromap run again with `align --processes`, after it."""
+    """With --processes, each neuromap run with threads (`align --no-processes`: from -t 8 up
+    processes are the default), then again with `align --processes`, after it."""
     if not args.processes:
         return runs
     out = []
     for name, cmd, sam, *rest in runs:
-        out.append((name, cmd, sam, *rest))
-        if name.startswith("neuromap") and "bf16" not in name:
+        if not name.startswith("neuromap"):
+            out.append((name, cmd, sam, *rest))
+            continue
+        out.append((name, [*cmd[:4], "--no-processes", *cmd[4:]], sam, *rest))
+        if "bf16" not in name:
             out.append((f"{name}, --processes", [*cmd[:4], "--processes", *cmd[4:]], sam.replace(".sam", "-processes.sam"), *rest))
     return out
 

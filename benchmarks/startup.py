@@ -125,9 +125,9 @@ def main() -> None:
     align = [sys.executable, "-m", "neuromap", "align", "-t", t, "--quiet"]
     tools = {
         "python -c pass": lambda fq: [sys.executable, "-c", "pass"],
-        "neuromap (network)": lambda fq: [*align, args.genome, fq],
+        "neuromap (network)": lambda fq: [*align, "--no-processes", args.genome, fq],
         "neuromap (network), --processes": lambda fq: [*align, "--processes", args.genome, fq],
-        "neuromap --no-neural": lambda fq: [*align, "--no-neural", args.genome, fq],
+        "neuromap --no-neural": lambda fq: [*align, "--no-neural", "--no-processes", args.genome, fq],
         "neuromap --no-neural, --processes": lambda fq: [*align, "--no-neural", "--processes", args.genome, fq],
         "minimap2 -x sr": lambda fq: ["minimap2", "-ax", "sr", "-t", t, args.genome, fq],
     }
