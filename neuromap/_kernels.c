@@ -772,6 +772,42 @@ EXPORT int nm_same_placement(const double *ll, const int64_t *start, const uint8
     return 0;
 }
 
+/* What each read's unscored placements are taken to be worth (pipeline.unscored_ll): the median
+ * of values[r, j] over its valid slots j < seeded, leaving out the chosen slot unless it is the
+ * only one; NaN values are skipped; a result that is not finite, or no value at all, is 0. As
+ * numpy's nanmedian: for an even count the two middle values' sum halved. */
+EXPORT int nm_unscored(const double *values, const uint8_t *valid, const int64_t *chosen, int64_t n, int64_t slots, int64_t seeded,
+                       double *out) {
+    double here[64], *kept = here;
+    if (seeded > 64 && !(kept = malloc(seeded * sizeof(double)))) return 1;
+    for (int64_t r = 0; r < n; r++) {
+        const uint8_t *v = valid + r * slots;
+        const double *x = values + r * slots;
+        int64_t count = 0, skip = -1;
+        for (int64_t j = 0; j < seeded; j++) count += v[j] != 0;
+        if (chosen[r] < seeded && count > 1) {
+            skip = chosen[r];
+            count -= v[skip] != 0;
+        }
+        int64_t m = 0;
+        for (int64_t j = 0; j < seeded; j++) {
+            if (!v[j] || j == skip || x[j] != x[j]) continue;
+            double value = x[j];
+            int64_t i = m++;
+            while (i > 0 && kept[i - 1] > value) {  /* insertion sort, ascending */
+                kept[i] = kept[i - 1];
+                i--;
+            }
+            kept[i] = value;
+        }
+        double middle = 0.0;  /* none (or only NaN): not finite in numpy, so 0 */
+        if (count >= 1 && m) middle = m % 2 ? kept[m / 2] : (kept[m / 2 - 1] + kept[m / 2]) / 2.0;
+        out[r] = middle - middle == 0.0 ? middle : 0.0;  /* 0 where not finite */
+    }
+    if (kept != here) free(kept);
+    return 0;
+}
+
 /* -------------------------------------------------------------------------------- FASTQ text */
 
 static inline int is_printable(uint8_t c) { return c >= '!' && c <= '~'; }

@@ -340,21 +340,18 @@ def unscored_ll(pl: Placements, values: np.ndarray | None = None) -> np.ndarray:
     `values` (per read and slot) stand in for the log-likelihoods where given: the scaled
     alignment scores of `score_bounds`."""
     n = len(pl.chosen)
-    if pl.seeded == 0:
-        return np.zeros(n)
-    seeded = pl.valid[:, : pl.seeded].copy()
-    own = pl.chosen < pl.seeded
-    alone = seeded.sum(axis=1) <= 1  # only the chosen one: the unscored ones are like it
-    seeded[np.flatnonzero(own & ~alone), pl.chosen[own & ~alone]] = False
-    values = np.where(seeded, (pl.ll if values is None else values)[:, : pl.seeded], np.nan)
-    # Most reads have one value or none: the median of one is itself; nanmedian (slow: a row at a
-    # time) only for the rows with more.
-    count = seeded.sum(axis=1)
-    middle = np.where(count == 1, np.nanmax(values, axis=1, initial=-np.inf, where=seeded), np.nan)
-    many = np.flatnonzero(count > 1)
-    if len(many):
-        middle[many] = np.nanmedian(values[many], axis=1)
-    return np.where(np.isfinite(middle), middle, 0.0)
+    out = np.zeros(n)
+    if pl.seeded == 0 or n == 0:
+        return out
+    # The chosen slot is left out unless it is the read's only one (then the unscored ones are like
+    # it); compiled: nm_unscored (tests/reference_place.py keeps the numpy it replaced).
+    source = pl.ll if values is None else values
+    if source.shape != pl.valid.shape:
+        raise ValueError(f"unscored_ll: values of shape {source.shape} for placements of shape {pl.valid.shape}")
+    kernels.call("nm_unscored", np.ascontiguousarray(source, dtype=np.float64),
+                 np.ascontiguousarray(pl.valid, dtype=np.bool_), np.ascontiguousarray(pl.chosen, dtype=np.int64), n, pl.valid.shape[1],
+                 pl.seeded, out)
+    return out
 
 
 def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarray, p: np.ndarray) -> MappedBatch:

@@ -1,5 +1,6 @@
-"""The original numpy code of pipeline.place's duplicate placements (vectorised over the batch),
-kept as the oracle the compiled kernel nm_same_placement must match exactly."""
+"""The original numpy code of pipeline.place's duplicate placements and of pipeline.unscored_ll
+(vectorised over the batch), kept as the oracles the compiled kernels nm_same_placement and
+nm_unscored must match exactly."""
 
 from __future__ import annotations
 
@@ -21,3 +22,27 @@ def same_placement_numpy(ll: np.ndarray, start_at: np.ndarray, reverse: np.ndarr
         dup[:, j] = (same & v_sorted[:, :j] & ~dup[:, :j]).any(axis=1)
     np.put_along_axis(valid, order, v_sorted & ~dup, 1)
     return valid
+
+
+def unscored_numpy(values: np.ndarray, valid: np.ndarray, chosen: np.ndarray, seeded_slots: int) -> np.ndarray:
+    """Per read, the median of `values` over its valid slots before `seeded_slots`, the chosen one
+    left out unless it is the only one; 0 where that is not finite."""
+    n = len(chosen)
+    if seeded_slots == 0:
+        return np.zeros(n)
+    seeded = valid[:, :seeded_slots].copy()
+    own = chosen < seeded_slots
+    alone = seeded.sum(axis=1) <= 1
+    seeded[np.flatnonzero(own & ~alone), chosen[own & ~alone]] = False
+    values = np.where(seeded, values[:, :seeded_slots], np.nan)
+    count = seeded.sum(axis=1)
+    middle = np.where(count == 1, np.nanmax(values, axis=1, initial=-np.inf, where=seeded), np.nan)
+    many = np.flatnonzero(count > 1)
+    if len(many):
+        with np.errstate(invalid="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
+                middle[many] = np.nanmedian(values[many], axis=1)
+    return np.where(np.isfinite(middle), middle, 0.0)

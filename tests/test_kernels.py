@@ -17,7 +17,7 @@ from neuromap.sketch import kmer_hashes, sketch_rows, sketch_sequence
 from neuromap.windows import gather_windows, oriented_reads
 from reference_align import (banded_align_numpy, gather_windows_numpy, reverse_complement_codes_numpy, traceback_numpy, ungapped_description_numpy,
                              ungapped_numpy)
-from reference_place import same_placement_numpy
+from reference_place import same_placement_numpy, unscored_numpy
 from reference_seed import find_candidates_numpy
 from reference_sketch import kmer_hashes_numpy, sketch_rows_numpy
 
@@ -358,3 +358,23 @@ def test_same_placement_matches_numpy(slots):
     assert np.array_equal(got, want)
     if slots > 1:
         assert (want != valid).sum() > n // 20  # the case is exercised
+
+
+@pytest.mark.parametrize("slots, seeded", [(1, 1), (8, 8), (10, 8), (70, 66)])
+def test_unscored_matches_numpy(slots, seeded):
+    """What unscored placements are worth (pipeline.unscored_ll): the kernel against the numpy it
+    replaced, with -inf, inf and NaN values, ties, invalid and chosen slots, chosen slots beyond
+    the seeded ones (rescued mates), and more slots than the kernel's stack holds."""
+    rng = np.random.default_rng(slots + seeded)
+    n = 4000
+    values = rng.choice([-np.inf, np.inf, np.nan, 0.0, -0.0, -2.5, 7.0], (n, slots))
+    values = np.where(rng.random((n, slots)) < 0.6, rng.normal(size=(n, slots)).round(rng.integers(0, 3)), values)
+    valid = rng.random((n, slots)) < rng.choice([0.1, 0.5, 0.9], (n, 1))
+    chosen = rng.integers(0, slots, n).astype(np.int64)
+    got = np.zeros(n)
+    kernels.call("nm_unscored", np.ascontiguousarray(values), valid, chosen, n, slots, seeded, got)
+    want = unscored_numpy(values, valid, chosen, seeded)
+    # Equal values; a zero's sign may differ where -0.0 and 0.0 tie in the middle (numpy's sort is
+    # not stable), which no later arithmetic sees.
+    assert np.array_equal(got, want)
+    assert (want != 0).mean() > 0.3  # the cases are exercised
