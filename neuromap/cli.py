@@ -116,6 +116,21 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
       NEUROMAP_JAX_CACHE      JAX's compilation cache and the exported network (default ~/.cache/neuromap/jax)
       MALLOC_ARENA_MAX        glibc malloc arenas (default here: -t + 2)
     """
+    if processes is None:
+        processes = threads >= AUTO_PROCESSES
+    server = None
+    if not no_neural and processes and threads > 1:
+        # The network's process (model.ModelServer) first: its start (importing JAX, starting the
+        # device, loading the network: 1.2-1.7 s on the GPU machine) then overlaps the rest of
+        # this one's. Ended at once if the run ends before handing it to align_records.
+        import multiprocessing
+
+        from neuromap.model import ModelServer, check_weights
+
+        check_weights(weights_dir)
+        server = ModelServer(weights_dir, threads, multiprocessing.get_context("spawn"))
+        click.get_current_context().call_on_close(lambda: server.close(wait=False))
+
     from tqdm import tqdm  # here: worker processes import this module (their __main__) and need no bar
 
     from neuromap.align import Scoring
@@ -126,8 +141,6 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     from neuromap.pipeline import AlignOptions, RunStats, align_records, limit_malloc_arenas
     from neuromap.seed import SeedParams
 
-    if processes is None:
-        processes = threads >= AUTO_PROCESSES
     rg_line, rg_id = parse_read_group(read_group) if read_group else (None, None)
     for path in (reads, mates):
         if path is not None and path != "-" and not os.path.exists(path):
@@ -188,7 +201,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
                         f"too few uniquely placed pairs ({samples}) to estimate the insert size; mates placed on their own (give -I)")
                     tqdm.write(f"neuromap: {note}", file=sys.stderr)
 
-            for text, figures in align_records(batches, idx, opts, on_insert):
+            for text, figures in align_records(batches, idx, opts, on_insert, model_server=server):
                 sink.write(header + text)
                 header = b""
                 totals.add(figures)

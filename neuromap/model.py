@@ -417,9 +417,11 @@ class ModelServer:
     def close(self, wait: bool = True) -> None:
         """This process's copies of the workers' ends. The model's process ends when every worker
         has (its pipes then read EOF): waited for (10 s at most), or with `wait` False (Ctrl-C,
-        SIGTERM) ended now."""
+        SIGTERM, a run that ended before it was used) ended now. Closing again does nothing."""
         for _, theirs in self.pipes:
             theirs.close()
+        if self.process.pid is None or self.process.exitcode is not None:
+            return
         if wait:
             self.process.join(10)
         if self.process.is_alive():

@@ -607,7 +607,8 @@ def _work_in_worker(packed, model=None, samples=None):
     return _work(records, index, opts, model, samples)
 
 
-def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert=None) -> Iterator[tuple[bytes, RunStats]]:
+def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert=None,
+                  model_server: ModelServer | None = None) -> Iterator[tuple[bytes, RunStats]]:
     """Yield (SAM text as UTF-8 bytes, figures) per batch, in input order. `batches` hold `opts.batch_size` reads
     (half as many pairs when `opts.paired`): as fastx.fastq_batches and fastq_pair_batches cut
     them, which the workers parse, or lists of Records, or of (mate 1, mate 2) tuples
@@ -631,12 +632,17 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     batch is mapped only after the previous one, so the estimate, and thus the output, is the same
     whatever the number of threads. `on_insert(model, samples)` is called once: when the model is
     fixed, or at the end if there were too few pairs to estimate it.
+
+    `model_server`: with worker processes and the network, the model's process already started
+    (spawned, for opts.threads workers), which this then owns and closes; by default it is started
+    here.
     """
     model = opts.insert
     samples = np.zeros(0, np.int64)
     if model is not None and on_insert is not None and opts.paired:
         on_insert(model, 0)
-    pool = server = shared = None
+    pool = shared = None
+    server = model_server
     use_shared = opts.processes and BatchSlots.available()
     sent = 0  # batches sent through slots: the b-th travels in slot b % (2 x threads)
 
@@ -675,7 +681,7 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             pipes: list = []
             slots = context.Queue()
             if opts.neural:
-                server = ModelServer(opts.weights_dir, opts.threads, context)
+                server = server or ModelServer(opts.weights_dir, opts.threads, context)
                 pipes = server.worker_ends()
                 for slot in range(opts.threads):
                     slots.put(slot)

@@ -309,6 +309,31 @@ def test_closed_pipe_ends_quietly(data_dir, workers):
         pytest.fail("processes of the run are still alive after it ended")
 
 
+@pytest.mark.parametrize("case", ["missing reads", "bad read group", "bad output folder"])
+def test_an_early_error_ends_the_started_network_process(data_dir, tmp_path, case):
+    """With worker processes and the network, the network's process is started first thing; a run
+    that then fails its checks says so in one line at once and leaves nothing running."""
+    args = {"missing reads": [data_dir / "ref.fa", tmp_path / "none.fq"],
+            "bad read group": ["-R", "ID:x", data_dir / "ref.fa", data_dir / "reads.fq"],
+            "bad output folder": ["-o", tmp_path / "no" / "out.bam", data_dir / "ref.fa", data_dir / "reads.fq"]}[case]
+    started = time.time()
+    proc = subprocess.Popen([sys.executable, "-m", "neuromap", "align", "-t", "8", *map(str, args)],  # -t 8: processes by default
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and out == "" and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("neuromap: error:"), err
+    assert time.time() - started < 10
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the network's process outlived the run")
+
+
 @pytest.mark.parametrize("threads", ["1", "2", "2 --processes"])
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_leaves_no_partial_output(data_dir, tmp_path, sig, code, threads):
