@@ -434,7 +434,7 @@ def serve_models(weights_dir: str | None, conns: list, parent: int) -> None:
     each worker's pipe on a thread of its own until every worker has gone."""
     import signal
 
-    from neuromap.pipeline import exit_with_parent
+    from neuromap.threads import exit_with_parent  # not from the pipeline: its imports would delay JAX's
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and ends this one
     exit_with_parent(parent)

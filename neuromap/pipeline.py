@@ -13,8 +13,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
-import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +31,7 @@ from neuromap.model import ModelServer, calibration_scale, max_window, model_dev
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
 from neuromap.slots import BatchSlots, InSlot, put_text, take_batch
-from neuromap.threads import single_threaded_blas_children
+from neuromap.threads import exit_with_parent, single_threaded_blas_children
 from neuromap.texts import Texts
 from neuromap.windows import gather_windows, make_pairs
 
@@ -556,19 +554,6 @@ def limit_malloc_arenas(threads: int) -> None:
         return
     m_arena_max = -8
     mallopt(m_arena_max, threads + 2)
-
-
-def exit_with_parent(parent: int) -> None:
-    """End this worker when the process that started it has gone without stopping it (SIGKILL, the
-    OOM killer): a busy pool worker would otherwise wait for its next batch forever."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="neuromap-parent-watch", daemon=True).start()
 
 
 def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, parent: int) -> None:

@@ -1,4 +1,6 @@
-"""BLAS thread pools, which neuromap never uses: kept to one thread (no numpy import here).
+"""Threads and helper processes: BLAS thread pools, which neuromap never uses, kept to one thread;
+and helper processes that end with the process that started them. No numpy import here: the
+network's process imports this before JAX, without the pipeline.
 
 numpy's OpenBLAS starts a thread per core when numpy is imported, and each spins on its core for
 about 0.06 s before it sleeps; neuromap calls no BLAS routine (its matrix work is JAX's, which has
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 from typing import Iterator
 
 BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -36,3 +40,16 @@ def single_threaded_blas_children() -> Iterator[None]:
         for var in added:
             if os.environ.get(var) == "1":
                 del os.environ[var]
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this worker when the process that started it has gone without stopping it (SIGKILL, the
+    OOM killer): a busy pool worker would otherwise wait for its next batch forever."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="neuromap-parent-watch", daemon=True).start()
