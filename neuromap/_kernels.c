@@ -808,6 +808,82 @@ EXPORT int nm_unscored(const double *values, const uint8_t *valid, const int64_t
     return 0;
 }
 
+static int cmp_int64(const void *a, const void *b) {
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* k-mer codes of row[0..width) into out[0..width-k]: -1 where a base is not A/C/G/T. */
+static void kmer_codes(const uint8_t *row, int64_t width, int64_t k, int64_t *out) {
+    for (int64_t i = 0; i + k <= width; i++) {
+        int64_t value = 0;
+        for (int64_t j = 0; j < k && value >= 0; j++)
+            value = row[i + j] < 4 ? value * 4 + row[i + j] : -1;
+        out[i] = value;
+    }
+}
+
+/* Mate rescue's search (pairing._vote): per task, the diagonals (target column of query column 0)
+ * with the most exact k-mer hits of the query in its target window, `hits` of them at least
+ * `separation` apart; among equal votes the one nearest to expect[t] first. A query k-mer counts
+ * its first 64 places in the target (low complexity). diags/votes: (n_tasks, hits). */
+EXPORT int nm_rescue_vote(const uint8_t *query, int64_t n_tasks, int64_t q_width, const uint8_t *target, int64_t t_width,
+                          const int64_t *expect, int64_t k, int64_t hits, int64_t separation, int64_t *diags, int64_t *votes) {
+    const int64_t n_diag = t_width + q_width, qk_n = q_width >= k ? q_width - k + 1 : 0, tk_n = t_width >= k ? t_width - k + 1 : 0;
+    int64_t *qk = malloc((qk_n + 1) * sizeof(int64_t)), *tk = malloc((tk_n + 1) * sizeof(int64_t));
+    int64_t *keys = malloc((tk_n + 1) * sizeof(int64_t)), *tally = malloc((n_diag + 1) * sizeof(int64_t));
+    if (!qk || !tk || !keys || !tally) {
+        free(qk); free(tk); free(keys); free(tally);
+        return 1;
+    }
+    const int64_t stride = t_width + 1;  /* key = k-mer * stride + target position: sorts by k-mer, then position */
+    int64_t total = 0;
+    for (int64_t t = 0; t < n_tasks; t++) {
+        kmer_codes(query + t * q_width, q_width, k, qk);
+        kmer_codes(target + t * t_width, t_width, k, tk);
+        int64_t n_keys = 0;
+        for (int64_t i = 0; i < tk_n; i++)
+            if (tk[i] >= 0) keys[n_keys++] = tk[i] * stride + i;
+        qsort(keys, n_keys, sizeof(int64_t), cmp_int64);
+        for (int64_t d = 0; d <= n_diag; d++) tally[d] = 0;
+        for (int64_t q = 0; q < qk_n; q++) {
+            if (qk[q] < 0) continue;
+            const int64_t want = qk[q] * stride;
+            int64_t lo = 0, hi = n_keys;  /* first key >= want */
+            while (lo < hi) {
+                const int64_t mid = (lo + hi) / 2;
+                if (keys[mid] < want) lo = mid + 1;
+                else hi = mid;
+            }
+            for (int64_t i = lo, taken = 0; i < n_keys && keys[i] / stride == qk[q] && taken < 64; i++, taken++) {
+                tally[keys[i] % stride - q + q_width]++;
+                total++;
+            }
+        }
+        for (int64_t h = 0; h < hits; h++) {
+            int64_t best = 0, best_score = 0;
+            for (int64_t d = 0; d < n_diag; d++) {
+                int64_t distance = d - q_width - expect[t];
+                distance = distance < 0 ? -distance : distance;
+                if (distance > n_diag) distance = n_diag;
+                const int64_t score = tally[d] * (n_diag + 1) - distance;
+                if (d == 0 || score > best_score) {
+                    best = d;
+                    best_score = score;
+                }
+            }
+            votes[t * hits + h] = tally[best];
+            diags[t * hits + h] = best - q_width;
+            for (int64_t d = best - separation + 1; d < best + separation; d++)
+                if (d >= 0 && d < n_diag) tally[d] = 0;
+        }
+    }
+    if (total == 0)  /* no hit in any task: every diagonal 0, as the numpy this replaced gives */
+        for (int64_t i = 0; i < n_tasks * hits; i++) diags[i] = 0;
+    free(qk); free(tk); free(keys); free(tally);
+    return 0;
+}
+
 /* -------------------------------------------------------------------------------- FASTQ text */
 
 static inline int is_printable(uint8_t c) { return c >= '!' && c <= '~'; }

@@ -38,12 +38,13 @@ _SIGNATURES = {
     "nm_ref_spans": ("u1", "i8", "i8", "i", "i8"),
     "nm_same_placement": ("f8", "i8", "b", "b", "i", "i", "i"),
     "nm_unscored": ("f8", "b", "i8", "i", "i", "i", "f8"),
+    "nm_rescue_vote": ("u1", "i", "i", "u1", "i", "i8", "i", "i", "i", "i8", "i8"),
     "nm_field_offsets": ("u1", "i", "i", "i8"),
     "nm_format_sam": ("i", "i8", "b", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "i8", "b", "u1",
                       *("u1", "i8", "i8") * 7, "u1", "i", "u1", "i"),
 }
 _DTYPES = {"u1": np.uint8, "u2": np.uint16, "u8": np.uint64, "i4": np.int32, "i8": np.int64, "f8": np.float64, "b": np.bool_}
-_RETURNS_STATUS = {"nm_hash_rows", "nm_select", "nm_seed", "nm_dp", "nm_traceback", "nm_same_placement", "nm_unscored"}
+_RETURNS_STATUS = {"nm_hash_rows", "nm_select", "nm_seed", "nm_dp", "nm_traceback", "nm_same_placement", "nm_unscored", "nm_rescue_vote"}
 _RETURNS_LENGTH = {"nm_format_sam", "nm_newlines", "nm_fastq_plain", "nm_texts_equal"}  # a length or a value
 
 

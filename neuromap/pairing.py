@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuromap import kernels
 from neuromap.errors import NeuromapError
 from neuromap.index import Index
 from neuromap.mapq import tie_break
@@ -121,50 +122,20 @@ def estimate_insert(inserts: np.ndarray) -> InsertModel | None:
     return InsertModel(float(kept.mean()), max(float(kept.std()), 1.0), int(len(kept)), float(q1), float(q3))
 
 
-def _kmers(codes: np.ndarray, k: int) -> np.ndarray:
-    """(T, W) codes -> (T, W-k+1) integer k-mers; -1 where the k-mer holds N or padding."""
-    if codes.shape[1] < k:
-        return np.full((codes.shape[0], 0), -1, dtype=np.int64)
-    win = np.lib.stride_tricks.sliding_window_view(codes, k, axis=1)
-    value = (win.astype(np.int64) * (4 ** np.arange(k - 1, -1, -1, dtype=np.int64))).sum(axis=2)
-    return np.where((win < 4).all(axis=2), value, -1)
-
-
 def _vote(query: np.ndarray, target: np.ndarray, expect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per task, up to RESCUE_HITS diagonals (target column of query column 0) with the most
     exact k-mer hits, at least RESCUE_SEPARATION apart; among equal votes the one nearest to
-    `expect` (the mean insert) first. Returns (t, RESCUE_HITS) diagonals and votes (0: none)."""
+    `expect` (the mean insert) first. Returns (t, RESCUE_HITS) diagonals and votes (0: none).
+    Compiled (nm_rescue_vote); tests/reference_pairing.py keeps the numpy it replaced."""
     t = query.shape[0]
-    qk, rk = _kmers(query, RESCUE_K), _kmers(target, RESCUE_K)
-    span = 4**RESCUE_K
-    q_task, q_pos = np.nonzero(qk >= 0)
-    r_task, r_pos = np.nonzero(rk >= 0)
-    q_key = q_task * span + qk[q_task, q_pos]
-    r_key = r_task * span + rk[r_task, r_pos]
-    order = np.argsort(r_key, kind="stable")
-    r_key, r_pos = r_key[order], r_pos[order]
-    lo = np.searchsorted(r_key, q_key, side="left")
-    count = np.minimum(np.searchsorted(r_key, q_key, side="right") - lo, 64)  # low complexity: cap
-    total = int(count.sum())
     diags = np.zeros((t, RESCUE_HITS), dtype=np.int64)
     votes = np.zeros((t, RESCUE_HITS), dtype=np.int64)
-    if total == 0:
+    if t == 0:
         return diags, votes
-    hit_q = np.repeat(np.arange(len(q_key)), count)
-    hit_r = np.repeat(lo, count) + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
-    offset = query.shape[1]
-    diag = r_pos[hit_r] - q_pos[hit_q] + offset  # >= 0
-    n_diag = target.shape[1] + offset
-    tally = np.bincount(q_task[hit_q] * n_diag + diag, minlength=t * n_diag).reshape(t, n_diag).astype(np.int64)
-    distance = np.minimum(np.abs(np.arange(n_diag)[None, :] - offset - expect[:, None]), n_diag)
-    rows = np.arange(t)
-    for j in range(RESCUE_HITS):
-        # Votes first, then nearness to the expected insert (distance < n_diag breaks ties only).
-        best = (tally * (n_diag + 1) - distance).argmax(axis=1)
-        votes[:, j] = tally[rows, best]
-        diags[:, j] = best - offset
-        near = np.abs(np.arange(n_diag)[None, :] - best[:, None]) < RESCUE_SEPARATION
-        tally[near] = 0
+    if 4**RESCUE_K * (target.shape[1] + 1) >= 1 << 62:
+        raise ValueError(f"rescue search: k-mers of {RESCUE_K} in windows of {target.shape[1]:,} bases do not fit the sort keys")
+    kernels.call("nm_rescue_vote", np.ascontiguousarray(query, dtype=np.uint8), t, query.shape[1], np.ascontiguousarray(target, dtype=np.uint8),
+                 target.shape[1], np.ascontiguousarray(expect, dtype=np.int64), RESCUE_K, RESCUE_HITS, RESCUE_SEPARATION, diags, votes)
     return diags, votes
 
 

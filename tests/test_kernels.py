@@ -17,6 +17,7 @@ from neuromap.sketch import kmer_hashes, sketch_rows, sketch_sequence
 from neuromap.windows import gather_windows, oriented_reads
 from reference_align import (banded_align_numpy, gather_windows_numpy, reverse_complement_codes_numpy, traceback_numpy, ungapped_description_numpy,
                              ungapped_numpy)
+from reference_pairing import vote_numpy
 from reference_place import same_placement_numpy, unscored_numpy
 from reference_seed import find_candidates_numpy
 from reference_sketch import kmer_hashes_numpy, sketch_rows_numpy
@@ -378,3 +379,35 @@ def test_unscored_matches_numpy(slots, seeded):
     # not stable), which no later arithmetic sees.
     assert np.array_equal(got, want)
     assert (want != 0).mean() > 0.3  # the cases are exercised
+
+
+@pytest.mark.parametrize("q_width, t_width", [(150, 700), (11, 30), (40, 8)])
+def test_rescue_vote_matches_numpy(q_width, t_width):
+    """Mate rescue's search (pairing._vote): the kernel against the numpy it replaced, on windows
+    holding the read (with mismatches and Ns) once, twice or not at all, tandem repeats (tied
+    shifts), low-complexity reads (more than 64 places a k-mer), padding, and windows shorter
+    than a k-mer."""
+    from neuromap.pairing import RESCUE_HITS, RESCUE_K, RESCUE_SEPARATION, _vote
+
+    rng = np.random.default_rng(q_width + t_width)
+    n = 300
+    target = rng.integers(0, 4, (n, t_width)).astype(np.uint8)
+    query = rng.integers(0, 4, (n, q_width)).astype(np.uint8)
+    for task in range(n):
+        kind = task % 5
+        if kind in (0, 1) and t_width > q_width:  # the read once or twice in its window
+            for _ in range(kind + 1):
+                at = int(rng.integers(0, t_width - q_width + 1))
+                target[task, at : at + q_width] = query[task]
+        elif kind == 2:  # low complexity: a tandem of a short unit in both
+            unit = rng.integers(0, 4, int(rng.integers(1, 4))).astype(np.uint8)
+            query[task] = np.resize(unit, q_width)
+            target[task] = np.resize(unit, t_width)
+        query[task, rng.random(q_width) < 0.02] = 4
+        target[task, rng.random(t_width) < 0.01] = int(rng.choice([4, 5]))
+    expect = rng.integers(-50, t_width + 50, n).astype(np.int64)
+    got = _vote(query, target, expect)
+    want = vote_numpy(query, target, expect, RESCUE_K, RESCUE_HITS, RESCUE_SEPARATION)
+    assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+    if q_width > 2 * RESCUE_K and t_width > q_width:
+        assert (want[1] >= 2).sum() > n // 3  # the cases are exercised
