@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import sys
 import tempfile
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -171,12 +173,20 @@ def header_text(names, lengths, md5s, command_line: str, read_group: str | None,
 
 
 class SamSink:
-    """Where SAM text goes: stdout, or `path` (.sam, or .bam sorted + indexed), atomically."""
+    """Where SAM text goes: stdout, or `path` (.sam, or .bam sorted + indexed), atomically.
 
-    def __init__(self, path: str | None, threads: int = 1):
+    The writing is done by a thread of its own, `queued` batches behind: a reader that pauses
+    (`| samtools sort` sorting a full buffer, a slow disk) then holds up that thread, not the one
+    that hands batches to the workers. A failed write is reported by the next `write` or by
+    `commit`, so a run never ends as complete with output lost."""
+
+    def __init__(self, path: str | None, threads: int = 1, queued: int = 8):
         self.path = path
         self.threads = max(1, threads)
         self._tmp_dir: str | None = None
+        self._queue: queue.Queue = queue.Queue(queued)
+        self._failed: BaseException | None = None
+        self._writer: threading.Thread | None = None
         if path is None or path == "-":
             self.path = None
             self._fh = sys.stdout.buffer
@@ -195,23 +205,68 @@ class SamSink:
         self._fh = open(self._tmp_sam, "wb")
 
     def write(self, text: bytes) -> None:
-        """SAM text, as UTF-8 bytes (the workers' form: pipeline.align_records). A buffered
-        writer handed more than its buffer returns what one write(2) took, which a pipe closed
-        midway (`| head`, a reader that died) cuts short without an error: the rest is written
-        until it is all out or the write fails."""
-        try:
-            view = memoryview(text)
-            while view:
-                view = view[self._fh.write(view):]
-        except OSError as exc:
-            if isinstance(exc, BrokenPipeError):
-                raise OutputClosed() from None
+        """SAM text, as UTF-8 bytes (the workers' form: pipeline.align_records), queued for the
+        writing thread; waits while `queued` batches are already waiting."""
+        if not text:
+            return
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._drain, name="neuromap-writer", daemon=True)
+            self._writer.start()
+        self._put(text)
+
+    def _put(self, item) -> None:
+        while True:
+            self._check()
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                pass
+
+    def _check(self) -> None:
+        """Raise, here, what the writing thread met."""
+        exc = self._failed
+        if exc is None:
+            return
+        if isinstance(exc, BrokenPipeError):
+            raise OutputClosed() from None
+        if isinstance(exc, OSError):
             raise NeuromapError(f"{self.path or '<stdout>'}: write failed: {exc.strerror or exc}") from None
+        raise exc
+
+    def _drain(self) -> None:
+        """The writing thread. A buffered writer handed more than its buffer returns what one
+        write(2) took, which a pipe closed midway (`| head`, a reader that died) cuts short
+        without an error: the rest is written until it is all out or the write fails."""
+        while True:
+            text = self._queue.get()
+            if text is None:
+                return
+            try:
+                view = memoryview(text)
+                while view:
+                    view = view[self._fh.write(view):]
+            except BaseException as exc:  # noqa: BLE001 - reported by the next write or commit
+                self._failed = exc
+                return
+
+    def _finish_writing(self) -> None:
+        """Wait until everything queued is written; raise what went wrong."""
+        if self._writer is not None:
+            self._put(None)
+            self._writer.join()
+            self._writer = None
+        self._check()
 
     def commit(self) -> None:
         """Finish the output; only now does `path` appear."""
         import pysam  # here, not above: the worker processes, which import this module, never sort
 
+        try:
+            self._finish_writing()
+        except BaseException:
+            self.discard()
+            raise
         if self.path is None:
             try:
                 self._fh.flush()
@@ -239,7 +294,21 @@ class SamSink:
             self.discard()
 
     def discard(self) -> None:
-        """Remove temporary files (after an error or interruption, or after commit)."""
+        """Remove temporary files (after an error or interruption, or after commit). What is still
+        queued is dropped; a write under way in the writing thread (a daemon) is left to end with
+        the process."""
+        if self._writer is not None:
+            self._failed = self._failed or OutputClosed()
+            while True:  # empty the queue, so that the writing thread takes its stop
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            try:
+                self._queue.put_nowait(None)
+            except queue.Full:
+                pass
+            self._writer = None
         if self._tmp_dir is not None:
             try:
                 if not self._fh.closed:
