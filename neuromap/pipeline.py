@@ -15,6 +15,7 @@ import signal
 import sys
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from neuromap import kernels
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
-from neuromap.errors import Terminated
+from neuromap.errors import NeuromapError, Terminated
 from neuromap.index import Index, load_index
 from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, make_batch, pack, parse_raw_batch, parse_raw_pairs_batch, unpack
 from neuromap.io.sam import sam_records
@@ -677,7 +678,10 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
         pending: deque = deque()
 
         def done(future: Future) -> tuple:
-            text, *rest = future.result()
+            try:
+                text, *rest = future.result()
+            except BrokenProcessPool:  # SIGKILL, the OOM killer: not a bug of ours to report
+                raise NeuromapError("a worker process ended before finishing its batch (out of memory, or killed?)") from None
             return (text if shared is None else shared.receive(text), *rest)
 
         for recs in batches:

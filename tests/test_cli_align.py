@@ -632,6 +632,36 @@ def test_api_worker_processes_get_one_blas_thread(data_dir):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers with pgrep")
+def test_a_killed_worker_process_is_a_clean_error(data_dir, tmp_path):
+    """--processes: a worker killed mid-run (the OOM killer) ends the run with one line that says
+    so (not "internal error, please report it"), status 1, and no output file."""
+    many = tmp_path / "many.fq"
+    many.write_bytes((data_dir / "reads.fq").read_bytes() * 20)
+    out = tmp_path / "out.sam"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neuromap", "align", "--no-neural", "-t", "2", "--processes", "-K", "500", "-o", str(out),
+         str(data_dir / "ref.fa"), str(many)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    try:
+        workers = []
+        deadline = time.time() + 120
+        while not workers and time.time() < deadline and proc.poll() is None:
+            workers = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid} -f spawn_main").read().split()]
+            time.sleep(0.1)
+        assert workers, "no worker process found"
+        os.kill(workers[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 1, err
+    assert err.strip().splitlines() == ["neuromap: error: a worker process ended before finishing its batch (out of memory, or killed?)"], err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["many.fq"]
+
+
 def test_a_killed_network_process_is_a_clean_error(data_dir, tmp_path):
     """--processes: if the network's process dies (the OOM killer), the workers waiting on it
     report it, and the run ends with one line, no traceback, and no output file."""
