@@ -29,7 +29,7 @@ from neuromap.io.fastx import RawBatch, RawPairs
 
 @dataclass(frozen=True)
 class SlotSpec:
-    """Where the shared mapping is (a path any process of ours can open) and how it is cut."""
+    """Where the shared file is (a path any process of ours can open) and how it is cut."""
 
     path: str
     count: int
