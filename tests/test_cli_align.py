@@ -631,7 +631,29 @@ def test_api_worker_processes_get_one_blas_thread(data_dir):
     assert res.stdout.split() == ["[True]", "False", "False"]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def _align_and_kill_a_child(args, pick=lambda pid: True, settle: float = 0.0) -> tuple[int, str]:
+    """Run `neuromap align ARGS` (in a session of its own), SIGKILL the first of its child
+    processes (spawn_main) that `pick` accepts, `settle` seconds after it is seen; return the
+    run's status and stderr."""
+    proc = subprocess.Popen([sys.executable, "-m", "neuromap", "align", *map(str, args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        found = []
+        deadline = time.time() + 120
+        while not found and time.time() < deadline and proc.poll() is None:
+            found = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid} -f spawn_main").read().split() if pick(int(pid))]
+            time.sleep(0.1)
+        assert found, "no such process found"
+        time.sleep(settle)
+        os.kill(found[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    return proc.returncode, err
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers with pgrep")
 def test_a_killed_worker_process_is_a_clean_error(data_dir, tmp_path):
     """--processes: a worker killed mid-run (the OOM killer) ends the run with one line that says
@@ -639,61 +661,30 @@ def test_a_killed_worker_process_is_a_clean_error(data_dir, tmp_path):
     many = tmp_path / "many.fq"
     many.write_bytes((data_dir / "reads.fq").read_bytes() * 20)
     out = tmp_path / "out.sam"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "neuromap", "align", "--no-neural", "-t", "2", "--processes", "-K", "500", "-o", str(out),
-         str(data_dir / "ref.fa"), str(many)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    try:
-        workers = []
-        deadline = time.time() + 120
-        while not workers and time.time() < deadline and proc.poll() is None:
-            workers = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid} -f spawn_main").read().split()]
-            time.sleep(0.1)
-        assert workers, "no worker process found"
-        os.kill(workers[0], signal.SIGKILL)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    assert proc.returncode == 1, err
+    status, err = _align_and_kill_a_child(["--no-neural", "-t", "2", "--processes", "-K", "500", "-o", out, data_dir / "ref.fa", many])
+    assert status == 1, err
     assert err.strip().splitlines() == ["neuromap: error: a worker process ended before finishing its batch (out of memory, or killed?)"], err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["many.fq"]
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_a_killed_network_process_is_a_clean_error(data_dir, tmp_path):
     """--processes: if the network's process dies (the OOM killer), the workers waiting on it
     report it, and the run ends with one line, no traceback, and no output file."""
     many = tmp_path / "many.fq"
     many.write_bytes((data_dir / "reads.fq").read_bytes() * 20)
     out = tmp_path / "out.sam"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "neuromap", "align", "-t", "2", "--processes", "-K", "500", "-o", str(out), str(data_dir / "ref.fa"), str(many)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    try:
-        def has_jax(pid: int) -> bool:
-            try:
-                with open(f"/proc/{pid}/maps") as fh:
-                    return "jaxlib" in fh.read()
-            except OSError:
-                return False
 
-        model = []
-        deadline = time.time() + 120
-        while not model and time.time() < deadline and proc.poll() is None:
-            model = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid} -f spawn_main").read().split() if has_jax(int(pid))]
-            time.sleep(0.2)
-        assert model, "no network process found"
-        time.sleep(1)  # the workers are calling it
-        os.kill(model[0], signal.SIGKILL)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    assert proc.returncode != 0
+    def has_jax(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/maps") as fh:
+                return "jaxlib" in fh.read()
+        except OSError:
+            return False
+
+    # 1 s after it is seen, the workers are calling it.
+    status, err = _align_and_kill_a_child(["-t", "2", "--processes", "-K", "500", "-o", out, data_dir / "ref.fa", many], has_jax, settle=1)
+    assert status != 0
     assert "Traceback" not in err and "the network's process ended" in err, err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
     assert not out.exists()
