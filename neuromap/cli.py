@@ -165,12 +165,11 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         insert=parse_insert(insert_size) if insert_size else None,
     )
     limit_malloc_arenas(threads)  # before the first thread starts
-    if opts.neural:
+    if opts.neural and server is None:  # with a model process (started above), its own load
         from neuromap.model import check_weights, preload
 
         check_weights(weights_dir)
-        if not (processes and threads > 1):  # worker processes: the model has a process of its own (model.ModelServer)
-            preload(weights_dir)
+        preload(weights_dir)
     if stats_path:
         parent = os.path.dirname(os.path.abspath(stats_path))
         if not os.path.isdir(parent):

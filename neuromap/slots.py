@@ -20,7 +20,6 @@ is not available (not Linux).
 from __future__ import annotations
 
 import dataclasses
-import mmap
 import os
 from dataclasses import dataclass
 
@@ -81,8 +80,8 @@ class BatchSlots:
 
     def __init__(self, count: int, first: RawBatch | RawPairs, reads: int):
         need = sum(len(p) for p in _parts(first))
-        in_size = _pages(max(1 << 20, 2 * need))
-        out_size = _pages(2 * in_size + 512 * reads)  # SAM adds ~150 bytes a read to the FASTQ's
+        in_size = max(1 << 20, 2 * need)
+        out_size = 2 * in_size + 512 * reads  # SAM adds ~150 bytes a read to the FASTQ's
         self._fd = os.memfd_create("neuromap-batches", os.MFD_CLOEXEC)
         self.spec = SlotSpec(f"/proc/{os.getpid()}/fd/{self._fd}", count, in_size, out_size)
 
@@ -110,10 +109,6 @@ class BatchSlots:
 
     def close(self) -> None:
         os.close(self._fd)
-
-
-def _pages(n: int) -> int:
-    return -(-n // mmap.PAGESIZE) * mmap.PAGESIZE
 
 
 def _write_at(fd: int, data: bytes, at: int) -> None:

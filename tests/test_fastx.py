@@ -1,4 +1,6 @@
 import gzip
+import subprocess
+import sys
 
 import numpy as np
 import pysam
@@ -164,3 +166,32 @@ def test_plain_pairs_cut_mate_suffixes_and_check_names(tmp_path):
     assert isinstance(interleaved.names, Texts) and list(interleaved.names) == ["x", "y", "x", "y"]
     with pytest.raises(NeuromapError, match="mate names differ"):
         batch(fq(b"x/1", b"y/1"), fq(b"x/2", b"w/2"))
+
+
+def test_without_isal_gzip_is_read_by_the_standard_library(tmp_path):
+    """isal is a dependency, but an install without it (pip --no-deps, a platform with no wheel)
+    still reads gzip, through the standard library: the same records, and the same one-line
+    errors for truncated or corrupt data."""
+    raw = b"".join(b"@r%d\nACGTN\n+\nIIIII\n" % i for i in range(2000))
+    good, cut, bad = tmp_path / "good.fq.gz", tmp_path / "cut.fq.gz", tmp_path / "bad.fq.gz"
+    good.write_bytes(gzip.compress(raw))
+    cut.write_bytes(gzip.compress(raw)[:200])
+    corrupt = bytearray(gzip.compress(raw))
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    bad.write_bytes(bytes(corrupt))
+    code = ("import sys\n"
+            "{block}"
+            "from neuromap.errors import NeuromapError\n"
+            "from neuromap.io import fastx\n"
+            "print(fastx.igzip is None)\n"
+            "for path in sys.argv[1:]:\n"
+            "    try:\n"
+            "        print(len(list(fastx.read_fastx(path))))\n"
+            "    except NeuromapError as exc:\n"
+            "        print(str(exc).split(' (')[0])\n")
+    runs = [subprocess.run([sys.executable, "-c", code.format(block=block), str(good), str(cut), str(bad)], capture_output=True, text=True)
+            for block in ("sys.modules['isal'] = None  # as if not installed\n", "")]
+    assert [r.returncode for r in runs] == [0, 0], [r.stderr for r in runs]
+    without, with_isal = (r.stdout.splitlines() for r in runs)
+    assert without[0] == "True" and with_isal[0] == "False"
+    assert without[1:] == with_isal[1:] == ["2000", f"{cut}: corrupt or truncated gzip data", f"{bad}: corrupt or truncated gzip data"]

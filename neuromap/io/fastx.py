@@ -29,7 +29,7 @@ from neuromap.texts import Texts
 try:  # ISA-L's inflate: twice zlib's speed (benchmarks/README.md); zlib where it has no wheel
     from isal import igzip, igzip_threaded
     from isal.isal_zlib import error as _isal_error
-except ImportError:  # pragma: no cover - isal is a dependency; this is for platforms without it
+except ImportError:  # isal is a dependency; this is for an install without it (tests/test_fastx.py)
     igzip = igzip_threaded = None
     _isal_error = zlib.error
 

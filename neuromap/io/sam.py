@@ -298,7 +298,6 @@ class SamSink:
         queued is dropped; a write under way in the writing thread (a daemon) is left to end with
         the process."""
         if self._writer is not None:
-            self._failed = self._failed or OutputClosed()
             while True:  # empty the queue, so that the writing thread takes its stop
                 try:
                     self._queue.get_nowait()
