@@ -14,6 +14,7 @@ Needs `minimap2` on PATH (Debian: apt-get install minimap2).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import platform
 import resource
@@ -63,15 +64,21 @@ def _status_kb(pid: int, field: str) -> int:
         return 0
 
 
-def tree_rss_kb(root: int) -> int:
-    """Resident memory of a process and all its descendants (kB)."""
-    return sum(_status_kb(pid, "VmRSS") for pid in tree_pids(root))
+def tree_kb(pids: list[int], field: str) -> int:
+    """A /proc/PID/status figure summed over processes (kB): VmRSS, resident memory; RssAnon,
+    anonymous (private, not file-backed) resident memory, without the pages of shared libraries
+    and memory-mapped files."""
+    return sum(_status_kb(pid, field) for pid in pids)
 
 
-def tree_anon_kb(root: int) -> int:
-    """Anonymous (private, not file-backed) resident memory of a process and its descendants
-    (kB): RSS without the pages of shared libraries and memory-mapped files."""
-    return sum(_status_kb(pid, "RssAnon") for pid in tree_pids(root))
+def _become_subreaper() -> None:
+    """Processes orphaned below this one (a command's fork server, which ends just after the
+    command) come to this one instead of init (Linux), which reaps them, so that getrusage counts
+    their CPU and that of the workers they reaped."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
 
 
 def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | None = None, anon: list | None = None,
@@ -80,9 +87,12 @@ def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | Non
     its whole process tree). With `anon` (a list), its peak anonymous memory in MB is appended.
     With `cpu` (a list), (CPU seconds of the command's own process, CPU seconds of its whole tree)
     is appended: the first as last sampled from /proc before it ended (to 0.05 s), the second from
-    getrusage over every descendant reaped (worker processes included)."""
+    getrusage over every descendant reaped (worker processes included; those that outlive the
+    command by a moment, such as its fork server, are waited for)."""
+    _become_subreaper()
     out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
     peak = peak_anon = 0
+    seen: set[int] = set()
     own_cpu = 0.0
     tick = os.sysconf("SC_CLK_TCK")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -93,9 +103,11 @@ def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | Non
     def sample():
         nonlocal peak, peak_anon, own_cpu
         while not stop.is_set():
-            peak = max(peak, tree_rss_kb(proc.pid))
+            pids = tree_pids(proc.pid)
+            seen.update(pids)
+            peak = max(peak, tree_kb(pids, "VmRSS"))
             if anon is not None:
-                peak_anon = max(peak_anon, tree_anon_kb(proc.pid))
+                peak_anon = max(peak_anon, tree_kb(pids, "RssAnon"))
             if cpu is not None:
                 try:
                     with open(f"/proc/{proc.pid}/stat") as f:
@@ -111,6 +123,11 @@ def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | Non
     wall = time.perf_counter() - start
     stop.set()
     sampler.join()
+    for pid in seen - {proc.pid}:  # orphans now this process's children (_become_subreaper)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # not ours: reaped by its own parent, whose CPU counts it
+            pass
     if stdout_path:
         out.close()
     if proc.returncode != 0:

@@ -130,6 +130,10 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         check_weights(weights_dir)
         server = ModelServer(weights_dir, threads, multiprocessing.get_context("spawn"))
         click.get_current_context().call_on_close(lambda: server.close(wait=False))
+    if processes and threads > 1:
+        from neuromap.threads import start_worker_server
+
+        start_worker_server()  # the workers' fork server, importing the pipeline meanwhile
 
     from tqdm import tqdm  # here: worker processes import this module (their __main__) and need no bar
 

@@ -32,7 +32,7 @@ from neuromap.model import ModelServer, calibration_scale, max_window, model_dev
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
 from neuromap.slots import BatchSlots, InSlot, put_text, take_batch
-from neuromap.threads import exit_with_parent, single_threaded_blas_children
+from neuromap.threads import exit_with_parent, sigint_ignored, single_threaded_blas_children, start_worker_server
 from neuromap.texts import Texts
 from neuromap.windows import gather_windows, make_pairs
 
@@ -606,8 +606,8 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     The calling thread reads the batches ahead of the workers. At most
     2 x threads batches are in flight, which bounds memory.
 
-    With `opts.processes` the workers are processes instead (spawned, so no device runtime is
-    forked): the per-read Python of a batch (batching, SAM text, the pair posterior) holds the GIL,
+    With `opts.processes` the workers are processes instead (forked from multiprocessing's fork
+    server, which has imported this module: threads.start_worker_server): the per-read Python of a batch (batching, SAM text, the pair posterior) holds the GIL,
     which caps what threads of one process reach on many cores; processes do not share it, at the
     price of a copy of Python, numpy and the kernels in each. With the network, one more process
     holds the model and answers the workers' calls (model.ModelServer). Batches of FASTQ bytes go
@@ -639,11 +639,8 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             done.set_result(_work(recs, index, opts, *args))
             return done
         if isinstance(pool, ProcessPoolExecutor):
-            # Worker processes are spawned inside submit(); a child inherits an ignored SIGINT
-            # through exec and Python then leaves it ignored, so Ctrl-C during its start-up
-            # prints nothing.
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            try:
+            # Worker processes are started inside submit().
+            with sigint_ignored():
                 packed = _pack_batch(recs, opts.paired)
                 if use_shared and shared is None and isinstance(packed, (RawBatch, RawPairs)):
                     try:
@@ -654,23 +651,21 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
                     packed = shared.send(sent % shared.spec.count, packed)
                     sent += 1
                 return pool.submit(_work_in_worker, packed, *args)
-            finally:
-                signal.signal(signal.SIGINT, previous)
         return pool.submit(_work, recs, index, opts, *args)
 
     interrupted = False
     blas = contextlib.ExitStack()
     try:  # the pool is started in here, so that `finally` stops whatever of it has started
         if opts.threads > 1 and opts.processes:
-            blas.enter_context(single_threaded_blas_children())  # the workers spawned from here on
-            context = multiprocessing.get_context("spawn")  # fork is unsafe once a device runtime runs
+            blas.enter_context(single_threaded_blas_children())  # the processes started from here on
             pipes: list = []
-            slots = context.Queue()
-            if opts.neural:
-                server = server or ModelServer(opts.weights_dir, opts.threads, context)
+            if opts.neural:  # spawned (fork is unsafe once a device runtime runs), and first: its start is the longest
+                server = server or ModelServer(opts.weights_dir, opts.threads, multiprocessing.get_context("spawn"))
                 pipes = server.worker_ends()
-                for slot in range(opts.threads):
-                    slots.put(slot)
+            context = start_worker_server()
+            slots = context.Queue()
+            for slot in range(len(pipes)):
+                slots.put(slot)
             pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker,
                                        initargs=(index.path, opts, pipes, slots, os.getpid()))
         elif opts.threads > 1:
@@ -678,10 +673,7 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
         pending: deque = deque()
 
         def done(future: Future) -> tuple:
-            try:
-                text, *rest = future.result()
-            except BrokenProcessPool:  # SIGKILL, the OOM killer: not a bug of ours to report
-                raise NeuromapError("a worker process ended before finishing its batch (out of memory, or killed?)") from None
+            text, *rest = future.result()
             return (text if shared is None else shared.receive(text), *rest)
 
         for recs in batches:
@@ -700,6 +692,8 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             yield done(pending.popleft())[:2]
         if opts.paired and model is None and on_insert is not None:
             on_insert(None, len(samples))
+    except BrokenProcessPool:  # SIGKILL, the OOM killer (seen by result() or by the next submit): not a bug of ours
+        raise NeuromapError("a worker process ended before finishing its batch (out of memory, or killed?)") from None
     except (KeyboardInterrupt, Terminated):
         interrupted = True
         raise

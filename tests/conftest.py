@@ -54,3 +54,30 @@ def assert_clean_error(res, *needles):
     assert len(lines) == 1, err
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """The processes below `pid` (Linux, from /proc), each with its parent: `align --processes`
+    starts the network's process and multiprocessing's fork server, and the fork server forks the
+    workers."""
+    parent_of = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parent_of[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = {}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, its_parent in parent_of.items():
+            if its_parent == parent and child not in found:
+                found[child] = parent
+                frontier.append(child)
+    return found
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The worker processes of the `align --processes` run `pid`: those its fork server forked."""
+    return sorted(child for child, parent in descendants(pid).items() if parent != pid)

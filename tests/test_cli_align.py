@@ -13,7 +13,7 @@ import pytest
 from neuromap.io.fastx import read_fastx
 from neuromap.io.sam import reverse_complement
 
-from conftest import assert_clean_error, run_cli
+from conftest import assert_clean_error, descendants, run_cli, worker_pids
 
 
 def records(sam_text):
@@ -366,10 +366,10 @@ def test_workers_end_when_the_main_process_is_killed(data_dir, tmp_path):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.time() + 60
-    while time.time() < deadline and not os.popen(f"pgrep -P {proc.pid}").read().split():
+    while time.time() < deadline and not worker_pids(proc.pid):
         time.sleep(0.1)
-    workers = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid}").read().split()]
-    assert workers, "no worker process started"
+    assert worker_pids(proc.pid), "no worker process started"
+    workers = list(descendants(proc.pid))  # the workers, their fork server and the network's process
     time.sleep(1)
     proc.kill()
     proc.wait(timeout=10)
@@ -418,9 +418,13 @@ def test_worker_processes_load_no_jax(data_dir):
             with open(f"/proc/{pid}/maps") as fh:
                 return "jaxlib" in fh.read()
 
-        children = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid} -f spawn_main").read().split()]
-        assert len(children) == 3 and not has_jax(proc.pid)  # 2 workers and the model's process
-        assert sorted(map(has_jax, children)) == [False, False, True]
+        workers = worker_pids(proc.pid)
+        assert len(workers) == 2 and not any(map(has_jax, workers)) and not has_jax(proc.pid)
+        # The network's process holds JAX; the others (the fork server the workers were forked
+        # from, multiprocessing's resource tracker) do not.
+        tree = descendants(proc.pid)
+        assert [tree[pid] for pid in tree if has_jax(pid)] == [proc.pid]
+        assert not has_jax(tree[workers[0]])
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -631,17 +635,50 @@ def test_api_worker_processes_get_one_blas_thread(data_dir):
     assert res.stdout.split() == ["[True]", "False", "False"]
 
 
-def _align_and_kill_a_child(args, pick=lambda pid: True, settle: float = 0.0) -> tuple[int, str]:
-    """Run `neuromap align ARGS` (in a session of its own), SIGKILL the first of its child
-    processes (spawn_main) that `pick` accepts, `settle` seconds after it is seen; return the
-    run's status and stderr."""
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("fork_server", [True, False])
+def test_api_worker_processes_with_and_without_the_fork_server(data_dir, fork_server):
+    """Worker processes are forked from multiprocessing's fork server (which has imported the
+    pipeline); where it cannot start (no socket for it), they are spawned. Either way the records
+    are those of one process, and the workers end with the run."""
+    code = (
+        "import multiprocessing, multiprocessing.forkserver, os\n"
+        "from neuromap.index import open_index\n"
+        "from neuromap.io.fastx import batched, read_fastx\n"
+        "from neuromap.pipeline import AlignOptions, align_records\n"
+        f"if not {fork_server}:\n"
+        "    def refuse(): raise OSError('no socket')\n"
+        "    multiprocessing.forkserver.ensure_running = refuse\n"
+        f"index = open_index({str(data_dir / 'ref.fa')!r})\n"
+        f"reads = list(read_fastx({str(data_dir / 'reads.fq')!r}))\n"
+        "texts, parents = {}, set()\n"
+        "for processes in (False, True):\n"
+        "    opts = AlignOptions(threads=2, processes=processes, batch_size=500, neural=False)\n"
+        "    texts[processes] = b''\n"
+        "    for text, _ in align_records(batched(iter(reads), 500), index, opts):\n"
+        "        texts[processes] += text\n"
+        "        for child in multiprocessing.active_children():\n"
+        "            with open(f'/proc/{child.pid}/stat') as fh:\n"
+        "                parents.add(int(fh.read().rsplit(')', 1)[1].split()[1]) == os.getpid())\n"
+        "print(texts[True] == texts[False], len(texts[True]) > 0, sorted(parents), multiprocessing.active_children())\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    # Forked workers' parent is the fork server; spawned ones', this process.
+    assert res.stdout.split() == ["True", "True", "[False]" if fork_server else "[True]", "[]"]
+
+
+def _align_and_kill_a_child(args, pick=lambda pid: True, settle: float = 0.0, candidates=worker_pids) -> tuple[int, str]:
+    """Run `neuromap align ARGS` (in a session of its own), SIGKILL the first of its processes
+    (`candidates(pid)`: the worker processes by default) that `pick` accepts, `settle` seconds
+    after it is seen; return the run's status and stderr."""
     proc = subprocess.Popen([sys.executable, "-m", "neuromap", "align", *map(str, args)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         found = []
         deadline = time.time() + 120
         while not found and time.time() < deadline and proc.poll() is None:
-            found = [int(pid) for pid in os.popen(f"pgrep -P {proc.pid} -f spawn_main").read().split() if pick(int(pid))]
+            found = [pid for pid in candidates(proc.pid) if pick(pid)]
             time.sleep(0.1)
         assert found, "no such process found"
         time.sleep(settle)
@@ -683,7 +720,8 @@ def test_a_killed_network_process_is_a_clean_error(data_dir, tmp_path):
             return False
 
     # 1 s after it is seen, the workers are calling it.
-    status, err = _align_and_kill_a_child(["-t", "2", "--processes", "-K", "500", "-o", out, data_dir / "ref.fa", many], has_jax, settle=1)
+    status, err = _align_and_kill_a_child(["-t", "2", "--processes", "-K", "500", "-o", out, data_dir / "ref.fa", many], has_jax, settle=1,
+                                          candidates=lambda pid: sorted(descendants(pid)))
     assert status != 0
     assert "Traceback" not in err and "the network's process ended" in err, err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
