@@ -7,7 +7,7 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
 # Needs jax (with its CUDA plugin), flax, optax, numpy, click, tqdm and a C compiler where it runs
@@ -39,7 +39,7 @@ export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 [ -d .bin ] && export PATH="$PWD/.bin:$PATH"
 WORK=${WORK:-/tmp/neuromap-gpu-work}
-ROWS=" ${ROWS:-model se pe scaling profile startup} "
+ROWS=" ${ROWS:-model se pe scaling profile startup workers} "
 wants() { [[ "$ROWS" == *" $1 "* ]]; }
 rm -rf "$WORK"; mkdir -p "$WORK"
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
@@ -164,7 +164,7 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup; then
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
@@ -214,4 +214,7 @@ wants profile && timeout 120 "$PY" benchmarks/profile_align.py "$WORK/se/genome.
     > "$OUT/RESULTS-gpu-profile.md" && cat "$OUT/RESULTS-gpu-profile.md"
 wants startup && timeout 240 "$PY" benchmarks/startup.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --threads "$THREADS" \
     > "$OUT/RESULTS-gpu-startup.md" && cat "$OUT/RESULTS-gpu-startup.md"
+# What a worker process costs to start, -t 2 against -t $THREADS (the reads: enough batches of 500 for every worker)
+wants workers && timeout 120 "$PY" benchmarks/worker_start.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --threads 2 "$THREADS" --reads $((1000 * THREADS)) \
+    > "$OUT/RESULTS-gpu-worker-start.md" && cat "$OUT/RESULTS-gpu-worker-start.md"
 stamp "done"
