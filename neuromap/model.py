@@ -293,13 +293,15 @@ class ExportedScorer:
         return jax.jit(exported.call)
 
     def __call__(self, read_codes, read_mask, window_codes):
-        shapes = tuple((tuple(a.shape), str(a.dtype)) for a in (read_codes, read_mask, window_codes))
-        call = self._calls.get(shapes)
+        # The key as it comes (dtypes hash): their names, for the export's file, only when it is new.
+        key = (read_codes.shape, read_codes.dtype, read_mask.shape, read_mask.dtype, window_codes.shape, window_codes.dtype)
+        call = self._calls.get(key)
         if call is None:
             with self._lock:
-                call = self._calls.get(shapes)
+                call = self._calls.get(key)
                 if call is None:
-                    call = self._calls[shapes] = self._compiled(shapes)
+                    shapes = tuple((tuple(a.shape), str(a.dtype)) for a in (read_codes, read_mask, window_codes))
+                    call = self._calls[key] = self._compiled(shapes)
         return call(self._params, read_codes, read_mask, window_codes)
 
 
