@@ -71,6 +71,21 @@ def tree_kb(pids: list[int], field: str) -> int:
     return sum(_status_kb(pid, field) for pid in pids)
 
 
+def tree_pss_kb(pids: list[int]) -> int:
+    """Proportional set size summed over processes (kB, /proc/PID/smaps_rollup): each page shared
+    by n of them counts 1/n in each (forked workers share the pages of Python, numpy and neuromap
+    with their fork server, and all share the memory-mapped index through the page cache), so the
+    sum is the memory the processes take together; RSS counts a shared page in every process."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                total += next((int(line.split()[1]) for line in fh if line.startswith("Pss:")), 0)
+        except (OSError, ValueError):
+            pass
+    return total
+
+
 def _become_subreaper() -> None:
     """Processes orphaned below this one (a command's fork server, which ends just after the
     command) come to this one instead of init (Linux), which reaps them, so that getrusage counts
@@ -82,16 +97,18 @@ def _become_subreaper() -> None:
 
 
 def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | None = None, anon: list | None = None,
-                 cpu: list | None = None) -> tuple[float, int]:
+                 cpu: list | None = None, pss: list | None = None) -> tuple[float, int]:
     """Run a command (with `env` added to the environment); return (wall seconds, peak RSS in MB of
-    its whole process tree). With `anon` (a list), its peak anonymous memory in MB is appended.
+    its whole process tree). With `anon` (a list), its peak anonymous memory in MB is appended;
+    with `pss`, its peak proportional set size in MB (tree_pss_kb; sampled every 0.25 s, as it
+    costs more to read).
     With `cpu` (a list), (CPU seconds of the command's own process, CPU seconds of its whole tree)
     is appended: the first as last sampled from /proc before it ended (to 0.05 s), the second from
     getrusage over every descendant reaped (worker processes included; those that outlive the
     command by a moment, such as its fork server, are waited for)."""
     _become_subreaper()
     out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
-    peak = peak_anon = 0
+    peak = peak_anon = peak_pss = 0
     seen: set[int] = set()
     own_cpu = 0.0
     tick = os.sysconf("SC_CLK_TCK")
@@ -101,13 +118,17 @@ def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | Non
     stop = threading.Event()
 
     def sample():
-        nonlocal peak, peak_anon, own_cpu
+        nonlocal peak, peak_anon, peak_pss, own_cpu
+        rounds = 0
         while not stop.is_set():
             pids = tree_pids(proc.pid)
             seen.update(pids)
             peak = max(peak, tree_kb(pids, "VmRSS"))
             if anon is not None:
                 peak_anon = max(peak_anon, tree_kb(pids, "RssAnon"))
+            if pss is not None and rounds % 5 == 0:
+                peak_pss = max(peak_pss, tree_pss_kb(pids))
+            rounds += 1
             if cpu is not None:
                 try:
                     with open(f"/proc/{proc.pid}/stat") as f:
@@ -134,6 +155,8 @@ def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | Non
         sys.exit(f"failed: {' '.join(cmd)}\n{err.decode()[-2000:]}")
     if anon is not None:
         anon.append(peak_anon // 1024)
+    if pss is not None:
+        pss.append(peak_pss // 1024)
     if cpu is not None:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu.append((own_cpu, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime))
