@@ -72,9 +72,9 @@ def start_worker_server():
     """The multiprocessing context `align --processes` starts its worker processes with: forked
     from multiprocessing's fork server, a process of its own, started here once (exec'd: it holds
     none of this process's threads nor a device runtime, so forking it is safe), which imports
-    WORKER_MODULES meanwhile. A worker then starts in about 0.08 CPU-seconds instead of the 0.45 a
-    spawned one spends importing Python, numpy and neuromap (2 cores; 16 workers at once spent
-    about 17 CPU-seconds starting on the GPU machine: benchmarks/README.md). The fork server
+    WORKER_MODULES meanwhile. A worker then starts in about 0.07 CPU-seconds instead of the 0.38 a
+    spawned one spends importing Python, numpy and neuromap (2 cores, benchmarks/worker_start.py;
+    16 spawned workers spent about 17 CPU-seconds starting on the GPU machine). The fork server
     starts with one BLAS thread and Ctrl-C ignored, which the workers it forks inherit; a running
     one is kept. Spawned workers where there is no fork server (Windows) or it cannot start.
     (set_forkserver_preload is multiprocessing's global setting: a fork server the caller has
@@ -97,9 +97,9 @@ def start_worker_server():
 def exit_with_parent(parent: int) -> None:
     """End this process when process `parent` (the one that started the run) has ended without
     stopping it (SIGKILL, the OOM killer): a busy pool worker would otherwise wait for its next
-    batch forever. Watched through a pidfd where there is one (Linux), else every 0.5 s. (Not
-    through this process's parent: a worker's is the fork server, which lives as long as the
-    workers do.)"""
+    batch forever. Watched through a pidfd where there is one (Linux), else every 0.5 s (which
+    misses a parent that has ended but is not yet reaped). Not through this process's parent: a
+    worker's is the fork server, which lives as long as the workers do."""
     try:
         pidfd = os.pidfd_open(parent)
     except ProcessLookupError:  # gone already
