@@ -668,6 +668,23 @@ def test_api_worker_processes_with_and_without_the_fork_server(data_dir, fork_se
     assert res.stdout.split() == ["True", "True", "[False]" if fork_server else "[True]", "[]"]
 
 
+def test_processes_with_a_temporary_folder_too_long_for_the_fork_server(data_dir, tmp_path):
+    """The fork server listens on a Unix socket in the temporary folder, whose path may not exceed
+    107 bytes; under a deeper TMPDIR (a pipeline's work folder) the workers are spawned instead,
+    with the same records."""
+    deep = tmp_path / ("t" * 60) / ("u" * 60)
+    deep.mkdir(parents=True)
+    args = ["align", "--no-neural", "-t", "2", data_dir / "ref.fa", data_dir / "reads.fq"]
+    env = {**os.environ, "TMPDIR": str(deep)}
+    method = subprocess.run([sys.executable, "-c", "from neuromap.threads import start_worker_server\nprint(start_worker_server().get_start_method())"],
+                            capture_output=True, text=True, env=env)
+    assert method.stdout.strip() == "spawn", method.stderr
+    workers = run_cli([*args, "--processes"], env=env)
+    threads = run_cli([*args, "--no-processes"])
+    assert workers.returncode == 0 and threads.returncode == 0, workers.stderr
+    assert records(workers.stdout) == records(threads.stdout) and len(records(workers.stdout)) == 3000
+
+
 def _align_and_kill_a_child(args, pick=lambda pid: True, settle: float = 0.0, candidates=worker_pids) -> tuple[int, str]:
     """Run `neuromap align ARGS` (in a session of its own), SIGKILL the first of its processes
     (`candidates(pid)`: the worker processes by default) that `pick` accepts, `settle` seconds
