@@ -246,6 +246,8 @@ EXPORT int nm_seed(const int64_t *row, const int64_t *pos, const uint64_t *hashe
         if (z >= ahead) {
             uint64_t bucket = hashes[z - ahead] >> bucket_shift;
             lo[z - ahead] = offsets_u32 ? (int64_t)off32[bucket] : off64[bucket];
+            /* The bucket's end, read now from the same line: kept in cnt until the next pass. */
+            cnt[z - ahead] = offsets_u32 ? (int64_t)off32[bucket + 1] : off64[bucket + 1];
         }
     }
     int64_t max_hits = 0;
@@ -253,9 +255,8 @@ EXPORT int nm_seed(const int64_t *row, const int64_t *pos, const uint64_t *hashe
         int64_t z = a, total = 0;
         while (z < n_mm && row[z] == row[a]) {
             if (z + ahead < n_mm) __builtin_prefetch(mm_hash + lo[z + ahead]);
-            uint64_t bucket = hashes[z] >> bucket_shift;
             int64_t first = lo[z];
-            int64_t end = offsets_u32 ? (int64_t)off32[bucket + 1] : off64[bucket + 1];
+            int64_t end = cnt[z];
             while (first < end && mm_hash[first] < hashes[z]) first++;
             int64_t c = 0;
             while (first + c < n_table && mm_hash[first + c] == hashes[z] && c <= max_occ) c++;
