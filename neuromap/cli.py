@@ -118,8 +118,9 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     """
     if processes is None:
         processes = threads >= AUTO_PROCESSES
+    processes = processes and threads > 1  # one worker is this process itself
     server = None
-    if not no_neural and processes and threads > 1:
+    if not no_neural and processes:
         # The network's process (model.ModelServer) first: its start (importing JAX, starting the
         # device, loading the network: 1.2-1.7 s on the GPU machine) then overlaps the rest of
         # this one's. Ended at once if the run ends before handing it to align_records.
@@ -130,7 +131,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         check_weights(weights_dir)
         server = ModelServer(weights_dir, threads, multiprocessing.get_context("spawn"))
         click.get_current_context().call_on_close(lambda: server.close(wait=False))
-    if processes and threads > 1:
+    if processes:
         from neuromap.threads import start_worker_server
 
         start_worker_server()  # the workers' fork server, importing the pipeline meanwhile
@@ -179,7 +180,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         if not os.path.isdir(parent):
             raise NeuromapError(f"{stats_path}: output directory {parent} does not exist")
     sink = SamSink(output, threads=threads)
-    if (output is None or output == "-") and not (processes and threads > 1):
+    if (output is None or output == "-") and not processes:
         # `| head` ends us quietly, as for C tools. Worker processes would be left behind by such
         # a sudden end: with them, the closed pipe is a BrokenPipeError, handled in main().
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -215,7 +216,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         sink.discard()
     seconds = time.perf_counter() - started
     summary = run_summary(totals, seconds, opts.neural)
-    summary["workers"] = f"{threads} {'processes' if processes and threads > 1 else 'threads'}"
+    summary["workers"] = f"{threads} {'processes' if processes else 'threads'}"
     if progress is not False:
         click.echo(
             f"neuromap: {summary['reads']} reads, {summary['mapped_pct']:.2f} % mapped, "
@@ -227,7 +228,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         )
     if stats_path:
         write_json_atomic(stats_path, summary)
-    if not (processes and threads > 1):
+    if not processes:
         global _END_NOW
         _END_NOW = True
 
