@@ -7,7 +7,7 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
 # Needs jax (with its CUDA plugin), flax, optax, numpy, click, tqdm and a C compiler where it runs
@@ -164,7 +164,7 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers; then
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
@@ -215,6 +215,37 @@ wants profile && timeout 120 "$PY" benchmarks/profile_align.py "$WORK/se/genome.
 wants startup && timeout 240 "$PY" benchmarks/startup.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --threads "$THREADS" \
     > "$OUT/RESULTS-gpu-startup.md" && cat "$OUT/RESULTS-gpu-startup.md"
 # What a worker process costs to start, -t 2 against -t $THREADS (the reads: enough batches of 500 for every worker)
+# Where a run waits (neuromap/trace.py, benchmarks/timeline.py): the network with --processes over
+# the SE reads and 10 x them, traced once and timed twice untraced, beside --no-neural and
+# minimap2 (SAM to /dev/null for every tool).
+if wants timeline; then
+    G="$WORK/se/genome.fa"; R="$WORK/se/reads.fq"; BIG="$WORK/se/reads-10x.fq"
+    COPIES=()
+    for i in 0 1 2 3 4 5 6 7 8 9; do sed "1~4s/^@/@r$i./" "$R" > "$BIG.$i" & COPIES+=($!); done
+    wait "${COPIES[@]}"; cat "$BIG".[0-9] > "$BIG"; rm -f "$BIG".[0-9]
+    "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null  # the index and the compilation cache
+    TIMEFORMAT=%R
+    {
+        echo "# Timeline rows ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS, SAM to /dev/null): wall seconds"
+        echo
+        for input in "$R" "$BIG"; do
+            n=$(( $(wc -l < "$input") / 4 ))
+            echo "## $n reads"
+            echo
+            echo "| run | wall s |"; echo "|---|---|"
+            for run in 1 2; do echo "| neuromap (network), --processes, run $run | $( { time "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$G" "$input" > /dev/null; } 2>&1 ) |"; done
+            echo "| neuromap --no-neural, --processes | $( { time "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$G" "$input" > /dev/null; } 2>&1 ) |"
+            echo "| minimap2 -x sr | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$input" > /dev/null 2>/dev/null; } 2>&1 ) |"
+            rm -f "$WORK"/tl.*
+            NEUROMAP_TRACE="$WORK/tl" "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$G" "$input" > /dev/null
+            echo; "$PY" benchmarks/timeline.py "$WORK/tl"; echo
+            rm -f "$WORK"/tl.*
+            NEUROMAP_TRACE="$WORK/tl" "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$G" "$input" > /dev/null
+            echo "### --no-neural"; echo; "$PY" benchmarks/timeline.py "$WORK/tl"; echo
+        done
+    } > "$OUT/RESULTS-gpu-timeline.md" 2>&1
+    cat "$OUT/RESULTS-gpu-timeline.md"
+fi
 wants workers && timeout 120 "$PY" benchmarks/worker_start.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --threads 2 "$THREADS" --reads $((1000 * THREADS)) \
     > "$OUT/RESULTS-gpu-worker-start.md" && cat "$OUT/RESULTS-gpu-worker-start.md"
 stamp "done"

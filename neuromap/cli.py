@@ -10,7 +10,7 @@ import time
 
 import click
 
-from neuromap import __version__
+from neuromap import __version__, trace
 from neuromap.errors import NeuromapError, OutputClosed, Terminated
 from neuromap.threads import single_threaded_blas
 
@@ -116,6 +116,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
       NEUROMAP_JAX_CACHE      JAX's compilation cache and the exported network (default ~/.cache/neuromap/jax)
       MALLOC_ARENA_MAX        glibc malloc arenas (default here: -t + 2)
     """
+    trace.event("align")
     if processes is None:
         processes = threads >= AUTO_PROCESSES
     processes = processes and threads > 1  # one worker is this process itself
@@ -212,6 +213,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
                 bar.update(figures.reads)
         sink.write(header)
         sink.commit()
+        trace.event("committed")
     finally:
         sink.discard()
     seconds = time.perf_counter() - started

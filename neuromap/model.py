@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from neuromap import trace
 from neuromap.errors import NeuromapError
 
 WIDTH_BUCKET = 32
@@ -170,11 +171,13 @@ def _load_model(weights_dir: str | None):
     from neuromap.weights import SHIPPED
 
     directory = weights_dir or SHIPPED
+    trace.event("load-model")
     try:  # the errors name the file (check_weights has seen that all three exist)
         scorer = ExportedScorer(directory, compute_dtype(), _enable_compilation_cache())
         calibration = Calibration.load(directory)
     except (OSError, ValueError) as exc:
         raise NeuromapError(f"cannot load the model: {exc}") from None
+    trace.event("model-loaded")
     return scorer.config, scorer, calibration
 
 
@@ -196,6 +199,7 @@ class ExportedScorer:
     def __init__(self, directory: str, dtype: str, cache_dir: str | None):
         import jax
 
+        trace.event("jax-imported")
         self.directory, self.dtype = directory, dtype
         self._lock = threading.Lock()
         self._calls: dict = {}
@@ -221,6 +225,7 @@ class ExportedScorer:
         with np.load(os.path.join(directory, "params.npz")) as saved:
             self._names = sorted(saved.files)
             self._params = dict(zip(self._names, jax.device_put([saved[n] for n in self._names])))
+        trace.event("params-on-device")
 
     def _build(self):
         """The Flax model (only when an export is missing)."""
@@ -370,9 +375,11 @@ class RemoteModel:
         self._info: tuple | None = None
 
     def _ask(self, *message):
+        trace.event("ask", message[0])
         try:
             self.conn.send(message)
             reply = self.conn.recv()
+            trace.event("answered", message[0])
         except (EOFError, OSError):
             raise NeuromapError("the network's process ended before answering (out of memory?)") from None
         if isinstance(reply, BaseException):
@@ -441,6 +448,7 @@ def serve_models(weights_dir: str | None, conns: list, parent: int) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C and ends this one
     exit_with_parent(parent)
+    trace.event("model-process")
     preload(weights_dir)
     threads = [_track(threading.Thread(target=_serve, args=(conn, weights_dir), name="neuromap-model-server", daemon=True)) for conn in conns]
     for thread in threads:
@@ -465,6 +473,7 @@ def _serve(conn, weights_dir: str | None) -> None:
             conn.close()
             return
         try:
+            trace.event("serve", message[0] if message[0] == "info" else message[1].shape[0])
             config, score, calibration = load_model(weights_dir)
             if message[0] == "info":
                 reply = (config.read_length, config.reference_window, calibration.scale, device_name(), pair_bucket())
@@ -472,6 +481,7 @@ def _serve(conn, weights_dir: str | None) -> None:
                 reply = _model_call(score, pair_bucket(), *message[1:])
         except Exception as exc:  # noqa: BLE001 - raised again in the worker, then reported
             reply = exc
+        trace.event("served")
         try:
             try:
                 conn.send(reply)

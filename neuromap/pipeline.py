@@ -21,7 +21,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from neuromap import kernels
+from neuromap import kernels, trace
 from neuromap.align import NEG, Scoring, banded_align, traceback, ungapped, ungapped_description
 from neuromap.errors import NeuromapError, Terminated
 from neuromap.index import Index, load_index
@@ -565,6 +565,7 @@ def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
     limit_malloc_arenas(1)
     exit_with_parent(parent)
+    trace.event("worker")
     _WORKER_STATE = (load_index(index_path), opts)
     if opts.neural:
         use_remote(model_pipes[slots.get()])
@@ -583,8 +584,10 @@ def _pack_batch(records, paired: bool):
 def _work_in_worker(packed, model=None, samples=None):
     assert _WORKER_STATE is not None
     index, opts = _WORKER_STATE
+    trace.event("batch")
     if isinstance(packed, InSlot):  # the batch's bytes, and then its SAM, in shared memory
         text, *rest = _work(take_batch(packed), index, opts, model, samples)
+        trace.event("batch-done")
         return (put_text(packed, text), *rest)
     if isinstance(packed, (RawBatch, RawPairs)):
         records = packed
@@ -685,9 +688,11 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
                         on_insert(model, len(samples))
                 yield text, stats
                 continue
+            trace.event("submit")
             pending.append(submit(recs, model))
             if len(pending) >= 2 * opts.threads:
                 yield done(pending.popleft())[:2]
+                trace.event("written")
         while pending:
             yield done(pending.popleft())[:2]
         if opts.paired and model is None and on_insert is not None:
