@@ -7,7 +7,7 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
 # Needs jax (with its CUDA plugin), flax, optax, numpy, click, tqdm and a C compiler where it runs
@@ -30,6 +30,7 @@ mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 SMALL=${SMALL:-0}
 PY=${PYTHON:-python3}
+[[ "$PY" == */* && "$PY" != /* ]] && PY="$PWD/$PY"  # the same interpreter from another folder (the A/B row)
 THREADS=${THREADS:-16}
 TRAIN_SECONDS=${TRAIN_SECONDS:-150}
 if [ "$SMALL" = 1 ]; then BATCH=8; SE_READS=4000; PE_PAIRS=2000; SIZE=500000; PROFILE_READS=2000; MODEL_READS=64; MODEL_BUCKETS=64; CAL_READS=500; CAL_SIZE=200000
@@ -164,7 +165,7 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline; then
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
@@ -218,13 +219,53 @@ wants startup && timeout 240 "$PY" benchmarks/startup.py "$WORK/se/genome.fa" "$
 # Where a run waits (neuromap/trace.py, benchmarks/timeline.py): the network with --processes over
 # the SE reads and 10 x them, traced once and timed twice untraced, beside --no-neural and
 # minimap2 (SAM to /dev/null for every tool).
+G="$WORK/se/genome.fa"; R="$WORK/se/reads.fq"; BIG="$WORK/se/reads-10x.fq"
+make_big() {  # the SE reads 10 times over (renamed), and the index and the compilation cache warm
+    [ -s "$BIG" ] && return
+    local copies=() i
+    for i in 0 1 2 3 4 5 6 7 8 9; do sed "1~4s/^@/@r$i./" "$R" > "$BIG.$i" & copies+=($!); done
+    wait "${copies[@]}"; cat "$BIG".[0-9] > "$BIG"; rm -f "$BIG".[0-9]
+    "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null
+}
+TIMEFORMAT=%R
+# A/B of whole runs on the same machine: this tree's neuromap ("new"), the package in $OLD_TREE
+# (an earlier commit's neuromap/: git archive COMMIT neuromap | tar -x -C .old), and "new" with
+# NEUROMAP_DEVICE_EARLY=1; wall seconds, SAM to /dev/null, -t $THREADS --processes, in turn twice
+# on 10 x the SE reads, then each variant traced once on the SE reads.
+if wants ab; then
+    make_big
+    OLD_TREE=${OLD_TREE:-$PWD/.old}
+    [ -d "$OLD_TREE/neuromap" ] && cp neuromap/_kernels*.so "$OLD_TREE/neuromap/"
+    variant() {  # NAME, then align's arguments
+        local name=$1; shift
+        case $name in
+            old) (cd "$OLD_TREE" && "$PY" -m neuromap align --quiet "$@") ;;
+            new) "$PY" -m neuromap align --quiet "$@" ;;
+            new-early) NEUROMAP_DEVICE_EARLY=1 "$PY" -m neuromap align --quiet "$@" ;;
+        esac
+    }
+    VARIANTS="new new-early"; [ -d "$OLD_TREE/neuromap" ] && VARIANTS="old new new-early"
+    {
+        echo "# A/B ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS --processes, SAM to /dev/null): wall seconds"
+        echo; echo "| variant | $(( $(wc -l < "$BIG") / 4 )) reads, round 1 | round 2 | $(( $(wc -l < "$R") / 4 )) reads |"; echo "|---|---|---|---|"
+        declare -A T1 T2 T3
+        for v in $VARIANTS; do variant "$v" --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null; done
+        for v in $VARIANTS; do T1[$v]=$( { time variant "$v" --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 ); done
+        for v in $VARIANTS; do T2[$v]=$( { time variant "$v" --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 ); done
+        for v in $VARIANTS; do T3[$v]=$( { time variant "$v" --processes -t "$THREADS" "$G" "$R" > /dev/null; } 2>&1 ); done
+        for v in $VARIANTS; do echo "| neuromap $v | ${T1[$v]} | ${T2[$v]} | ${T3[$v]} |"; done
+        echo "| neuromap new --no-neural | $( { time "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 ) | | |"
+        echo "| minimap2 -x sr | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$BIG" > /dev/null 2>/dev/null; } 2>&1 ) | | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$R" > /dev/null 2>/dev/null; } 2>&1 ) |"
+        for v in $VARIANTS; do
+            rm -f "$WORK"/tl.*
+            NEUROMAP_TRACE="$WORK/tl" variant "$v" --processes -t "$THREADS" "$G" "$R" > /dev/null
+            echo; echo "## $v"; echo; "$PY" benchmarks/timeline.py "$WORK/tl" | awk '(NR >= 3 && NR <= 30) || /^network|^  calls/'
+        done
+    } > "$OUT/RESULTS-gpu-ab.md" 2>&1
+    cat "$OUT/RESULTS-gpu-ab.md"
+fi
 if wants timeline; then
-    G="$WORK/se/genome.fa"; R="$WORK/se/reads.fq"; BIG="$WORK/se/reads-10x.fq"
-    COPIES=()
-    for i in 0 1 2 3 4 5 6 7 8 9; do sed "1~4s/^@/@r$i./" "$R" > "$BIG.$i" & COPIES+=($!); done
-    wait "${COPIES[@]}"; cat "$BIG".[0-9] > "$BIG"; rm -f "$BIG".[0-9]
-    "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null  # the index and the compilation cache
-    TIMEFORMAT=%R
+    make_big
     {
         echo "# Timeline rows ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS, SAM to /dev/null): wall seconds"
         echo

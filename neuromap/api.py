@@ -76,7 +76,7 @@ class Aligner:
         self.index = open_index(reference, index)
         self.options = AlignOptions(seed=SeedParams(max_candidates=max_candidates), neural=neural, weights_dir=weights, threads=threads)
         if neural:
-            from neuromap.model import check_weights
+            from neuromap.model_process import check_weights
 
             check_weights(weights)
         self.seq_names = list(self.index.names)

@@ -122,15 +122,13 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     processes = processes and threads > 1  # one worker is this process itself
     server = None
     if not no_neural and processes:
-        # The network's process (model.ModelServer) first: its start (importing JAX, starting the
+        # The network's process (model_process.ModelServer) first: its start (importing JAX, starting the
         # device, loading the network: 1.2-1.7 s on the GPU machine) then overlaps the rest of
         # this one's. Ended at once if the run ends before handing it to align_records.
-        import multiprocessing
-
-        from neuromap.model import ModelServer, check_weights
+        from neuromap.model_process import ModelServer, check_weights
 
         check_weights(weights_dir)
-        server = ModelServer(weights_dir, threads, multiprocessing.get_context("spawn"))
+        server = ModelServer(weights_dir, threads)
         click.get_current_context().call_on_close(lambda: server.close(wait=False))
     if processes:
         from neuromap.threads import start_worker_server
@@ -172,7 +170,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     )
     limit_malloc_arenas(threads)  # before the first thread starts
     if opts.neural and server is None:  # with a model process (started above), its own load
-        from neuromap.model import check_weights, preload
+        from neuromap.model import preload
+        from neuromap.model_process import check_weights
 
         check_weights(weights_dir)
         preload(weights_dir)

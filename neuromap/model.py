@@ -25,6 +25,7 @@ import numpy as np
 
 from neuromap import trace
 from neuromap.errors import NeuromapError
+from neuromap.model_process import compute_dtype
 
 WIDTH_BUCKET = 32
 
@@ -70,30 +71,6 @@ class Calibration:
             return cls(**{k: v for k, v in fields.items() if k in cls.__dataclass_fields__})
         except (ValueError, TypeError, AttributeError) as exc:
             raise ValueError(f"{path}: not a calibration ({exc})") from None
-
-
-def check_weights(weights_dir: str | None) -> None:
-    """A clear error, before any work, when a model directory is incomplete."""
-    from neuromap.errors import NeuromapError
-    from neuromap.weights import SHIPPED
-
-    directory = weights_dir or SHIPPED
-    for name in ("params.npz", "config.json", "calibration.json"):
-        if not os.path.exists(os.path.join(directory, name)):
-            raise NeuromapError(f"{directory}: no {name}: not a complete neuromap model (use --no-neural, or train and calibrate one)")
-    from neuromap.weights import COMPUTE_DTYPES
-
-    if compute_dtype() not in COMPUTE_DTYPES:
-        raise NeuromapError(f"NEUROMAP_COMPUTE_DTYPE={compute_dtype()!r}: must be one of {', '.join(COMPUTE_DTYPES)}")
-    bucket = os.environ.get("NEUROMAP_PAIR_BUCKET")
-    if bucket and not (bucket.isdigit() and int(bucket) > 0):
-        raise NeuromapError(f"NEUROMAP_PAIR_BUCKET={bucket!r}: must be a positive whole number of pairs per model call")
-
-
-def compute_dtype() -> str:
-    """The network's arithmetic: NEUROMAP_COMPUTE_DTYPE, float32 by default (what the shipped
-    calibration was fitted on; benchmarks/README.md has bfloat16's speed and accuracy on a GPU)."""
-    return os.environ.get("NEUROMAP_COMPUTE_DTYPE", "float32")
 
 
 def _enable_compilation_cache() -> str | None:
@@ -364,7 +341,7 @@ def model_device() -> str:
 
 class RemoteModel:
     """The model as a worker process of `align --processes` uses it: the model's process
-    (ModelServer) holds the one copy (one JAX runtime, one set of compiled kernels, one device context: on a GPU about
+    (model_process.ModelServer) holds the one copy (one JAX runtime, one set of compiled kernels, one device context: on a GPU about
     1 GB less per worker, and no JAX start-up in each), and the worker sends it the padded model
     calls of `_score_distinct` over a pipe (the Python around them stays in the worker). Each
     call is the one the worker would make, with the same shapes, so the output is the same as in
@@ -405,43 +382,9 @@ def use_remote(conn) -> None:
     _REMOTE = RemoteModel(conn)
 
 
-class ModelServer:
-    """For `align --processes`: the model lives in a process of its own (spawned), where one
-    thread per worker pipe answers that worker's RemoteModel; the pipes' worker ends go to the
-    workers (`worker_ends`). The main process then imports no JAX and only reads the input, hands
-    out batches and writes the output: on a GPU machine with 16 workers that main process was what
-    limited the run, and the model's calls (with, it seems, the host thread spinning while the
-    device works) took 6.4 of its 15 CPU-seconds over 4M reads (benchmarks/README.md)."""
-
-    def __init__(self, weights_dir: str | None, n_workers: int, context):
-        self.pipes = [context.Pipe() for _ in range(n_workers)]
-        self.process = context.Process(target=serve_models, args=(weights_dir, [own for own, _ in self.pipes], os.getpid()),
-                                       name="neuromap-model", daemon=True)
-        self.process.start()
-        for own, _ in self.pipes:  # the model's process holds them now
-            own.close()
-
-    def worker_ends(self) -> list:
-        return [theirs for _, theirs in self.pipes]
-
-    def close(self, wait: bool = True) -> None:
-        """This process's copies of the workers' ends. The model's process ends when every worker
-        has (its pipes then read EOF): waited for (10 s at most), or with `wait` False (Ctrl-C,
-        SIGTERM, a run that ended before it was used) ended now. Closing again does nothing."""
-        for _, theirs in self.pipes:
-            theirs.close()
-        if self.process.pid is None or self.process.exitcode is not None:
-            return
-        if wait:
-            self.process.join(10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(5)
-
-
 def serve_models(weights_dir: str | None, conns: list, parent: int) -> None:
-    """The model's process of `align --processes` (ModelServer): loads the model and answers
-    each worker's pipe on a thread of its own until every worker has gone."""
+    """The model's process of `align --processes` (model_process.ModelServer): loads the model
+    and answers each worker's pipe on a thread of its own until every worker has gone."""
     import signal
 
     from neuromap.threads import exit_with_parent  # not from the pipeline: its imports would delay JAX's
@@ -458,7 +401,7 @@ def serve_models(weights_dir: str | None, conns: list, parent: int) -> None:
     settle_background()
     # Every worker has gone and every answer is sent; the compilation cache and the exports were
     # written when made. So end here, without Python's and JAX's teardown (0.25 s of a one-read
-    # run on 2 cores, which the main process waits for: model.ModelServer.close).
+    # run on 2 cores, which the main process waits for: model_process.ModelServer.close).
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

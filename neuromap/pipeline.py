@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import multiprocessing
 import os
 import signal
 import sys
@@ -28,9 +27,10 @@ from neuromap.index import Index, load_index
 from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, make_batch, pack, parse_raw_batch, parse_raw_pairs_batch, unpack
 from neuromap.io.sam import sam_records
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
-from neuromap.model import ModelServer, calibration_scale, max_window, model_device, score_pairs, use_remote
+from neuromap.model import calibration_scale, max_window, model_device, score_pairs, use_remote
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
+from neuromap.model_process import ModelServer
 from neuromap.slots import BatchSlots, InSlot, put_text, take_batch
 from neuromap.threads import exit_with_parent, sigint_ignored, single_threaded_blas_children, start_worker_server
 from neuromap.texts import Texts
@@ -559,7 +559,7 @@ def limit_malloc_arenas(threads: int) -> None:
 
 def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, parent: int) -> None:
     """A worker process: its own view of the memory-mapped index (the pages are shared through the
-    page cache) and its own kernels. The network is in the model's process (model.ModelServer),
+    page cache) and its own kernels. The network is in the model's process (model_process.ModelServer),
     which scores the worker's pairs over a pipe of its own (model.RemoteModel): no JAX here."""
     global _WORKER_STATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
@@ -613,7 +613,7 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     server, which has imported this module: threads.start_worker_server): the per-read Python of a batch (batching, SAM text, the pair posterior) holds the GIL,
     which caps what threads of one process reach on many cores; processes do not share it, at the
     price of a copy of Python, numpy and the kernels in each. With the network, one more process
-    holds the model and answers the workers' calls (model.ModelServer). Batches of FASTQ bytes go
+    holds the model and answers the workers' calls (model_process.ModelServer). Batches of FASTQ bytes go
     to the workers, and their SAM comes back, through shared memory (neuromap.slots). The output
     is the same.
 
@@ -663,7 +663,7 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             blas.enter_context(single_threaded_blas_children())  # the processes started from here on
             pipes: list = []
             if opts.neural:  # spawned (fork is unsafe once a device runtime runs), and first: its start is the longest
-                server = server or ModelServer(opts.weights_dir, opts.threads, multiprocessing.get_context("spawn"))
+                server = server or ModelServer(opts.weights_dir, opts.threads)
                 pipes = server.worker_ends()
             context = start_worker_server()
             slots = context.Queue()

@@ -188,10 +188,9 @@ def test_worker_processes_score_with_the_parents_model(tmp_path):
     score_pairs gives in the parent, reads longer than the model's read length (chunked calls)
     included; info() gives the model's shapes, scale and device, and the parent's load error
     comes back as the same one-line NeuromapError."""
-    import multiprocessing
-
     from neuromap import model as model_stage
     from neuromap.errors import NeuromapError
+    from neuromap.model_process import ModelServer
 
     rng = np.random.default_rng(5)
     query = rng.integers(0, 4, (30, 368)).astype(np.uint8)  # up to 368 bp: longer than read_length (320)
@@ -200,8 +199,7 @@ def test_worker_processes_score_with_the_parents_model(tmp_path):
     qlen = rng.integers(100, 369, 30)
     for i in range(30):
         query[i, qlen[i]:] = 4
-    context = multiprocessing.get_context("spawn")
-    server = model_stage.ModelServer(None, 1, context)
+    server = ModelServer(None, 1)
     config, _, calibration = model_stage.load_model(None)
     want = model_stage.score_pairs(query, qlen, target)
     try:
@@ -217,7 +215,7 @@ def test_worker_processes_score_with_the_parents_model(tmp_path):
     broken = tmp_path / "model"
     shutil.copytree(WEIGHTS_DIR, broken, ignore=shutil.ignore_patterns("CARD.md", "__*"))
     (broken / "config.json").write_text("{not json")
-    server = model_stage.ModelServer(str(broken), 1, context)
+    server = ModelServer(str(broken), 1)
     try:
         with pytest.raises(NeuromapError, match="config.json"):
             model_stage.RemoteModel(server.worker_ends()[0]).info()

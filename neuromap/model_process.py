@@ -1,0 +1,131 @@
+"""The network's process of `align --processes` (ModelServer), and the checks a run makes of its
+model before starting one. Only the standard library is imported here: the command starts that
+process before it imports numpy, and the process itself imports nothing of the command's (click,
+the pipeline) before JAX. On the GPU machine the workers wait for the network until it has
+loaded (benchmarks/RESULTS-gpu-timeline*.md), so every 0.1 s of that start is 0.1 s of every
+run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from multiprocessing.connection import Connection, Pipe
+
+from neuromap import trace
+from neuromap.errors import NeuromapError
+from neuromap.threads import sigint_ignored
+
+
+def compute_dtype() -> str:
+    """The network's arithmetic: NEUROMAP_COMPUTE_DTYPE, float32 by default (what the shipped
+    calibration was fitted on; benchmarks/README.md has bfloat16's speed and accuracy on a GPU)."""
+    return os.environ.get("NEUROMAP_COMPUTE_DTYPE", "float32")
+
+
+def check_weights(weights_dir: str | None) -> None:
+    """A clear error, before any work, when a model directory is incomplete."""
+    from neuromap.weights import COMPUTE_DTYPES, SHIPPED
+
+    directory = weights_dir or SHIPPED
+    for name in ("params.npz", "config.json", "calibration.json"):
+        if not os.path.exists(os.path.join(directory, name)):
+            raise NeuromapError(f"{directory}: no {name}: not a complete neuromap model (use --no-neural, or train and calibrate one)")
+    if compute_dtype() not in COMPUTE_DTYPES:
+        raise NeuromapError(f"NEUROMAP_COMPUTE_DTYPE={compute_dtype()!r}: must be one of {', '.join(COMPUTE_DTYPES)}")
+    bucket = os.environ.get("NEUROMAP_PAIR_BUCKET")
+    if bucket and not (bucket.isdigit() and int(bucket) > 0):
+        raise NeuromapError(f"NEUROMAP_PAIR_BUCKET={bucket!r}: must be a positive whole number of pairs per model call")
+
+
+class ModelServer:
+    """For `align --processes`: the model lives in a process of its own, where one thread per
+    worker pipe answers that worker's model.RemoteModel (model.serve_models); the pipes' worker
+    ends go to the workers (`worker_ends`). The main process then imports no JAX and only reads
+    the input, hands out batches and writes the output: on a GPU machine with 16 workers that main
+    process was what limited the run, and the model's calls (with, it seems, the host thread
+    spinning while the device works) took 6.4 of its 15 CPU-seconds over 4M reads
+    (benchmarks/README.md).
+
+    The process is a fresh interpreter (fork is unsafe once a device runtime runs) started with
+    `python -c`, not multiprocessing's spawn: spawn would first import this process's __main__ (for
+    the command, neuromap.cli and click) and unpickle its arguments through neuromap.model (numpy)
+    before the first line of JAX. Its end of each pipe is passed as a file descriptor. It starts
+    with Ctrl-C ignored (the main process handles it and ends this one) and ends with the process
+    that started it (threads.exit_with_parent)."""
+
+    def __init__(self, weights_dir: str | None, n_workers: int):
+        self.pipes = [Pipe() for _ in range(n_workers)]
+        fds = [own.fileno() for own, _ in self.pipes]
+        # The same neuromap as this process's, whatever the working directory.
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+        command = [sys.executable, *subprocess._args_from_interpreter_flags(), "-c",
+                   "import sys; from neuromap.model_process import main; main(sys.argv[1:])",
+                   str(os.getpid()), weights_dir or "", *map(str, fds)]
+        trace.event("start-model-process")
+        with sigint_ignored():
+            self.process = subprocess.Popen(command, pass_fds=fds, env=env, stdin=subprocess.DEVNULL)
+        for own, _ in self.pipes:  # the model's process holds them now
+            own.close()
+
+    def worker_ends(self) -> list:
+        return [theirs for _, theirs in self.pipes]
+
+    def close(self, wait: bool = True) -> None:
+        """This process's copies of the workers' ends. The model's process ends when every worker
+        has (its pipes then read EOF): waited for (10 s at most), or with `wait` False (Ctrl-C,
+        SIGTERM, a run that ended before it was used) ended now. Closing again does nothing."""
+        for _, theirs in self.pipes:
+            theirs.close()
+        if self.process.poll() is not None:
+            return
+        if wait:
+            try:
+                self.process.wait(10)
+                return
+            except subprocess.TimeoutExpired:
+                pass
+        self.process.terminate()
+        try:
+            self.process.wait(5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_device_early() -> None:
+    """Start CUDA's driver and the first GPU's primary context on a thread of its own, while
+    this process imports numpy and JAX (about 0.7 s on the GPU machine) instead of after. XLA
+    uses that same primary context (retained once more), so its own start of the device has less
+    left to do. Nothing happens without an NVIDIA driver, where JAX is told not to use CUDA
+    (JAX_PLATFORMS), or with no GPU visible."""
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if (platforms and not any(p in platforms for p in ("cuda", "gpu"))) or os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return
+    import ctypes
+    import threading
+
+    def start() -> None:
+        try:
+            cuda = ctypes.CDLL("libcuda.so.1")
+        except OSError:
+            return
+        device, context = ctypes.c_int(), ctypes.c_void_p()
+        if cuda.cuInit(0) == 0 and cuda.cuDeviceGet(ctypes.byref(device), 0) == 0:
+            cuda.cuDevicePrimaryCtxRetain(ctypes.byref(context), device)
+        trace.event("device-started-early")
+
+    threading.Thread(target=start, name="neuromap-device-start", daemon=True).start()
+
+
+def main(argv: list[str]) -> None:
+    """The model's process (ModelServer): PARENT_PID WEIGHTS_DIR FD... (WEIGHTS_DIR empty: the
+    shipped model)."""
+    if os.environ.get("NEUROMAP_DEVICE_EARLY", "0") == "1":
+        start_device_early()
+    parent, weights_dir, fds = int(argv[0]), argv[1] or None, argv[2:]
+    conns = [Connection(int(fd)) for fd in fds]
+    from neuromap.model import serve_models
+
+    serve_models(weights_dir, conns, parent)
