@@ -114,6 +114,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
       NEUROMAP_COMPUTE_DTYPE  the network's arithmetic: float32 (default), bfloat16, float16
       NEUROMAP_PAIR_BUCKET    (read, window) pairs per model call (16 on a CPU, 1024 on a GPU)
       NEUROMAP_JAX_CACHE      JAX's compilation cache and the exported network (default ~/.cache/neuromap/jax)
+      NEUROMAP_DEVICE_EARLY   0: the network's process (--processes) starts CUDA only when JAX does
+      NEUROMAP_TRACE          PREFIX: each process writes a timeline to PREFIX.PID (benchmarks/timeline.py)
       MALLOC_ARENA_MAX        glibc malloc arenas (default here: -t + 2)
     """
     trace.event("align")

@@ -94,15 +94,22 @@ class ModelServer:
             self.process.wait()
 
 
-def start_device_early() -> None:
-    """Start CUDA's driver and the first GPU's primary context on a thread of its own, while
-    this process imports numpy and JAX (about 0.7 s on the GPU machine) instead of after. XLA
-    uses that same primary context (retained once more), so its own start of the device has less
-    left to do. Nothing happens without an NVIDIA driver, where JAX is told not to use CUDA
-    (JAX_PLATFORMS), or with no GPU visible."""
+def start_device_early():
+    """Start CUDA's driver and the first GPU's primary context on a thread of its own, while this
+    process imports numpy and JAX (about 0.7 s on the GPU machine), instead of after. XLA uses
+    that same primary context (it retains it once more), so its own start of the device has less
+    left to do: the weights were on the device 0.16 s after JAX's import instead of 0.37 s, and
+    the network ready 0.1 s sooner (benchmarks/RESULTS-gpu-ab-lease6.md). Only where JAX has a
+    CUDA plugin installed and may use it (JAX_PLATFORMS, CUDA_VISIBLE_DEVICES), and the driver
+    loads; NEUROMAP_DEVICE_EARLY=0 turns it off. Returns the thread, or None."""
+    import importlib.util
+
     platforms = os.environ.get("JAX_PLATFORMS", "")
-    if (platforms and not any(p in platforms for p in ("cuda", "gpu"))) or os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return
+    if (os.environ.get("NEUROMAP_DEVICE_EARLY", "1") == "0"
+            or (platforms and not any(p in platforms for p in ("cuda", "gpu")))
+            or os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1")
+            or not any(importlib.util.find_spec(m) for m in ("jax_cuda13_plugin", "jax_cuda12_plugin"))):
+        return None
     import ctypes
     import threading
 
@@ -113,17 +120,18 @@ def start_device_early() -> None:
             return
         device, context = ctypes.c_int(), ctypes.c_void_p()
         if cuda.cuInit(0) == 0 and cuda.cuDeviceGet(ctypes.byref(device), 0) == 0:
-            cuda.cuDevicePrimaryCtxRetain(ctypes.byref(context), device)
+            cuda.cuDevicePrimaryCtxRetain(ctypes.byref(context), device)  # kept: XLA retains it too
         trace.event("device-started-early")
 
-    threading.Thread(target=start, name="neuromap-device-start", daemon=True).start()
+    thread = threading.Thread(target=start, name="neuromap-device-start", daemon=True)
+    thread.start()
+    return thread
 
 
 def main(argv: list[str]) -> None:
     """The model's process (ModelServer): PARENT_PID WEIGHTS_DIR FD... (WEIGHTS_DIR empty: the
     shipped model)."""
-    if os.environ.get("NEUROMAP_DEVICE_EARLY", "0") == "1":
-        start_device_early()
+    start_device_early()
     parent, weights_dir, fds = int(argv[0]), argv[1] or None, argv[2:]
     conns = [Connection(int(fd)) for fd in fds]
     from neuromap.model import serve_models

@@ -743,3 +743,33 @@ def test_a_killed_network_process_is_a_clean_error(data_dir, tmp_path):
     assert "Traceback" not in err and "the network's process ended" in err, err
     assert len([line for line in err.splitlines() if line.strip()]) == 1, err
     assert not out.exists()
+
+
+def test_trace_writes_a_timeline_and_changes_nothing(data_dir, tmp_path):
+    """NEUROMAP_TRACE=PREFIX: `align --processes` with the network writes a timeline per process
+    (the main one, the network's, each worker) that benchmarks/timeline.py reads, and the SAM is
+    the same as without it. Run from another working directory: the network's process (started
+    with `python -c`) still finds the same neuromap."""
+    args = ["align", "-t", "2", "--processes", "-K", "500", data_dir / "ref.fa", data_dir / "reads.fq"]
+    plain = run_cli(args, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    prefix = tmp_path / "trace" / "tl"
+    prefix.parent.mkdir()
+    traced = run_cli(args, cwd=tmp_path, env={**os.environ, "NEUROMAP_TRACE": str(prefix)})
+    assert traced.returncode == 0, traced.stderr
+    assert traced.stdout == plain.stdout
+    events: dict[int, set] = {}
+    for path in prefix.parent.iterdir():
+        for line in path.read_text().splitlines():
+            t, pid, _, name, _ = line.split("\t")
+            assert path.name == f"tl.{pid}" and float(t) > 0
+            events.setdefault(int(pid), set()).add(name)
+    main = [pid for pid, names in events.items() if "align" in names]
+    model = [pid for pid, names in events.items() if "model-loaded" in names]
+    workers = [pid for pid, names in events.items() if "batch" in names]
+    assert len(main) == 1 and {"start-model-process", "submit", "written", "committed"} <= events[main[0]]
+    assert len(model) == 1 and {"model-process", "jax-imported", "serve", "served"} <= events[model[0]]
+    assert len(workers) == 2 and all({"worker", "ask", "answered", "batch-done"} <= events[w] for w in workers)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "timeline.py")
+    report = subprocess.run([sys.executable, script, str(prefix)], capture_output=True, text=True, check=True).stdout
+    assert "| model-loaded |" in report and "| all | 6 |" in report  # 3,000 reads in batches of 500

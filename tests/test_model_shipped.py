@@ -484,3 +484,25 @@ def test_an_export_of_other_parameters_is_not_used(tmp_path):
     windows = rng.integers(0, 4, (16, 96)).astype(np.int32)
     assert not np.array_equal(np.asarray(shipped(codes, mask, windows)), np.asarray(changed(codes, mask, windows)))
     assert len(os.listdir(os.path.join(cache, "exported"))) == 2
+
+
+@pytest.mark.parametrize("env", [{"NEUROMAP_DEVICE_EARLY": "0"}, {"JAX_PLATFORMS": "cpu"}, {"CUDA_VISIBLE_DEVICES": ""}, {}])
+def test_device_started_early_only_where_jax_would_use_cuda(monkeypatch, env):
+    """The network's process starts CUDA on a thread while JAX imports only where JAX has a CUDA
+    plugin and may use it; told not to, or told to use the CPU or no GPU, it starts nothing. (Where
+    JAX has no CUDA plugin, as on the CPU machines the tests run on, it starts nothing either.)"""
+    import importlib.util
+
+    from neuromap.model_process import start_device_early
+
+    for var in ("NEUROMAP_DEVICE_EARLY", "JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    has_plugin = any(importlib.util.find_spec(m) for m in ("jax_cuda13_plugin", "jax_cuda12_plugin"))
+    thread = start_device_early()
+    if env or not has_plugin:
+        assert thread is None
+    else:
+        thread.join(60)
+        assert not thread.is_alive()
