@@ -229,9 +229,12 @@ make_big() {  # the SE reads 10 times over (renamed), and the index and the comp
 }
 TIMEFORMAT=%R
 # A/B of whole runs on the same machine: this tree's neuromap ("new"), the package in $OLD_TREE
-# (an earlier commit's neuromap/: git archive COMMIT neuromap | tar -x -C .old), and "new" with
-# NEUROMAP_DEVICE_EARLY=1; wall seconds, SAM to /dev/null, -t $THREADS --processes, in turn twice
-# on 10 x the SE reads, then each variant traced once on the SE reads.
+# when there is one ("old": an earlier commit's neuromap/, git archive COMMIT neuromap | tar -x -C
+# .old), and "new" with an environment: new-late (NEUROMAP_DEVICE_EARLY=0), new-blocking (the
+# network's host threads block while the GPU works instead of spinning:
+# TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync); AB_VARIANTS picks (default "new
+# new-blocking"). Wall seconds, SAM to /dev/null, -t $THREADS --processes, in turn twice on 10 x
+# the SE reads, then each variant traced once on the SE reads.
 if wants ab; then
     make_big
     OLD_TREE=${OLD_TREE:-$PWD/.old}
@@ -241,10 +244,11 @@ if wants ab; then
         case $name in
             old) (cd "$OLD_TREE" && "$PY" -m neuromap align --quiet "$@") ;;
             new) "$PY" -m neuromap align --quiet "$@" ;;
-            new-early) NEUROMAP_DEVICE_EARLY=1 "$PY" -m neuromap align --quiet "$@" ;;
+            new-late) NEUROMAP_DEVICE_EARLY=0 "$PY" -m neuromap align --quiet "$@" ;;
+            new-blocking) TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync "$PY" -m neuromap align --quiet "$@" ;;
         esac
     }
-    VARIANTS="new new-early"; [ -d "$OLD_TREE/neuromap" ] && VARIANTS="old new new-early"
+    VARIANTS=${AB_VARIANTS:-new new-blocking}; [ -d "$OLD_TREE/neuromap" ] && VARIANTS="old $VARIANTS"
     {
         echo "# A/B ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS --processes, SAM to /dev/null): wall seconds"
         echo; echo "| variant | $(( $(wc -l < "$BIG") / 4 )) reads, round 1 | round 2 | $(( $(wc -l < "$R") / 4 )) reads |"; echo "|---|---|---|---|"

@@ -94,6 +94,12 @@ class ModelServer:
             self.process.wait()
 
 
+# XLA's own setting of how a host thread waits for the GPU (TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE),
+# as CUDA's context flags: the early start must create the context with the flags XLA will ask
+# for, or XLA logs an error and keeps the context as it is.
+SCHEDULE_FLAGS = {None: 0, "spin": 0x01, "yield": 0x02, "blocking_sync": 0x04}
+
+
 def start_device_early():
     """Start CUDA's driver and the first GPU's primary context on a thread of its own, while this
     process imports numpy and JAX (about 0.7 s on the GPU machine), instead of after. XLA uses
@@ -101,11 +107,15 @@ def start_device_early():
     left to do: the weights were on the device 0.16 s after JAX's import instead of 0.37 s, and
     the network ready 0.1 s sooner (benchmarks/RESULTS-gpu-ab-lease6.md). Only where JAX has a
     CUDA plugin installed and may use it (JAX_PLATFORMS, CUDA_VISIBLE_DEVICES), and the driver
-    loads; NEUROMAP_DEVICE_EARLY=0 turns it off. Returns the thread, or None."""
+    loads; NEUROMAP_DEVICE_EARLY=0 turns it off. The context gets the flags that XLA's
+    TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE asks for (SCHEDULE_FLAGS; an unknown value: no early
+    start, and XLA reports it). Returns the thread, or None."""
     import importlib.util
 
     platforms = os.environ.get("JAX_PLATFORMS", "")
+    schedule = os.environ.get("TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE")
     if (os.environ.get("NEUROMAP_DEVICE_EARLY", "1") == "0"
+            or schedule not in SCHEDULE_FLAGS
             or (platforms and not any(p in platforms for p in ("cuda", "gpu")))
             or os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1")
             or not any(importlib.util.find_spec(m) for m in ("jax_cuda13_plugin", "jax_cuda12_plugin"))):
@@ -113,15 +123,21 @@ def start_device_early():
     import ctypes
     import threading
 
+    flags = SCHEDULE_FLAGS[schedule]
+
     def start() -> None:
         try:
             cuda = ctypes.CDLL("libcuda.so.1")
         except OSError:
             return
         device, context = ctypes.c_int(), ctypes.c_void_p()
-        if cuda.cuInit(0) == 0 and cuda.cuDeviceGet(ctypes.byref(device), 0) == 0:
-            cuda.cuDevicePrimaryCtxRetain(ctypes.byref(context), device)  # kept: XLA retains it too
-        trace.event("device-started-early")
+        if cuda.cuInit(0) != 0 or cuda.cuDeviceGet(ctypes.byref(device), 0) != 0:
+            return
+        if flags:
+            set_flags = getattr(cuda, "cuDevicePrimaryCtxSetFlags_v2", None) or cuda.cuDevicePrimaryCtxSetFlags
+            set_flags(device, ctypes.c_uint(flags))
+        cuda.cuDevicePrimaryCtxRetain(ctypes.byref(context), device)  # kept: XLA retains it too
+        trace.event("device-started-early", flags)
 
     thread = threading.Thread(target=start, name="neuromap-device-start", daemon=True)
     thread.start()

@@ -486,16 +486,18 @@ def test_an_export_of_other_parameters_is_not_used(tmp_path):
     assert len(os.listdir(os.path.join(cache, "exported"))) == 2
 
 
-@pytest.mark.parametrize("env", [{"NEUROMAP_DEVICE_EARLY": "0"}, {"JAX_PLATFORMS": "cpu"}, {"CUDA_VISIBLE_DEVICES": ""}, {}])
+@pytest.mark.parametrize("env", [{"NEUROMAP_DEVICE_EARLY": "0"}, {"JAX_PLATFORMS": "cpu"}, {"CUDA_VISIBLE_DEVICES": ""},
+                                 {"TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE": "sometimes"}, {}])
 def test_device_started_early_only_where_jax_would_use_cuda(monkeypatch, env):
     """The network's process starts CUDA on a thread while JAX imports only where JAX has a CUDA
-    plugin and may use it; told not to, or told to use the CPU or no GPU, it starts nothing. (Where
-    JAX has no CUDA plugin, as on the CPU machines the tests run on, it starts nothing either.)"""
+    plugin and may use it; told not to, or told to use the CPU or no GPU, or given a way of waiting
+    for the GPU that XLA does not know, it starts nothing. (Where JAX has no CUDA plugin, as on the
+    CPU machines the tests run on, it starts nothing either.)"""
     import importlib.util
 
     from neuromap.model_process import start_device_early
 
-    for var in ("NEUROMAP_DEVICE_EARLY", "JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES"):
+    for var in ("NEUROMAP_DEVICE_EARLY", "JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE"):
         monkeypatch.delenv(var, raising=False)
     for var, value in env.items():
         monkeypatch.setenv(var, value)
