@@ -1,0 +1,90 @@
+"""What the network costs a worker beyond the model's calls: one process maps the same batches
+with `--no-neural` and with the network, the network's calls made once and then replayed (their
+recorded answers returned in the same order), so the second run times everything a worker does
+around the network (choosing the pairs, the evidence, the choice, P(correct)) without the
+network's own arithmetic. On a GPU machine a worker sends those calls to the network's process;
+here the answers come from memory. Prints ms of one process per batch, best of --repeats.
+
+    python benchmarks/network_overhead.py benchmarks/work/genome.fa benchmarks/work/reads.fq
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("genome")
+    ap.add_argument("reads")
+    ap.add_argument("--batches", type=int, default=20, help="batches of 4,000 reads")
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+
+    import numpy as np
+
+    from neuromap import __version__, model
+    from neuromap.index import open_index
+    from neuromap.io.fastx import fastq_batches
+    from neuromap.pipeline import AlignOptions, _work
+    from neuromap.seed import SeedParams
+
+    index = open_index(args.genome, None)
+    batches = [b for _, b in zip(range(args.batches), fastq_batches(args.reads, 4000))]
+    network = AlignOptions(seed=SeedParams(), neural=True, threads=1)
+    plain = AlignOptions(seed=SeedParams(), neural=False, threads=1)
+    real_call = model._model_call
+    answers: list = []
+    spent = [0.0]
+
+    def record(*a, **k):
+        t = time.perf_counter()
+        answers.append(real_call(*a, **k))
+        spent[0] += time.perf_counter() - t
+        return answers[-1]
+
+    model._model_call = record
+    start = time.perf_counter()
+    first = [_work(b, index, network)[0] for b in batches]
+    with_calls = time.perf_counter() - start
+    replay = iter(())
+
+    def replayed(*a, **k):
+        return next(replay)
+
+    model._model_call = replayed
+
+    def timed(opts) -> float:
+        nonlocal replay
+        best = float("inf")
+        for _ in range(args.repeats):
+            replay = iter(answers)
+            t = time.perf_counter()
+            for b in batches:
+                _work(b, index, opts)
+            best = min(best, time.perf_counter() - t)
+        return best / len(batches) * 1000
+
+    replay = iter(answers)
+    assert [_work(b, index, network)[0] for b in batches] == first  # the replay gives the same SAM
+    rows = [("--no-neural", timed(plain)), ("network, its calls replayed", timed(network))]
+    n = len(batches)
+    print(f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores, {platform.platform()}; "
+          f"neuromap {__version__}, Python {platform.python_version()}, numpy {np.__version__}")
+    print(f"- {n} batches of 4,000 reads of {args.reads}; {len(answers)} model calls "
+          f"({spent[0] / n * 1000:.1f} ms a batch on {model.model_device()} when made, {with_calls / n * 1000:.1f} ms a batch in all)")
+    print()
+    print("| one process maps | ms per batch (best of %d) |" % args.repeats)
+    print("|---|---|")
+    for name, ms in rows:
+        print(f"| {name} | {ms:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
