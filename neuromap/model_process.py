@@ -7,6 +7,7 @@ run."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -57,15 +58,14 @@ class ModelServer:
     def __init__(self, weights_dir: str | None, n_workers: int):
         self.pipes = [Pipe() for _ in range(n_workers)]
         fds = [own.fileno() for own, _ in self.pipes]
-        # The same neuromap as this process's, whatever the working directory.
-        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p))
+        # This process's sys.path, as multiprocessing's spawn passes it: the same neuromap and the
+        # same packages, whatever the working directory or how this process found them.
         command = [sys.executable, *subprocess._args_from_interpreter_flags(), "-c",
-                   "import sys; from neuromap.model_process import main; main(sys.argv[1:])",
-                   str(os.getpid()), weights_dir or "", *map(str, fds)]
+                   "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from neuromap.model_process import main; main(sys.argv[2:])",
+                   json.dumps(sys.path), str(os.getpid()), weights_dir or "", *map(str, fds)]
         trace.event("start-model-process")
         with sigint_ignored():
-            self.process = subprocess.Popen(command, pass_fds=fds, env=env, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(command, pass_fds=fds, stdin=subprocess.DEVNULL)
         for own, _ in self.pipes:  # the model's process holds them now
             own.close()
 
