@@ -15,12 +15,11 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
-from neuromap import __version__
+from neuromap import __version__, scratch
 from neuromap.errors import NeuromapError
 from neuromap.io.fastx import BASE_CODE, read_fastx
 from neuromap.sketch import sketch_sequence
@@ -192,7 +191,7 @@ def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: i
         "n_minimizers": int(len(order)),
     }
     try:
-        tmp = tempfile.mkdtemp(prefix=os.path.basename(target) + ".tmp-", dir=parent)
+        tmp = scratch.make(parent, os.path.basename(target) + ".tmp-")
     except OSError as exc:
         raise NeuromapError(f"{target}: cannot write the index in {parent}: {exc.strerror or exc}") from None
     try:
@@ -205,8 +204,9 @@ def build_index(reference: str, out: str | None = None, k: int = DEFAULT_K, w: i
         with open(os.path.join(tmp, "meta.json"), "w") as fh:
             json.dump(meta, fh, indent=1)
         _install(tmp, target)
+        scratch.forget(tmp)
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        scratch.remove(tmp)
         if isinstance(exc, OSError):  # a full disk, a file-size limit, a quota
             raise NeuromapError(f"{target}: cannot write the index: {exc.strerror or exc}") from None
         raise

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import sys
-import tempfile
 import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from neuromap import __version__, kernels
+from neuromap import __version__, kernels, scratch
 from neuromap.errors import NeuromapError, OutputClosed
 from neuromap.texts import Texts
 
@@ -197,12 +195,15 @@ class SamSink:
         if os.path.isdir(path):
             raise NeuromapError(f"{path}: is a directory")
         self.is_bam = path.lower().endswith(".bam")
-        try:
-            self._tmp_dir = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+        try:  # removed by discard(), or, should the run end before that (Ctrl-C just now), at exit
+            self._tmp_dir = scratch.make(parent, f".{os.path.basename(path)}.tmp-")
+            self._tmp_sam = os.path.join(self._tmp_dir, "unsorted.sam")
+            self._fh = open(self._tmp_sam, "wb")
         except OSError as exc:
+            if self._tmp_dir is not None:
+                scratch.remove(self._tmp_dir)
+                self._tmp_dir = None
             raise NeuromapError(f"{path}: cannot write to {parent}: {exc.strerror}") from None
-        self._tmp_sam = os.path.join(self._tmp_dir, "unsorted.sam")
-        self._fh = open(self._tmp_sam, "wb")
 
     def write(self, text: bytes) -> None:
         """SAM text, as UTF-8 bytes (the workers' form: pipeline.align_records), queued for the
@@ -314,5 +315,5 @@ class SamSink:
                     self._fh.close()
             except OSError:
                 pass
-            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+            scratch.remove(self._tmp_dir)
             self._tmp_dir = None
