@@ -145,3 +145,16 @@ def test_memory_stays_flat_as_reads_grow_tenfold(data_dir, tmp_path):
     small = peak_rss_mb(base + [data_dir / "reads.fq"])
     large = peak_rss_mb(base + [tmp_path / "x10.fq"])
     assert large < 1.25 * small + 30, (small, large)
+
+
+def test_stats_json_that_fails_midway_leaves_nothing(tmp_path):
+    """--stats is written to a temporary file and renamed: a failure while writing it (here a value
+    JSON cannot hold, after part of the file is out) leaves neither file."""
+    from neuromap.cli import write_json_atomic
+
+    path = tmp_path / "stats.json"
+    with pytest.raises(TypeError):
+        write_json_atomic(str(path), {"reads": 3, "odd": object()})
+    assert list(tmp_path.iterdir()) == []
+    write_json_atomic(str(path), {"reads": 3})
+    assert [p.name for p in tmp_path.iterdir()] == ["stats.json"]
