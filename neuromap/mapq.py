@@ -15,11 +15,16 @@ import numpy as np
 MAX_MAPQ = 60
 
 
-def tie_break(names: list[str], rows: np.ndarray, tied: list[np.ndarray]) -> np.ndarray:
-    """Among equally likely options (`tied[i]` for read `rows[i]`) pick one by a hash of the read
-    name: deterministic, and reads from a repeat spread over its copies instead of piling onto
-    the first."""
-    return np.array([options[zlib.crc32(names[r].encode()) % len(options)] for r, options in zip(rows, tied)], dtype=np.int64)
+def tie_break(names: list[str], rows: np.ndarray, ties: np.ndarray) -> np.ndarray:
+    """Among equally likely options (the True columns of `ties[i]`, at least one, for read
+    `rows[i]`) pick one by a hash of the read name: deterministic, and reads from a repeat spread
+    over its copies instead of piling onto the first. The pick is the (crc32(name) mod count)-th
+    option in column order."""
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    ties = np.asarray(ties, dtype=bool)
+    k = np.array([zlib.crc32(names[r].encode()) for r in rows], dtype=np.int64) % ties.sum(axis=1)
+    return (np.cumsum(ties, axis=1) > k[:, None]).argmax(axis=1).astype(np.int64)
 
 
 def p_correct(log_likelihood: np.ndarray, valid: np.ndarray, chosen: np.ndarray, n_unscored: np.ndarray | None = None,

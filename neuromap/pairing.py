@@ -257,7 +257,7 @@ def choose_pairs(
     ties = flat == best[:, None]
     tied = np.flatnonzero(ties.sum(axis=1) > 1)  # equal combinations: by a hash of the name
     if len(tied):
-        pick[tied] = tie_break(names, rows[tied], [np.flatnonzero(ties[i]) for i in tied])
+        pick[tied] = tie_break(names, rows[tied], ties[tied])
     ca, cb = pick // s, pick % s
     r = np.arange(len(rows))
     w = np.exp(joint - best[:, None, None])  # -inf -> 0

@@ -105,3 +105,25 @@ def test_unscored_ll_is_the_median_of_each_row():
     expected = np.where(np.isfinite(middle), middle, 0.0)
     assert (seeded.sum(axis=1) == 1).any() and (seeded.sum(axis=1) == 0).any() and (seeded.sum(axis=1) > 2).any()
     assert np.array_equal(unscored_ll(pl), expected)
+
+
+def test_tie_break_picks_the_named_option_among_each_rows_ties():
+    """tie_break takes each read's tied options as a row of a matrix and picks, by the crc32 of
+    the read's name, the (crc mod count)-th of them in column order: the same read always gets
+    the same one, and different reads spread over the options."""
+    import zlib
+
+    from neuromap.mapq import tie_break
+
+    rng = np.random.default_rng(1)
+    for trial in range(300):
+        n, m = int(rng.integers(1, 20)), int(rng.integers(1, 30))
+        ties = rng.random((n, m)) < rng.random()
+        ties[np.arange(n), rng.integers(0, m, n)] = True
+        names = [f"read{trial}.{i}" for i in range(n + 3)]
+        rows = rng.choice(n + 3, n, replace=False)
+        want = [np.flatnonzero(t)[zlib.crc32(names[r].encode()) % t.sum()] for r, t in zip(rows, ties)]
+        assert tie_break(names, rows, ties).tolist() == want
+    spread = tie_break([f"r{i}" for i in range(400)], np.arange(400), np.ones((400, 4), bool))
+    assert sorted(set(spread.tolist())) == [0, 1, 2, 3] and np.bincount(spread).min() > 60
+    assert tie_break([], np.zeros(0, np.int64), np.zeros((0, 3), bool)).tolist() == []

@@ -415,6 +415,27 @@ def test_where_the_chosen_window_aligns_best_the_network_claims_no_less_than_the
     assert pipeline.single_p(pl, opts)[0] > by_score[0]
 
 
+def test_score_bounds_by_score_is_p_correct_over_every_read(data_dir):
+    """score_bounds computes the alignment scores' P(correct) only for reads with more than one
+    counted placement (or unscored ones); for the rest it is 1 exactly. Over test-data's reads,
+    unique and repeated, that is p_correct over every read, value for value."""
+    from neuromap import pipeline
+    from neuromap.index import open_index
+    from neuromap.io.fastx import make_batch, read_fastx
+    from neuromap.mapq import p_correct
+
+    index = open_index(str(data_dir / "ref.fa"), None)
+    opts = pipeline.AlignOptions(neural=True)
+    pl = pipeline.place(make_batch(list(read_fastx(str(data_dir / "reads.fq")))), index, opts)
+    aligned = pl.valid & (pl.slot_score >= opts.min_score)
+    counted = np.where(aligned.any(axis=1)[:, None], aligned, pl.valid)
+    score = pl.slot_score.astype(np.float64) * opts.score_scale
+    want = p_correct(np.where(counted, score, 0.0), counted, pl.chosen, pl.extra, pipeline.unscored_ll(pl, score))
+    got = pipeline.score_bounds(pl, opts)[2]
+    assert np.array_equal(got, want)
+    assert 0 < (want < 1).sum() < len(want)  # both kinds of read are there
+
+
 _SCORE_IN_A_FRESH_PROCESS = r"""
 import json, sys
 import numpy as np
