@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuromap import scratch
 from neuromap.index import build_index, load_index
 from neuromap.io.fastx import batched, make_batch, read_fastx
 from neuromap.mapq import p_correct
@@ -135,16 +136,7 @@ def calibrate(weights_dir: str, genome_size: int = 1_000_000, n_reads: int = 20_
     _, report = fit_scale(data)
     report.update(genome_size=genome_size, seed=seed, read_length=150)
     path = os.path.join(weights_dir, "calibration.json")
-    try:
-        with open(path + ".tmp", "w") as fh:
-            json.dump(report, fh, indent=1)
-        os.replace(path + ".tmp", path)
-    except BaseException:  # no half-written file left beside it
-        try:
-            os.remove(path + ".tmp")
-        except OSError:
-            pass
-        raise
+    scratch.write_atomic(path, json.dumps(report, indent=1))
     from neuromap.model import load_model
 
     load_model.cache_clear()

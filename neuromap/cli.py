@@ -410,18 +410,9 @@ def run_summary(totals, seconds: float, neural: bool) -> dict:
 def write_json_atomic(path: str, data: dict) -> None:
     import json
 
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w") as fh:
-            json.dump(data, fh, indent=1)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:  # a full disk, Ctrl-C: no half-written file left beside it
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
+    from neuromap.scratch import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 # Set by `align` when it has finished in one process (threads): see _end_now.

@@ -28,9 +28,9 @@ from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, make_batch, pack, p
 from neuromap.io.sam import sam_records
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
 from neuromap.model import calibration_scale, max_window, model_device, score_pairs, use_remote
+from neuromap.model_process import ModelServer
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
-from neuromap.model_process import ModelServer
 from neuromap.slots import BatchSlots, InSlot, put_text, take_batch
 from neuromap.threads import exit_with_parent, sigint_ignored, single_threaded_blas_children, start_worker_server
 from neuromap.texts import Texts
@@ -672,7 +672,7 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
         if opts.threads > 1 and opts.processes:
             blas.enter_context(single_threaded_blas_children())  # the processes started from here on
             pipes: list = []
-            if opts.neural:  # spawned (fork is unsafe once a device runtime runs), and first: its start is the longest
+            if opts.neural:  # a fresh interpreter (fork is unsafe once a device runtime runs), and first: its start is the longest
                 server = server or ModelServer(opts.weights_dir, opts.threads)
                 pipes = server.worker_ends()
             context = start_worker_server()

@@ -1,4 +1,4 @@
-"""Temporary folders beside an output (the index being built, the SAM/BAM being written), which
+"""Temporary folders and files beside an output (the index being built, the SAM/BAM being written), which
 nothing may leave behind, however the run ends short of SIGKILL. A folder is registered before
 it is made, so that Ctrl-C or SIGTERM arriving at any point (between making it and the code that
 would remove it, say) still finds it: the registry is emptied when the process exits (atexit),
@@ -17,8 +17,9 @@ _LOCK = threading.Lock()
 
 
 def make(parent: str, prefix: str) -> str:
-    """A new, empty folder `parent`/`prefix`XXXXXXXXXXXXXXXX (mode 0700), registered first. The
-    name's 64 random bits make it ours: mkdir's FileExistsError is an error like any other."""
+    """A new, empty folder in `parent` (mode 0700), named `prefix` and 16 random hex digits,
+    registered first. The name's 64 random bits make it ours: mkdir's FileExistsError is an error
+    like any other."""
     path = os.path.join(parent, prefix + secrets.token_hex(8))
     with _LOCK:
         _LIVE[path] = os.getpid()
@@ -40,6 +41,22 @@ def forget(path: str) -> None:
     """Forget the folder (it was moved into place)."""
     with _LOCK:
         _LIVE.pop(path, None)
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write `text` to `path` whole or not at all: into `path`.tmp-PID, renamed into place; on
+    any failure (a full disk, Ctrl-C) the temporary file is removed and the error raised."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
 
 
 @atexit.register
