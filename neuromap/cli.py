@@ -118,6 +118,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
       NEUROMAP_TRACE          PREFIX: each process writes a timeline to PREFIX.PID (benchmarks/timeline.py)
       MALLOC_ARENA_MAX        glibc malloc arenas (default here: -t + 2)
     """
+    trace.check()
     trace.event("align")
     if processes is None:
         processes = threads >= AUTO_PROCESSES

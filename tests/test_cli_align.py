@@ -773,3 +773,12 @@ def test_trace_writes_a_timeline_and_changes_nothing(data_dir, tmp_path):
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "timeline.py")
     report = subprocess.run([sys.executable, script, str(prefix)], capture_output=True, text=True, check=True).stdout
     assert "| model-loaded |" in report and "| all | 6 |" in report  # 3,000 reads in batches of 500
+
+
+def test_trace_into_a_missing_folder_is_a_clear_error(data_dir, tmp_path):
+    """NEUROMAP_TRACE naming a folder that is not there: a one-line error before any work, no SAM."""
+    out = tmp_path / "out.sam"
+    res = run_cli(["align", "-o", out, data_dir / "ref.fa", data_dir / "reads.fq"],
+                  env={**os.environ, "NEUROMAP_TRACE": str(tmp_path / "missing" / "tl")})
+    assert_clean_error(res, "NEUROMAP_TRACE=", "missing")
+    assert list(tmp_path.iterdir()) == []
