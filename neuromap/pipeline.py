@@ -499,18 +499,30 @@ class RunStats:
         self.device = self.device or other.device
 
 
-def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertModel | None, samples: np.ndarray) -> tuple[MappedBatch, InsertModel | None, np.ndarray]:
+def insert_from_seeds(batch: ReadBatch, index: Index, opts: AlignOptions, samples: np.ndarray,
+                      cands: Candidates | None = None) -> tuple[InsertModel | None, np.ndarray, Candidates]:
+    """The insert-size model from the inserts of uniquely seeded pairs in earlier batches
+    (`samples`) and in this batch of 2n mates (None: too few pairs so far), the samples so far, and
+    this batch's candidates (found here unless given). Seeding alone: no window is aligned."""
+    if cands is None:
+        cands = find_candidates(batch.codes, batch.lengths, index, opts.seed)
+    samples = np.concatenate([samples, seed_inserts(cands, batch.lengths, len(batch) // 2)])
+    return estimate_insert(samples), samples, cands
+
+
+def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertModel | None,
+              samples: np.ndarray | None) -> tuple[MappedBatch, InsertModel | None, np.ndarray | None]:
     """Map a batch of 2n mates (mate 1 of pair i is read i, mate 2 is read n + i).
 
     Without an insert-size model yet, one is estimated from `samples` (inserts of earlier
-    batches) plus this batch's uniquely seeded pairs; returns the model used (None: too few pairs
-    so far, mates placed on their own) and the samples collected.
+    batches) plus this batch's uniquely seeded pairs (`insert_from_seeds`), unless `samples` is
+    None; returns the model used (None: too few pairs so far, or none asked for: mates placed on
+    their own) and the samples collected.
     """
     n = len(batch) // 2
     cands = find_candidates(batch.codes, batch.lengths, index, opts.seed)
-    if model is None:
-        samples = np.concatenate([samples, seed_inserts(cands, batch.lengths, n)])
-        model = estimate_insert(samples)
+    if model is None and samples is not None:
+        model, samples, _ = insert_from_seeds(batch, index, opts, samples, cands)
     if model is None:
         pl = place(batch, index, opts, cands)
         return describe(index, opts, pl, pl.chosen, single_p(pl, opts)), None, samples
@@ -528,24 +540,31 @@ def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertM
     return describe(index, opts, pl, choice.chosen, choice.p), model, samples
 
 
-def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | None = None, samples: np.ndarray | None = None):
-    """One batch: (SAM text as bytes, figures, insert model used, insert samples so far)."""
+def _parse(records, paired: bool) -> ReadBatch:
+    """A batch as `align_records` gets it (see there), parsed; pairs as 2n mates (see map_pairs)."""
     # Batches not yet parsed come from fastx.fastq_batches (RawBatch) and fastq_pair_batches (RawPairs).
+    if not paired:
+        return parse_raw_batch(records) if isinstance(records, RawBatch) else make_batch(records)
+    return (parse_raw_pairs_batch(records) if isinstance(records, RawPairs)
+            else make_batch([r1 for r1, _ in records] + [r2 for _, r2 in records]))
+
+
+def _work(records: list, index: Index, opts: AlignOptions, model: InsertModel | None = None):
+    """One batch: (SAM text as bytes, figures). Pairs are placed with the insert-size `model`, or
+    without one (None: mates on their own)."""
+    batch = _parse(records, opts.paired)
     if not opts.paired:
-        batch = parse_raw_batch(records) if isinstance(records, RawBatch) else make_batch(records)
         res = map_batch(batch, index, opts)
         fields = None
     else:
-        batch = (parse_raw_pairs_batch(records) if isinstance(records, RawPairs)
-                 else make_batch([r1 for r1, _ in records] + [r2 for _, r2 in records]))
-        res, model, samples = map_pairs(batch, index, opts, model, np.zeros(0, np.int64) if samples is None else samples)
+        res, model, _ = map_pairs(batch, index, opts, model, None)
         fields = pair_fields(res, model)
     stats = RunStats(len(batch), int(res.mapped.sum()), int((res.mapped & (res.mapq >= 30)).sum()), int(batch.lengths.sum()))
     if fields is not None:
         stats.paired, stats.proper = len(batch), int(fields.proper.sum())
     if opts.neural:
         stats.device = model_device()
-    return sam_records(batch, res, index, opts.read_group_id, fields), stats, model, samples
+    return sam_records(batch, res, index, opts.read_group_id, fields), stats
 
 
 _WORKER_STATE: tuple[Index, AlignOptions] | None = None
@@ -591,19 +610,19 @@ def _pack_batch(records, paired: bool):
     return pack(records)
 
 
-def _work_in_worker(packed, model=None, samples=None):
+def _work_in_worker(packed, model=None):
     assert _WORKER_STATE is not None
     index, opts = _WORKER_STATE
     trace.event("batch")
     if isinstance(packed, InSlot):  # the batch's bytes, and then its SAM, in shared memory
-        text, *rest = _work(take_batch(packed), index, opts, model, samples)
+        text, stats = _work(take_batch(packed), index, opts, model)
         trace.event("batch-done")
-        return (put_text(packed, text), *rest)
+        return put_text(packed, text), stats
     if isinstance(packed, (RawBatch, RawPairs)):
         records = packed
     else:
         records = list(zip(unpack(packed[0]), unpack(packed[1]))) if opts.paired else unpack(packed)
-    return _work(records, index, opts, model, samples)
+    return _work(records, index, opts, model)
 
 
 def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert=None,
@@ -627,10 +646,12 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     to the workers, and their SAM comes back, through shared memory (neuromap.slots). The output
     is the same.
 
-    Pairs: until the insert size is known (from -I, or estimated from the first batches), each
-    batch is mapped only after the previous one, so the estimate, and thus the output, is the same
-    whatever the number of threads. `on_insert(model, samples)` is called once: when the model is
-    fixed, or at the end if there were too few pairs to estimate it.
+    Pairs: until the insert size is known (from -I), it is estimated here, in input order, from
+    the seeds of the batches so far (`insert_from_seeds`), before each batch goes to the workers:
+    a batch is mapped with the estimate its seeds completed, or with mates on their own while there
+    are too few pairs, so the output is the same whatever the number of threads.
+    `on_insert(model, samples)` is called once: when the model is fixed, or at the end if there
+    were too few pairs to estimate it.
 
     `model_server`: with worker processes and the network, the model's process already started
     (spawned, for opts.threads workers), which this then owns and closes; by default it is started
@@ -686,25 +707,25 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
         pending: deque = deque()
 
         def done(future: Future) -> tuple:
-            text, *rest = future.result()
-            return (text if shared is None else shared.receive(text), *rest)
+            text, stats = future.result()
+            return (text if shared is None else shared.receive(text)), stats
 
         for recs in batches:
             if opts.paired and model is None:
-                text, stats, found, samples = done(submit(recs, None, samples))
-                if found is not None:
-                    model = found
-                    if on_insert is not None:
-                        on_insert(model, len(samples))
-                yield text, stats
-                continue
+                # The insert size from the seeds of the batches so far, here: seeding one batch
+                # takes tens of ms, and the workers map every batch, this one too, at once (each
+                # batch used to be mapped in turn until the estimate was made, the first one while
+                # the network's process started).
+                model, samples, _ = insert_from_seeds(_parse(recs, True), index, opts, samples)
+                if model is not None and on_insert is not None:
+                    on_insert(model, len(samples))
             trace.event("submit")
             pending.append(submit(recs, model))
             if len(pending) >= 2 * opts.threads:
-                yield done(pending.popleft())[:2]
+                yield done(pending.popleft())
                 trace.event("written")
         while pending:
-            yield done(pending.popleft())[:2]
+            yield done(pending.popleft())
         if opts.paired and model is None and on_insert is not None:
             on_insert(None, len(samples))
     except BrokenProcessPool:  # SIGKILL, the OOM killer (seen by result() or by the next submit): not a bug of ours

@@ -190,6 +190,27 @@ def test_deterministic_across_threads(data_dir, tmp_path, neural):
     assert len(outs[0].splitlines()) == 4 + 2000
 
 
+@pytest.mark.parametrize("neural", [False, True])
+def test_insert_estimated_over_several_batches(data_dir, tmp_path, neural):
+    """-K 20 (10 pairs a batch, 25 uniquely seeded pairs needed): the estimate is completed by
+    the third batch or a later one, whose pairs and all after are paired with it; the batches
+    before it place their mates on their own. The same whatever the workers, which map every
+    batch at once (the estimate is made from the seeds first)."""
+    outs = []
+    for workers in (["-t", 1], ["-t", 2], ["-t", 2, "--processes"]):
+        args = ["align", *([] if neural else ["--no-neural"]), *workers, "-K", 20, data_dir / "ref.fa",
+                data_dir / "reads_1.fq", data_dir / "reads_2.fq", "-o", tmp_path / "pe.sam"]
+        res = run_cli(args)
+        assert res.returncode == 0, res.stderr
+        assert "estimated from" in res.stderr
+        outs.append([l for l in open(tmp_path / "pe.sam") if not l.startswith("@PG")])
+    assert outs[0] == outs[1] == outs[2]
+    with pysam.AlignmentFile(str(tmp_path / "pe.sam"), check_sq=False) as fh:
+        recs = [r for r in fh]
+    first_batch, rest = recs[:20], recs[20:]
+    assert not any(r.is_proper_pair for r in first_batch)  # no estimate yet: no proper pairs
+    assert sum(r.is_proper_pair for r in rest) > 0.9 * len(rest)
+
 def test_bam_output_sorted_indexed(data_dir, tmp_path):
     align_pairs(data_dir, tmp_path, out="pe.bam")
     with pysam.AlignmentFile(str(tmp_path / "pe.bam")) as fh:
