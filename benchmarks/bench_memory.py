@@ -78,8 +78,9 @@ def main() -> None:
             anon: list = []
             cpu: list = []
             pss: list = []
-            wall, rss = run_measured(cmd(fq), anon=anon, cpu=cpu, pss=pss)
-            rows[name].append((n / wall, rss, anon[0], wall, *cpu[0], pss[0]))
+            shared: list = []
+            wall, rss = run_measured(cmd(fq), anon=anon, cpu=cpu, pss=pss, shared=shared)
+            rows[name].append((n / wall, rss, anon[0], wall, *cpu[0], pss[0], shared[0]))
 
     import jax
 
@@ -89,15 +90,15 @@ def main() -> None:
           f"JAX {jax.__version__} on {jax.default_backend()}")
     origin = f"the reads of {args.source} repeated (renamed)" if args.source else "simulated"
     print(f"- data: bench_se.py's 5 Mb genome, {' and '.join(f'{n:,}' for n in args.reads)} x 150 bp reads ({origin}); -t {t} for every tool; {WARM_NOTE}\n")
-    head = " | ".join(f"{n:,} reads: RSS MB (anonymous; PSS) | reads/s" for n in args.reads)
+    head = " | ".join(f"{n:,} reads: RSS MB (anonymous; PSS; shared batches) | reads/s" for n in args.reads)
     print(f"| tool | {head} | RSS growth | RSS / minimap2's | anonymous / minimap2's | PSS / minimap2's |")
     print("|---|" + "---|---|" * len(args.reads) + "---|---|---|---|")
     mm = rows["minimap2 -x sr"]
     for name, row in rows.items():
-        cells = " | ".join(f"{rss} ({anon}; {pss_mb}) | {speed:,.0f}" for speed, rss, anon, *_, pss_mb in row)
+        cells = " | ".join(f"{rss} ({anon}; {pss_mb}; {shared_mb}) | {speed:,.0f}" for speed, rss, anon, *_, pss_mb, shared_mb in row)
         ratio = " / ".join(f"{r[1] / m[1]:.1f}" for r, m in zip(row, mm))
         anon_ratio = " / ".join(f"{r[2] / m[2]:.1f}" for r, m in zip(row, mm))
-        pss_ratio = " / ".join(f"{r[-1] / m[-1]:.1f}" for r, m in zip(row, mm))
+        pss_ratio = " / ".join(f"{r[6] / m[6]:.1f}" for r, m in zip(row, mm))
         print(f"| {name} | {cells} | {row[-1][1] / row[0][1]:.2f} x | {ratio} | {anon_ratio} | {pss_ratio} |")
     print("\nRSS counts the pages of shared libraries a process has touched; \"anonymous\" is its private")
     print("memory alone (RssAnon in /proc: heap, arrays, compiled code), without those pages and without the")
@@ -106,6 +107,10 @@ def main() -> None:
     print("processes, RSS and anonymous memory count a page that n processes share n times (the index in")
     print("the page cache, and the pages forked workers share with their fork server); PSS (proportional")
     print("set size, /proc/PID/smaps_rollup) counts it once, split among them: the memory the run takes.")
+    print("RSS and PSS here include the shared batch memory (in parentheses, last): with --processes the")
+    print("batches' FASTQ and SAM pass between the processes through an in-memory file, 2 x -t slots of a")
+    print("batch each (neuromap/slots.py), which they read and write without mapping it, so that no")
+    print("process's own RSS or PSS shows it (bench_se.tree_memfd_kb).")
     print("\nWhere the time goes: wall seconds, CPU seconds of the main process (the one started; for")
     print("neuromap with --processes: reading and cutting the input, handing batches out, writing the output; the network has a process of its own)")
     print("and of all its processes together, and the cores kept busy on average (all CPU / wall). A main")
@@ -114,7 +119,7 @@ def main() -> None:
     print(f"| tool | {head} |")
     print("|---|" + "---|" * len(args.reads))
     for name, row in rows.items():
-        cells = " | ".join(f"{wall:.2f} / {own:.2f} / {total:.2f} / {total / wall:.1f}" for _, _, _, wall, own, total, _ in row)
+        cells = " | ".join(f"{wall:.2f} / {own:.2f} / {total:.2f} / {total / wall:.1f}" for _, _, _, wall, own, total, *_ in row)
         print(f"| {name} | {cells} |")
 
 

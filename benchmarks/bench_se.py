@@ -86,6 +86,28 @@ def tree_pss_kb(pids: list[int]) -> int:
     return total
 
 
+def tree_memfd_kb(pids: list[int]) -> int:
+    """Memory held by in-memory files (memfd) that the processes have open, each counted once (kB
+    allocated): `align --processes` passes batches and their SAM through one (neuromap.slots),
+    which the processes read and write without mapping it, so no process's RSS or PSS shows it."""
+    seen: dict[tuple[int, int], int] = {}
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            path = f"/proc/{pid}/fd/{fd}"
+            try:
+                if not os.readlink(path).startswith("/memfd:"):
+                    continue
+                st = os.stat(path)
+            except OSError:
+                continue
+            seen[(st.st_dev, st.st_ino)] = st.st_blocks // 2
+    return sum(seen.values())
+
+
 def _become_subreaper() -> None:
     """Processes orphaned below this one (a command's fork server, which ends just after the
     command) come to this one instead of init (Linux), which reaps them, so that getrusage counts
@@ -97,18 +119,20 @@ def _become_subreaper() -> None:
 
 
 def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | None = None, anon: list | None = None,
-                 cpu: list | None = None, pss: list | None = None) -> tuple[float, int]:
+                 cpu: list | None = None, pss: list | None = None, shared: list | None = None) -> tuple[float, int]:
     """Run a command (with `env` added to the environment); return (wall seconds, peak RSS in MB of
     its whole process tree). With `anon` (a list), its peak anonymous memory in MB is appended;
     with `pss`, its peak proportional set size in MB (tree_pss_kb; sampled every 0.25 s, as it
-    costs more to read).
+    costs more to read). The RSS and PSS include the in-memory files the tree holds open
+    (tree_memfd_kb: neuromap's shared batch memory), which no process's own figures count; with
+    `shared` (a list), their peak in MB is appended.
     With `cpu` (a list), (CPU seconds of the command's own process, CPU seconds of its whole tree)
     is appended: the first as last sampled from /proc before it ended (to 0.05 s), the second from
     getrusage over every descendant reaped (worker processes included; those that outlive the
     command by a moment, such as its fork server, are waited for)."""
     _become_subreaper()
     out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
-    peak = peak_anon = peak_pss = 0
+    peak = peak_anon = peak_pss = peak_memfd = 0
     seen: set[int] = set()
     own_cpu = 0.0
     tick = os.sysconf("SC_CLK_TCK")
@@ -118,16 +142,20 @@ def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | Non
     stop = threading.Event()
 
     def sample():
-        nonlocal peak, peak_anon, peak_pss, own_cpu
+        nonlocal peak, peak_anon, peak_pss, peak_memfd, own_cpu
         rounds = 0
+        memfd = 0
         while not stop.is_set():
             pids = tree_pids(proc.pid)
             seen.update(pids)
-            peak = max(peak, tree_kb(pids, "VmRSS"))
+            if rounds % 5 == 0:  # grows with the first batches, then stays
+                memfd = tree_memfd_kb(pids)
+                peak_memfd = max(peak_memfd, memfd)
+            peak = max(peak, tree_kb(pids, "VmRSS") + memfd)
             if anon is not None:
                 peak_anon = max(peak_anon, tree_kb(pids, "RssAnon"))
             if pss is not None and rounds % 5 == 0:
-                peak_pss = max(peak_pss, tree_pss_kb(pids))
+                peak_pss = max(peak_pss, tree_pss_kb(pids) + memfd)
             rounds += 1
             if cpu is not None:
                 try:
@@ -157,6 +185,8 @@ def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | Non
         anon.append(peak_anon // 1024)
     if pss is not None:
         pss.append(peak_pss // 1024)
+    if shared is not None:
+        shared.append(peak_memfd // 1024)
     if cpu is not None:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu.append((own_cpu, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime))
