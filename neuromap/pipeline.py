@@ -712,10 +712,9 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
 
         for recs in batches:
             if opts.paired and model is None:
-                # The insert size from the seeds of the batches so far, here: seeding one batch
-                # takes tens of ms, and the workers map every batch, this one too, at once (each
-                # batch used to be mapped in turn until the estimate was made, the first one while
-                # the network's process started).
+                # The insert size from the seeds of the batches so far, estimated here (seeding a
+                # batch takes tens of ms) so that this batch too goes to the workers at once, to
+                # be mapped with the estimate its own seeds completed, whatever the workers.
                 model, samples, _ = insert_from_seeds(_parse(recs, True), index, opts, samples)
                 if model is not None and on_insert is not None:
                     on_insert(model, len(samples))
