@@ -169,7 +169,7 @@ if [ "${BENCH:-1}" = 1 ]; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
-    if wants pe; then
+    if wants pe || wants ab; then
         "$PY" benchmarks/bench_pe.py --prepare-only --size "$SIZE" --pairs "$PE_PAIRS" --workdir "$WORK/pe" &
         PREPARATIONS+=($!)
     fi
@@ -234,7 +234,8 @@ TIMEFORMAT=%R
 # network's host threads block while the GPU works instead of spinning:
 # TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync); AB_VARIANTS picks (default "new
 # new-blocking"). Wall seconds, SAM to /dev/null, -t $THREADS --processes, in turn twice on 10 x
-# the SE reads, then each variant traced once on the SE reads.
+# the SE reads, once on the SE reads and once on the PE pairs, then each variant traced once on
+# the SE reads.
 if wants ab; then
     make_big
     OLD_TREE=${OLD_TREE:-$PWD/.old}
@@ -251,15 +252,18 @@ if wants ab; then
     VARIANTS=${AB_VARIANTS:-new new-blocking}; [ -d "$OLD_TREE/neuromap" ] && VARIANTS="old $VARIANTS"
     {
         echo "# A/B ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS --processes, SAM to /dev/null): wall seconds"
-        echo; echo "| variant | $(( $(wc -l < "$BIG") / 4 )) reads, round 1 | round 2 | $(( $(wc -l < "$R") / 4 )) reads |"; echo "|---|---|---|---|"
-        declare -A T1 T2 T3
+        P1="$WORK/pe/r1.fq"; P2="$WORK/pe/r2.fq"; PG="$WORK/pe/genome.fa"
+        echo; echo "| variant | $(( $(wc -l < "$BIG") / 4 )) reads, round 1 | round 2 | $(( $(wc -l < "$R") / 4 )) reads | $(( $(wc -l < "$P1") / 4 )) pairs |"; echo "|---|---|---|---|---|"
+        declare -A T1 T2 T3 T4
         for v in $VARIANTS; do variant "$v" --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null; done
         for v in $VARIANTS; do T1[$v]=$( { time variant "$v" --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 ); done
         for v in $VARIANTS; do T2[$v]=$( { time variant "$v" --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 ); done
         for v in $VARIANTS; do T3[$v]=$( { time variant "$v" --processes -t "$THREADS" "$G" "$R" > /dev/null; } 2>&1 ); done
-        for v in $VARIANTS; do echo "| neuromap $v | ${T1[$v]} | ${T2[$v]} | ${T3[$v]} |"; done
-        echo "| neuromap new --no-neural | $( { time "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 ) | | |"
-        echo "| minimap2 -x sr | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$BIG" > /dev/null 2>/dev/null; } 2>&1 ) | | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$R" > /dev/null 2>/dev/null; } 2>&1 ) |"
+        "$PY" -m neuromap index "$PG" > /dev/null 2>&1
+        for v in $VARIANTS; do T4[$v]=$( { time variant "$v" --processes -t "$THREADS" "$PG" "$P1" "$P2" > /dev/null 2>/dev/null; } 2>&1 ); done
+        for v in $VARIANTS; do echo "| neuromap $v | ${T1[$v]} | ${T2[$v]} | ${T3[$v]} | ${T4[$v]} |"; done
+        echo "| neuromap new --no-neural | $( { time "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 ) | | | $( { time "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$PG" "$P1" "$P2" > /dev/null 2>/dev/null; } 2>&1 ) |"
+        echo "| minimap2 -x sr | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$BIG" > /dev/null 2>/dev/null; } 2>&1 ) | | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$R" > /dev/null 2>/dev/null; } 2>&1 ) | $( { time minimap2 -a -x sr -t "$THREADS" "$PG" "$P1" "$P2" > /dev/null 2>/dev/null; } 2>&1 ) |"
         for v in $VARIANTS; do
             rm -f "$WORK"/tl.*
             NEUROMAP_TRACE="$WORK/tl" variant "$v" --processes -t "$THREADS" "$G" "$R" > /dev/null
