@@ -87,9 +87,11 @@ def tree_pss_kb(pids: list[int]) -> int:
 
 
 def tree_memfd_kb(pids: list[int]) -> int:
-    """Memory held by in-memory files (memfd) that the processes have open, each counted once (kB
-    allocated): `align --processes` passes batches and their SAM through one (neuromap.slots),
-    which the processes read and write without mapping it, so no process's RSS or PSS shows it."""
+    """Memory held by neuromap's shared batch memory, counted once (kB allocated): `align
+    --processes` passes batches and their SAM through an in-memory file (memfd
+    "neuromap-batches", neuromap.slots), which the processes read and write without mapping it,
+    so no process's RSS or PSS shows it. (Other in-memory files, as a GPU driver's, are left out:
+    they may be mapped, and so counted already.)"""
     seen: dict[tuple[int, int], int] = {}
     for pid in pids:
         try:
@@ -99,7 +101,7 @@ def tree_memfd_kb(pids: list[int]) -> int:
         for fd in fds:
             path = f"/proc/{pid}/fd/{fd}"
             try:
-                if not os.readlink(path).startswith("/memfd:"):
+                if not os.readlink(path).startswith("/memfd:neuromap-batches"):
                     continue
                 st = os.stat(path)
             except OSError:
@@ -123,9 +125,8 @@ def run_measured(cmd: list[str], stdout_path: str | None = None, env: dict | Non
     """Run a command (with `env` added to the environment); return (wall seconds, peak RSS in MB of
     its whole process tree). With `anon` (a list), its peak anonymous memory in MB is appended;
     with `pss`, its peak proportional set size in MB (tree_pss_kb; sampled every 0.25 s, as it
-    costs more to read). The RSS and PSS include the in-memory files the tree holds open
-    (tree_memfd_kb: neuromap's shared batch memory), which no process's own figures count; with
-    `shared` (a list), their peak in MB is appended.
+    costs more to read). The RSS and PSS include neuromap's shared batch memory (tree_memfd_kb),
+    which no process's own figures count; with `shared` (a list), its peak in MB is appended.
     With `cpu` (a list), (CPU seconds of the command's own process, CPU seconds of its whole tree)
     is appended: the first as last sampled from /proc before it ended (to 0.05 s), the second from
     getrusage over every descendant reaped (worker processes included; those that outlive the
