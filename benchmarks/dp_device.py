@@ -144,7 +144,8 @@ def main() -> None:
 
     import jax
 
-    margin, sc = pipeline.AlignOptions().margin, pipeline.AlignOptions().scoring
+    opts = pipeline.AlignOptions()
+    margin, sc = opts.margin, opts.scoring
     calls = record_dp_pairs(args.genome, args.reads, args.n_reads)
     # One array of every recorded pair, at the widest read of the calls (the DP is exact with
     # padding: a pair's rows past its length do not change its result).
@@ -167,7 +168,7 @@ def main() -> None:
     print()
     print("| DP | pairs per call | pairs/s | same as the C kernel |")
     print("|---|---|---|---|")
-    print(f"| C kernel (nm_dp), one core, as `align` calls it | {opts_chunk()} | {n_total / c_seconds:,.0f} | |")
+    print(f"| C kernel (nm_dp), one core, as `align` calls it | {opts.pair_chunk} | {n_total / c_seconds:,.0f} | |")
     for n in args.sizes:
         q_t, t_t, ql = as_inputs(query, qlen, target, margin, n)
         expect = banded_align(q_t.T, ql.astype(np.int64), t_t.T, margin, sc)
@@ -179,10 +180,6 @@ def main() -> None:
         with_copies = best_of(args.repeats, lambda: [np.asarray(a) for a in run(jax.device_put(q_t), jax.device_put(t_t), jax.device_put(ql))])
         print(f"| JAX on {device.platform}, inputs and outputs left on the device | {n:,} | {n / on_device:,.0f} | {'yes' if same else 'NO'} |")
         print(f"| JAX on {device.platform}, inputs sent and the trace brought back | {n:,} | {n / with_copies:,.0f} | |")
-
-
-def opts_chunk() -> int:
-    return pipeline.AlignOptions().pair_chunk
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import os
 from collections import defaultdict
 
 

@@ -500,14 +500,14 @@ class RunStats:
 
 
 def insert_from_seeds(batch: ReadBatch, index: Index, opts: AlignOptions, samples: np.ndarray,
-                      cands: Candidates | None = None) -> tuple[InsertModel | None, np.ndarray, Candidates]:
+                      cands: Candidates | None = None) -> tuple[InsertModel | None, np.ndarray]:
     """The insert-size model from the inserts of uniquely seeded pairs in earlier batches
-    (`samples`) and in this batch of 2n mates (None: too few pairs so far), the samples so far, and
-    this batch's candidates (found here unless given). Seeding alone: no window is aligned."""
+    (`samples`) and in this batch of 2n mates (None: too few pairs so far), and the samples so
+    far. Seeding alone (unless the batch's candidates are given): no window is aligned."""
     if cands is None:
         cands = find_candidates(batch.codes, batch.lengths, index, opts.seed)
     samples = np.concatenate([samples, seed_inserts(cands, batch.lengths, len(batch) // 2)])
-    return estimate_insert(samples), samples, cands
+    return estimate_insert(samples), samples
 
 
 def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertModel | None,
@@ -522,7 +522,7 @@ def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertM
     n = len(batch) // 2
     cands = find_candidates(batch.codes, batch.lengths, index, opts.seed)
     if model is None and samples is not None:
-        model, samples, _ = insert_from_seeds(batch, index, opts, samples, cands)
+        model, samples = insert_from_seeds(batch, index, opts, samples, cands)
     if model is None:
         pl = place(batch, index, opts, cands)
         return describe(index, opts, pl, pl.chosen, single_p(pl, opts)), None, samples
@@ -715,7 +715,7 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
                 # The insert size from the seeds of the batches so far, estimated here (seeding a
                 # batch takes tens of ms) so that this batch too goes to the workers at once, to
                 # be mapped with the estimate its own seeds completed, whatever the workers.
-                model, samples, _ = insert_from_seeds(_parse(recs, True), index, opts, samples)
+                model, samples = insert_from_seeds(_parse(recs, True), index, opts, samples)
                 if model is not None and on_insert is not None:
                     on_insert(model, len(samples))
             trace.event("submit")

@@ -15,10 +15,6 @@ _PREFIX = os.environ.get("NEUROMAP_TRACE") or None
 _LOCK = threading.Lock()
 
 
-def enabled() -> bool:
-    return _PREFIX is not None
-
-
 def check() -> None:
     """A clear error, before any work, where NEUROMAP_TRACE names a folder that is not there or
     cannot be written."""
