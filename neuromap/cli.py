@@ -84,6 +84,7 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("--index", "index_path", metavar="PATH", help="Use the index at PATH (default: REFERENCE.nmi, built if missing, rebuilt if stale).")
 @click.option("--no-neural", is_flag=True, help="Place reads and compute MAPQ by seeds and banded DP only, without the network.")
 @click.option("--weights", "weights_dir", metavar="DIR", type=click.Path(file_okay=False), help="Use the model in DIR (from `neuromap train` + `neuromap calibrate`) instead of the shipped one.")
+@click.option("--server", "server_path", metavar="SOCKET", envvar="NEUROMAP_SERVER", help="Run the network in the `neuromap serve SOCKET` already running on this machine (loaded, on its device, compiled by earlier runs) instead of loading it for this run: saves the network's start (about 1 s on a GPU, 2 s on 2 CPU cores). Same output. Default: $NEUROMAP_SERVER; ignored with --no-neural.")
 @click.option("-N", "--max-candidates", type=click.IntRange(1, 64), default=8, show_default=True, help="Candidate placements per read aligned by the DP.")
 @click.option("--max-occ", type=click.IntRange(1), default=500, show_default=True, help="Ignore minimizers occurring more often than this in the reference.")
 @click.option("-A", "match", type=click.IntRange(1), default=1, show_default=True, help="Match score.")
@@ -96,8 +97,8 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("-K", "--batch-size", type=click.IntRange(1), default=4000, show_default=True, help="Reads per batch (pairs: mates counted, so half as many pairs).")
 @click.option("--stats", "stats_path", metavar="FILE.json", help="Write the run's figures (reads, mapped %, MAPQ>=30 %, properly paired %, reads/s, device) as JSON.")
 @click.option("--progress/--quiet", default=None, help="Progress bar and summary on stderr (default: bar only when stderr is a terminal, summary always; --quiet: neither).")
-def align(reference, reads, mates, interleaved, insert_size, output, threads, processes, preset, read_group, index_path, no_neural, weights_dir, max_candidates, max_occ,
-          match, mismatch, gap_open, gap_extend, clip, min_score, band, batch_size, stats_path, progress):
+def align(reference, reads, mates, interleaved, insert_size, output, threads, processes, preset, read_group, index_path, no_neural, weights_dir, server_path,
+          max_candidates, max_occ, match, mismatch, gap_open, gap_extend, clip, min_score, band, batch_size, stats_path, progress):
     """Align READS (FASTQ or FASTA, plain or gzip; '-' for stdin) to REFERENCE; with MATES too,
     READS and MATES are the two files of paired-end reads (R1 and R2), read in lockstep.
 
@@ -115,6 +116,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
       NEUROMAP_PAIR_BUCKET    (read, window) pairs per model call (16 on a CPU, 1024 on a GPU)
       NEUROMAP_JAX_CACHE      JAX's compilation cache and the exported network (default ~/.cache/neuromap/jax)
       NEUROMAP_DEVICE_EARLY   0: the network's process (--processes) starts CUDA only when JAX does
+      NEUROMAP_SERVER         SOCKET: as --server
       NEUROMAP_TRACE          PREFIX: each process writes a timeline to PREFIX.PID (benchmarks/timeline.py)
       MALLOC_ARENA_MAX        glibc malloc arenas (default here: -t + 2)
     """
@@ -124,7 +126,19 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         processes = threads >= AUTO_PROCESSES
     processes = processes and threads > 1  # one worker is this process itself
     server = None
-    if not no_neural and processes:
+    server_path = server_path or None
+    if not no_neural and server_path:
+        # The network is in a `neuromap serve`: check now that it answers and can run this model.
+        from neuromap.model import ServerModel
+        from neuromap.model_process import check_weights
+
+        check_weights(weights_dir)
+        probe = ServerModel(server_path, weights_dir)
+        try:
+            probe.info()
+        finally:
+            probe.close()
+    elif not no_neural and processes:
         # The network's process (model_process.ModelServer) first: its start (importing JAX, starting the
         # device, loading the network: 1.2-1.7 s on the GPU machine) then overlaps the rest of
         # this one's. Ended at once if the run ends before handing it to align_records.
@@ -170,9 +184,10 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         weights_dir=weights_dir,
         paired=paired,
         insert=parse_insert(insert_size) if insert_size else None,
+        server=server_path if not no_neural else None,
     )
     limit_malloc_arenas(threads)  # before the first thread starts
-    if opts.neural and server is None:  # with a model process (started above), its own load
+    if opts.neural and server is None and opts.server is None:  # with a model process or a server, theirs
         from neuromap.model import preload
         from neuromap.model_process import check_weights
 
@@ -235,6 +250,36 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     if not processes:
         global _END_NOW
         _END_NOW = True
+
+
+@cli.command()
+@click.argument("socket_path", metavar="SOCKET", type=click.Path(dir_okay=False))
+@click.option("--weights", "weights_dir", metavar="DIR", type=click.Path(file_okay=False), help="Load the model in DIR now instead of the shipped one (a client's --weights loads its own model on first use).")
+@click.option("--idle-exit", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS", help="End after SECONDS with no client connected (default: run until Ctrl-C or SIGTERM).")
+def serve(socket_path, weights_dir, idle_exit):
+    """Keep the network loaded on its device for `neuromap align --server SOCKET` runs.
+
+    Loads the model (JAX, the device, the weights), listens on the Unix socket SOCKET (created
+    readable and writable by you only) and runs the network for every `align --server SOCKET` on
+    this machine, several at once. Each run then skips the network's start, and the compiled shapes
+    stay warm from run to run. The output is byte-identical to a run without the server; a client
+    whose neuromap code or NEUROMAP_COMPUTE_DTYPE differs from the server's is refused with an
+    error. Runs in the foreground until Ctrl-C or SIGTERM (or --idle-exit), then removes SOCKET.
+
+    \b
+    Example:
+      neuromap serve /tmp/neuromap.sock &
+      export NEUROMAP_SERVER=/tmp/neuromap.sock      (or: align --server /tmp/neuromap.sock)
+      for s in A B C; do neuromap align -t 8 ref.fa $s.R1.fq.gz $s.R2.fq.gz -o $s.bam; done
+      kill %1
+    """
+    from neuromap.model_process import serve_socket
+
+    try:
+        serve_socket(socket_path, weights_dir, idle_exit, lambda text: click.echo(text, err=True))
+    except (KeyboardInterrupt, Terminated):
+        pass
+    click.echo(f"neuromap: server at {socket_path} stopped", err=True)
 
 
 @cli.command()

@@ -111,7 +111,7 @@ def preload(weights_dir: str | None = None) -> None:
         except Exception:  # noqa: BLE001 - raised again, where it is reported, by the caller
             pass
 
-    _track(threading.Thread(target=load, name="neuromap-load-model", daemon=True)).start()
+    track(threading.Thread(target=load, name="neuromap-load-model", daemon=True)).start()
 
 
 # Threads that may be inside JAX's C++ code (loading the model, a model call for a worker
@@ -123,7 +123,7 @@ def preload(weights_dir: str | None = None) -> None:
 _BACKGROUND: list[threading.Thread] = []
 
 
-def _track(thread: threading.Thread) -> threading.Thread:
+def track(thread: threading.Thread) -> threading.Thread:
     _BACKGROUND[:] = [t for t in _BACKGROUND if t.is_alive()]
     _BACKGROUND.append(thread)
     return thread
@@ -345,10 +345,11 @@ class RemoteModel:
     1 GB less per worker, and no JAX start-up in each), and the worker sends it the padded model
     calls of `_score_distinct` over a pipe (the Python around them stays in the worker). Each
     call is the one the worker would make, with the same shapes, so the output is the same as in
-    one process."""
+    one process. `who` names the other end in errors."""
 
-    def __init__(self, conn):
+    def __init__(self, conn, who: str = "the network's process"):
         self.conn = conn
+        self.who = who
         self._info: tuple | None = None
 
     def _ask(self, *message):
@@ -358,7 +359,7 @@ class RemoteModel:
             reply = self.conn.recv()
             trace.event("answered", message[0])
         except (EOFError, OSError):
-            raise NeuromapError("the network's process ended before answering (out of memory?)") from None
+            raise NeuromapError(f"{self.who} ended before answering (out of memory, or stopped?)") from None
         if isinstance(reply, BaseException):
             raise reply
         return reply
@@ -373,13 +374,74 @@ class RemoteModel:
         return self._ask("call", codes, lens, windows, read_width, padded_width)
 
 
-_REMOTE: RemoteModel | None = None
+GREETING_PROTOCOL = 1
+
+
+def greeting(weights_dir: str | None) -> dict:
+    """What a client of `neuromap serve` says first: the model it wants and what decides its
+    numbers (the network's code, the arithmetic, the pairs per call), so that a run through a
+    server writes what it would write without one, or stops with an error."""
+    from neuromap import __version__
+
+    bucket = os.environ.get("NEUROMAP_PAIR_BUCKET")
+    return {"protocol": GREETING_PROTOCOL, "version": __version__, "code": _model_source_digest().hex(), "dtype": compute_dtype(),
+            "weights": os.path.abspath(weights_dir) if weights_dir else None, "bucket": int(bucket) if bucket else None}
+
+
+class ServerModel:
+    """The model as `align --server SOCKET` uses it: a `neuromap serve` process holds it, loaded
+    and compiled by earlier runs, and each thread of this process that scores has a connection of
+    its own (the server answers each on a thread of its own). The calls are those of RemoteModel."""
+
+    def __init__(self, path: str, weights_dir: str | None):
+        self.path, self.weights_dir = path, weights_dir
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list = []
+
+    def _remote(self) -> RemoteModel:
+        remote = getattr(self._local, "remote", None)
+        if remote is None:
+            from neuromap.model_process import connect_server
+
+            remote = RemoteModel(connect_server(self.path), f"the neuromap server at {self.path}")
+            with self._lock:
+                self._opened.append(remote.conn)
+            try:
+                remote._info = remote._ask("hello", greeting(self.weights_dir))
+            except NeuromapError as exc:
+                raise NeuromapError(f"{self.path}: {exc}") from None
+            self._local.remote = remote
+        return remote
+
+    def info(self) -> tuple:
+        return self._remote().info()
+
+    def call(self, *args) -> np.ndarray:
+        return self._remote().call(*args)
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
+
+
+_REMOTE: RemoteModel | ServerModel | None = None
 
 
 def use_remote(conn) -> None:
     """In a worker process: score with the model's process over `conn` (see RemoteModel)."""
     global _REMOTE
     _REMOTE = RemoteModel(conn)
+
+
+def use_server(path: str | None, weights_dir: str | None = None) -> ServerModel | None:
+    """Score through the `neuromap serve` at `path` in this process from now on (None: in this
+    process, or the model's process, again); returns the ServerModel, which `close` ends."""
+    global _REMOTE
+    _REMOTE = ServerModel(path, weights_dir) if path else None
+    return _REMOTE
 
 
 def serve_models(weights_dir: str | None, conns: list, parent: int) -> None:
@@ -393,7 +455,7 @@ def serve_models(weights_dir: str | None, conns: list, parent: int) -> None:
     exit_with_parent(parent)
     trace.event("model-process")
     preload(weights_dir)
-    threads = [_track(threading.Thread(target=_serve, args=(conn, weights_dir), name="neuromap-model-server", daemon=True)) for conn in conns]
+    threads = [track(threading.Thread(target=_serve, args=(conn, weights_dir), name="neuromap-model-server", daemon=True)) for conn in conns]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -407,8 +469,9 @@ def serve_models(weights_dir: str | None, conns: list, parent: int) -> None:
     os._exit(0)
 
 
-def _serve(conn, weights_dir: str | None) -> None:
-    """Answer one worker's RemoteModel until the worker has gone."""
+def _serve(conn, weights_dir: str | None, bucket: int | None = None) -> None:
+    """Answer one worker's RemoteModel until the worker has gone (`bucket`: pairs per call, by
+    default pair_bucket())."""
     while True:
         try:
             message = conn.recv()
@@ -418,21 +481,64 @@ def _serve(conn, weights_dir: str | None) -> None:
         try:
             trace.event("serve", message[0] if message[0] == "info" else message[1].shape[0])
             config, score, calibration = load_model(weights_dir)
+            size = pair_bucket() if bucket is None else bucket
             if message[0] == "info":
-                reply = (config.read_length, config.reference_window, calibration.scale, device_name(), pair_bucket())
+                reply = (config.read_length, config.reference_window, calibration.scale, device_name(), size)
             else:
-                reply = _model_call(score, pair_bucket(), *message[1:])
+                reply = _model_call(score, size, *message[1:])
         except Exception as exc:  # noqa: BLE001 - raised again in the worker, then reported
             reply = exc
         trace.event("served")
-        try:
-            try:
-                conn.send(reply)
-            except (TypeError, AttributeError, ValueError) as exc:  # an exception that does not pickle
-                conn.send(RuntimeError(f"{type(reply).__name__}: {reply}") if isinstance(reply, BaseException) else exc)
-        except OSError:
-            conn.close()
+        if not _send(conn, reply):
             return
+
+
+def _send(conn, reply) -> bool:
+    """Send a reply (an exception that does not pickle as a RuntimeError); False: the other end has gone."""
+    try:
+        try:
+            conn.send(reply)
+        except (TypeError, AttributeError, ValueError) as exc:  # an exception that does not pickle
+            conn.send(RuntimeError(f"{type(reply).__name__}: {reply}") if isinstance(reply, BaseException) else exc)
+    except OSError:
+        conn.close()
+        return False
+    return True
+
+
+def serve_client(conn, default_weights: str | None) -> None:
+    """One client of `neuromap serve` (ServerModel): its greeting, answered with the model's info
+    or with why it cannot be served, then its calls (`_serve`) until it goes."""
+    from neuromap.model_process import check_weights
+
+    try:
+        message = conn.recv()
+    except (EOFError, OSError):
+        conn.close()
+        return
+    hello = message[1] if isinstance(message, tuple) and len(message) == 2 and message[0] == "hello" and isinstance(message[1], dict) else {}
+    weights_dir = hello.get("weights", default_weights)
+    bucket = hello.get("bucket")
+    try:
+        if hello.get("protocol") != GREETING_PROTOCOL or not (bucket is None or (isinstance(bucket, int) and bucket > 0)):
+            raise NeuromapError("the server does not understand this client (another neuromap version?)")
+        mine = greeting(None)
+        if hello.get("code") != mine["code"]:
+            raise NeuromapError(f"the server runs other network code (neuromap {mine['version']}; this run: {hello.get('version')}): "
+                                "restart it with this installation of neuromap")
+        if hello.get("dtype") != mine["dtype"]:
+            raise NeuromapError(f"the server computes in {mine['dtype']}, this run in {hello.get('dtype')}: "
+                                "set NEUROMAP_COMPUTE_DTYPE alike for both")
+        check_weights(weights_dir)
+        config, _, calibration = load_model(weights_dir)
+        size = pair_bucket() if bucket is None else bucket
+        reply = (config.read_length, config.reference_window, calibration.scale, device_name(), size)
+    except Exception as exc:  # noqa: BLE001 - raised again in the client, then reported
+        reply = exc
+    if _send(conn, reply) and not isinstance(reply, BaseException):
+        _serve(conn, weights_dir, bucket)
+    else:
+        conn.close()
 
 
 def score_pairs(query: np.ndarray, qlen: np.ndarray, target: np.ndarray, weights_dir: str | None = None) -> ModelScores:

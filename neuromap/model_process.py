@@ -153,3 +153,130 @@ def main(argv: list[str]) -> None:
     from neuromap.model import serve_models
 
     serve_models(weights_dir, conns, parent)
+
+
+# `neuromap serve`: the network kept loaded on its device between runs, for `align --server`.
+# Over 400,000 reads on the GPU machine the network's start (importing JAX, starting the device,
+# the first call) was 1.2 s of a 2.6 s run (benchmarks/README.md): a pipeline that maps many
+# samples pays it once. The messages are those of the --processes model pipes (model.RemoteModel),
+# after a greeting (model.greeting) that checks the two sides run the same network code.
+
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
+
+
+def connect_server(path: str) -> Connection:
+    """A connection to the `neuromap serve` at the Unix socket `path`."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise NeuromapError(f"{path}: no neuromap server answers there ({exc.strerror or exc}); "
+                            f"start one with `neuromap serve {path}`, or leave out --server") from None
+    return Connection(sock.detach())
+
+
+def listen(path: str):
+    """The listening socket of `neuromap serve`, readable and writable by this user only. A socket
+    file left by a server that did not end cleanly is replaced; one where a server answers, or a
+    file that is no socket, is an error."""
+    import socket
+    import stat
+
+    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+        raise NeuromapError(f"{path}: too long for a Unix socket ({SOCKET_PATH_MAX} bytes at most): choose a shorter path")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise NeuromapError(f"{path}: directory {parent} does not exist")
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise NeuromapError(f"{path}: exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody listens: left by a server that was killed
+        else:
+            raise NeuromapError(f"{path}: a neuromap server already listens there")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)  # the socket file is created rw------- (no window where others may connect)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise NeuromapError(f"{path}: cannot listen there ({exc.strerror or exc})") from None
+    finally:
+        os.umask(old)
+    sock.listen(64)
+    return sock
+
+
+def serve_socket(path: str, weights_dir: str | None, idle_exit: float | None, say) -> None:
+    """`neuromap serve`: load the model (`weights_dir`, or the shipped one), then answer each
+    client that connects to `path` on a thread of its own, until SIGTERM or Ctrl-C (raised here as
+    Terminated / KeyboardInterrupt) or, with `idle_exit`, that many seconds without a client. The
+    socket file is removed at the end."""
+    import select
+    import socket
+    import threading
+    import time
+
+    start_device_early()
+    sock = listen(path)
+    identity = os.stat(path).st_ino
+    clients: dict = {}  # thread -> connection
+    lock = threading.Lock()
+    try:
+        from neuromap.model import device_name, load_model, serve_client, track
+
+        check_weights(weights_dir)
+        load_model(weights_dir)
+        say(f"neuromap: serving the network ({device_name()}, {compute_dtype()}) at {path}"
+            + (f"; ends after {idle_exit:g} s without a client" if idle_exit is not None else "; Ctrl-C or SIGTERM ends it"))
+
+        def client(conn) -> None:
+            try:
+                serve_client(conn, weights_dir)
+            finally:
+                with lock:
+                    clients.pop(threading.current_thread(), None)
+
+        last = time.monotonic()
+        while True:
+            ready, _, _ = select.select([sock], [], [], 0.5)
+            if ready:
+                try:
+                    peer, _ = sock.accept()
+                except OSError:
+                    continue
+                conn = Connection(peer.detach())
+                thread = track(threading.Thread(target=client, args=(conn,), name="neuromap-serve-client", daemon=True))
+                with lock:
+                    clients[thread] = conn
+                thread.start()
+            now = time.monotonic()
+            with lock:
+                if clients:
+                    last = now
+            if idle_exit is not None and now - last >= idle_exit:
+                return
+    finally:
+        sock.close()
+        try:
+            if os.stat(path).st_ino == identity:  # still ours (not replaced by another server)
+                os.unlink(path)
+        except OSError:
+            pass
+        with lock:
+            conns = list(clients.values())
+        for conn in conns:  # a client still connected reads EOF; its thread ends after any call in progress
+            try:
+                other = socket.socket(fileno=os.dup(conn.fileno()))
+                other.shutdown(socket.SHUT_RDWR)
+                other.close()
+            except OSError:
+                pass

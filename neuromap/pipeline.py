@@ -27,7 +27,7 @@ from neuromap.index import Index, load_index
 from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, make_batch, pack, parse_raw_batch, parse_raw_pairs_batch, unpack
 from neuromap.io.sam import sam_records
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
-from neuromap.model import calibration_scale, max_window, model_device, score_pairs, use_remote
+from neuromap.model import calibration_scale, max_window, model_device, score_pairs, use_remote, use_server
 from neuromap.model_process import ModelServer
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
@@ -53,6 +53,7 @@ class AlignOptions:
     weights_dir: str | None = None  # None: the weights shipped in the package
     paired: bool = False  # records are (mate 1, mate 2) tuples
     insert: InsertModel | None = None  # given with -I; None: estimated from the first pairs
+    server: str | None = None  # the socket of a `neuromap serve` that runs the network (None: this run loads it)
 
 
 # Alignment points (two mismatches with the default scoring) by which the description at the
@@ -596,7 +597,9 @@ def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, 
     exit_with_parent(parent)
     trace.event("worker")
     _WORKER_STATE = (load_index(index_path), opts)
-    if opts.neural:
+    if opts.neural and opts.server:
+        use_server(opts.server, opts.weights_dir)
+    elif opts.neural:
         use_remote(model_pipes[slots.get()])
 
 
@@ -688,12 +691,16 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
         return pool.submit(_work, recs, index, opts, *args)
 
     interrupted = False
-    blas = contextlib.ExitStack()
+    cleanup = contextlib.ExitStack()
     try:  # the pool is started in here, so that `finally` stops whatever of it has started
+        if opts.neural and opts.server and not (opts.threads > 1 and opts.processes):
+            # This process's workers score through the server; each worker process connects itself.
+            cleanup.callback(use_server, None)
+            cleanup.callback(use_server(opts.server, opts.weights_dir).close)
         if opts.threads > 1 and opts.processes:
-            blas.enter_context(single_threaded_blas_children())  # the processes started from here on
+            cleanup.enter_context(single_threaded_blas_children())  # the processes started from here on
             pipes: list = []
-            if opts.neural:  # a fresh interpreter (fork is unsafe once a device runtime runs), and first: its start is the longest
+            if opts.neural and not opts.server:  # a fresh interpreter (fork is unsafe once a device runtime runs), and first: its start is the longest
                 server = server or ModelServer(opts.weights_dir, opts.threads)
                 pipes = server.worker_ends()
             context = start_worker_server()
@@ -742,4 +749,4 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             server.close(wait=not interrupted)
         if shared is not None:
             shared.close()
-        blas.close()
+        cleanup.close()

@@ -1,0 +1,182 @@
+"""`neuromap serve` and `align --server`: the network kept loaded between runs, with the same
+output as a run that loads it itself, and clear errors when the server cannot serve a run."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from conftest import assert_clean_error, run_cli
+
+
+def start_server(path, *options, env=None):
+    """`neuromap serve PATH` in the background, once it says it is serving (its stderr line)."""
+    proc = subprocess.Popen([sys.executable, "-m", "neuromap", "serve", str(path), *options], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env=env)
+    line = proc.stderr.readline()
+    assert "serving the network" in line, line + proc.stderr.read()
+    return proc
+
+
+def stop(proc, sig=signal.SIGTERM):
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    rest = proc.stderr.read()
+    proc.wait(30)
+    return rest
+
+
+@pytest.fixture(scope="module")
+def socket_dir():
+    d = tempfile.mkdtemp(prefix="nm-", dir="/tmp")  # short: a socket's path holds 107 bytes
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server(socket_dir):
+    path = os.path.join(socket_dir, "s.sock")
+    proc = start_server(path)
+    yield path
+    stop(proc)
+
+
+def body(sam_text):
+    return [line for line in sam_text.splitlines() if not line.startswith("@PG")]
+
+
+@pytest.mark.parametrize("paired", [False, True])
+@pytest.mark.parametrize("workers", [["-t", "1"], ["-t", "2", "--no-processes"], ["-t", "2", "--processes"]])
+def test_align_through_the_server_writes_what_a_run_alone_writes(data_dir, server, paired, workers):
+    reads = [data_dir / "reads_1.fq", data_dir / "reads_2.fq"] if paired else [data_dir / "reads.fq"]
+    alone = run_cli(["align", *workers, data_dir / "ref.fa", *reads])
+    served = run_cli(["align", *workers, "--server", server, data_dir / "ref.fa", *reads])
+    assert alone.returncode == 0 and served.returncode == 0, alone.stderr + served.stderr
+    assert body(served.stdout) == body(alone.stdout)
+    assert len(body(served.stdout)) > 2000
+    assert "(network, cpu)" in served.stderr
+    pg = [line for line in served.stdout.splitlines() if line.startswith("@PG")][0]
+    assert "--server" in pg
+
+
+def test_the_server_is_found_from_the_environment_and_the_run_loads_no_jax(data_dir, server, tmp_path):
+    # One process (-t 1): the whole run in this interpreter, which must not import JAX.
+    code = ("import sys; from neuromap.cli import main; main(['align', '-t', '1', sys.argv[1], sys.argv[2], '-o', sys.argv[3]]); "
+            "print('jax' in sys.modules)")
+    out = tmp_path / "out.sam"
+    res = subprocess.run([sys.executable, "-c", code, str(data_dir / "ref.fa"), str(data_dir / "reads.fq"), str(out)],
+                         capture_output=True, text=True, env={**os.environ, "NEUROMAP_SERVER": server})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"
+    alone = run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq"])
+    assert body(out.read_text()) == body(alone.stdout)
+
+
+def test_several_runs_at_once_share_the_server(data_dir, server, tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-m", "neuromap", "align", "-t", "2", "--server", server, str(data_dir / "ref.fa"),
+                               str(data_dir / "reads_1.fq"), str(data_dir / "reads_2.fq"), "-o", str(tmp_path / f"{i}.sam")],
+                              stderr=subprocess.PIPE, text=True) for i in range(3)]
+    for proc in procs:
+        assert proc.wait(120) == 0, proc.stderr.read()
+    first = body((tmp_path / "0.sam").read_text())
+    assert len(first) > 2000
+    assert body((tmp_path / "1.sam").read_text()) == first
+    assert body((tmp_path / "2.sam").read_text()) == first
+
+
+def test_no_neural_ignores_the_server(data_dir, socket_dir):
+    res = run_cli(["align", "--no-neural", "--server", os.path.join(socket_dir, "nobody.sock"), data_dir / "ref.fa", data_dir / "reads.fq"])
+    assert res.returncode == 0, res.stderr
+
+
+def test_errors_name_the_socket_and_leave_no_output(data_dir, server, socket_dir, tmp_path):
+    out = tmp_path / "out.bam"
+    missing = os.path.join(socket_dir, "nobody.sock")
+    res = run_cli(["align", "--server", missing, data_dir / "ref.fa", data_dir / "reads.fq", "-o", out])
+    assert_clean_error(res, missing, "neuromap serve")
+    assert not out.exists()
+    # Another arithmetic than the server's would change the numbers: refused.
+    res = run_cli(["align", "--server", server, data_dir / "ref.fa", data_dir / "reads.fq", "-o", out],
+                  env={**os.environ, "NEUROMAP_COMPUTE_DTYPE": "bfloat16"})
+    assert_clean_error(res, server, "bfloat16", "NEUROMAP_COMPUTE_DTYPE")
+    assert not out.exists()
+    # An incomplete model: the client's own check, before asking the server.
+    res = run_cli(["align", "--server", server, "--weights", tmp_path, data_dir / "ref.fa", data_dir / "reads.fq"])
+    assert_clean_error(res, "params.npz")
+
+
+def test_serve_refuses_a_live_socket_a_file_and_a_missing_directory(server, socket_dir, tmp_path):
+    assert_clean_error(run_cli(["serve", server]), server, "already listens")
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    assert_clean_error(run_cli(["serve", plain]), str(plain), "not a socket")
+    assert plain.read_text() == "x"
+    assert_clean_error(run_cli(["serve", tmp_path / "no" / "s.sock"]), "does not exist")
+    assert_clean_error(run_cli(["serve", "/tmp/" + "x" * 120]), "too long")
+
+
+def test_the_socket_is_private_and_removed_at_the_end(socket_dir):
+    path = os.path.join(socket_dir, "t.sock")
+    proc = start_server(path)
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    rest = stop(proc)
+    assert proc.returncode == 0, rest
+    assert "stopped" in rest and "Traceback" not in rest
+    assert not os.path.exists(path)
+
+
+def test_a_killed_servers_socket_is_taken_over(data_dir, socket_dir):
+    path = os.path.join(socket_dir, "k.sock")
+    proc = start_server(path)
+    stop(proc, signal.SIGKILL)
+    assert os.path.exists(path)  # left behind: nobody listens
+    proc = start_server(path)
+    try:
+        res = run_cli(["align", "--server", path, data_dir / "ref.fa", data_dir / "reads.fq"])
+        assert res.returncode == 0, res.stderr
+    finally:
+        stop(proc)
+
+
+def test_idle_exit(socket_dir, data_dir):
+    path = os.path.join(socket_dir, "i.sock")
+    proc = start_server(path, "--idle-exit", "2")
+    res = run_cli(["align", "--server", path, data_dir / "ref.fa", data_dir / "reads.fq"])  # a client keeps it up
+    assert res.returncode == 0, res.stderr
+    assert proc.wait(30) == 0
+    assert not os.path.exists(path)
+
+
+def test_a_server_that_ends_mid_run_is_an_error_not_a_short_output(data_dir, socket_dir, tmp_path):
+    path = os.path.join(socket_dir, "m.sock")
+    proc = start_server(path)
+    big = tmp_path / "big.fq"
+    big.write_bytes((data_dir / "reads.fq").read_bytes() * 30)
+    out = tmp_path / "out.sam"
+    run = subprocess.Popen([sys.executable, "-m", "neuromap", "align", "-K", "200", "--server", path, str(data_dir / "ref.fa"), str(big),
+                            "-o", str(out)], stderr=subprocess.PIPE, text=True)
+    # Once the run's own connection is up (seen twice: the start's check connects only briefly),
+    # the server is killed under it.
+    deadline, seen = time.monotonic() + 60, 0
+    while seen < 2 and time.monotonic() < deadline and run.poll() is None:
+        seen = seen + 1 if _has_client(path) else 0
+        time.sleep(0.3)
+    stop(proc, signal.SIGKILL)
+    err = run.stderr.read()
+    assert run.wait(60) == 1, err
+    assert f"the neuromap server at {path} ended before answering" in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+
+
+def _has_client(path: str) -> bool:
+    """Whether a connection to the socket at `path` is open (Linux: /proc/net/unix lists the
+    server's end of each, named by the path, in state 03)."""
+    with open("/proc/net/unix") as fh:
+        rows = [line.split() for line in fh.read().splitlines()[1:]]
+    return any(len(row) == 8 and row[5] == "03" and row[7] == path for row in rows)
