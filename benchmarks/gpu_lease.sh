@@ -7,7 +7,7 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
 # Needs jax (with its CUDA plugin), flax, optax, numpy, click, tqdm and a C compiler where it runs
@@ -165,11 +165,11 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp; then
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
-    if wants pe || wants ab; then
+    if wants pe || wants ab || wants server; then
         "$PY" benchmarks/bench_pe.py --prepare-only --size "$SIZE" --pairs "$PE_PAIRS" --workdir "$WORK/pe" &
         PREPARATIONS+=($!)
     fi
@@ -298,6 +298,9 @@ fi
 # The banded DP on the GPU (JAX, bit for bit the C kernel's) against the C kernel on one core: is a device DP worth building?
 wants dp && timeout 180 "$PY" benchmarks/dp_device.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --sizes 512 2048 8192 32768 \
     > "$OUT/RESULTS-gpu-dp.md" && cat "$OUT/RESULTS-gpu-dp.md"
+# `align --server` (the network kept loaded by `neuromap serve`) against a run alone and minimap2, SE and PE.
+wants server && timeout 300 "$PY" benchmarks/bench_server.py --workdir "$WORK/se" --pe-workdir "$WORK/pe" --threads "$THREADS" \
+    --sizes "$SE_READS" --pairs "$PE_PAIRS" --repeats 2 --processes > "$OUT/RESULTS-gpu-server.md" && cat "$OUT/RESULTS-gpu-server.md"
 wants workers && timeout 120 "$PY" benchmarks/worker_start.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --threads 2 "$THREADS" --reads $((1000 * THREADS)) \
     > "$OUT/RESULTS-gpu-worker-start.md" && cat "$OUT/RESULTS-gpu-worker-start.md"
 stamp "done"
