@@ -478,6 +478,9 @@ def _serve(conn, weights_dir: str | None, bucket: int | None = None) -> None:
         except (EOFError, OSError):  # every worker has ended (each holds all the pipes' ends)
             conn.close()
             return
+        except Exception:  # noqa: BLE001 - not a message of ours (a stray client of `neuromap serve`)
+            conn.close()
+            return
         try:
             trace.event("serve", message[0] if message[0] == "info" else message[1].shape[0])
             config, score, calibration = load_model(weights_dir)
@@ -513,7 +516,7 @@ def serve_client(conn, default_weights: str | None) -> None:
 
     try:
         message = conn.recv()
-    except (EOFError, OSError):
+    except Exception:  # noqa: BLE001 - gone, or not a neuromap client
         conn.close()
         return
     hello = message[1] if isinstance(message, tuple) and len(message) == 2 and message[0] == "hello" and isinstance(message[1], dict) else {}

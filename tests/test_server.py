@@ -180,3 +180,21 @@ def _has_client(path: str) -> bool:
     with open("/proc/net/unix") as fh:
         rows = [line.split() for line in fh.read().splitlines()[1:]]
     return any(len(row) == 8 and row[5] == "03" and row[7] == path for row in rows)
+
+
+def test_a_stray_client_does_not_disturb_the_server(data_dir, socket_dir):
+    import socket
+
+    path = os.path.join(socket_dir, "x.sock")
+    proc = start_server(path)
+    try:
+        for payload in (b"GET / HTTP/1.0\r\n\r\n", b"\x00\x00\x00\x05hello", b""):
+            stray = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            stray.connect(path)
+            stray.sendall(payload)
+            stray.close()
+        res = run_cli(["align", "--server", path, data_dir / "ref.fa", data_dir / "reads.fq"])
+        assert res.returncode == 0, res.stderr
+    finally:
+        rest = stop(proc)
+    assert "Traceback" not in rest and "Exception" not in rest, rest
