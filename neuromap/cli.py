@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -152,8 +153,6 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
 
         start_worker_server()  # the workers' fork server, importing the pipeline meanwhile
 
-    from tqdm import tqdm  # here: worker processes import this module (their __main__) and need no bar
-
     from neuromap.align import Scoring
     from neuromap.index import open_index
     from neuromap.io.fastx import fastq_batches, fastq_pair_batches
@@ -209,7 +208,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         idx = open_index(reference, index_path)
         command_line = "neuromap " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         header = header_text(idx.names, idx.contig_lengths, idx.md5, command_line, rg_line).encode()
-        with tqdm(disable=not show_bar, unit=" reads", file=sys.stderr, desc="aligning", dynamic_ncols=True) as bar:
+        with progress_bar(show_bar) as (bar, note_line):
             # The header goes out with the first batch, so input that is bad from its first record
             # leaves no SAM at all, not even on stdout.
             # The FASTQ is only cut into batches of whole records here; the workers (threads or
@@ -221,7 +220,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
                 if progress is not False:
                     note = model.describe() if model else (
                         f"too few uniquely placed pairs ({samples}) to estimate the insert size; mates placed on their own (give -I)")
-                    tqdm.write(f"neuromap: {note}", file=sys.stderr)
+                    note_line(f"neuromap: {note}")
 
             for text, figures in align_records(batches, idx, opts, on_insert, model_server=server):
                 sink.write(header + text)
@@ -451,6 +450,26 @@ def run_summary(totals, seconds: float, neural: bool) -> dict:
         "placement": "network" if neural else "seeds+DP",
         "device": device,
     }
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def progress_bar(show: bool):
+    """(bar, note_line): `align`'s tqdm bar on stderr and a way to print a line above it, or, with
+    `show` False, neither bar nor tqdm: its import (about 90 ms on 2 cores, most of it
+    importlib.metadata) would delay every run whose stderr is not a terminal, as in a pipeline.
+    (Imported here, not above: worker processes import this module, their __main__.)"""
+    if not show:
+        yield _NoBar(), lambda line: print(line, file=sys.stderr, flush=True)
+        return
+    from tqdm import tqdm
+
+    with tqdm(unit=" reads", file=sys.stderr, desc="aligning", dynamic_ncols=True) as bar:
+        yield bar, lambda line: tqdm.write(line, file=sys.stderr)
 
 
 def write_json_atomic(path: str, data: dict) -> None:
