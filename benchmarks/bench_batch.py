@@ -21,7 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_se import cpu_model, run_measured  # noqa: E402
+from bench_se import compile_package, cpu_model, run_measured  # noqa: E402
 
 from neuromap import __version__  # noqa: E402
 
@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=16)
     ap.add_argument("--sizes", type=int, nargs="+", default=[4000, 16000])
     args = ap.parse_args()
+    compile_package()
     with open(args.reads, "rb") as fh:
         n_reads = sum(1 for _ in fh) // 4
     print("# Reads per batch with worker processes (`align --processes -K`)\n")

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_se import WARM_NOTE, cpu_model, run_measured, version_of, warm_up  # noqa: E402
+from bench_se import compile_package, WARM_NOTE, cpu_model, run_measured, version_of, warm_up  # noqa: E402
 from neuromap import __version__  # noqa: E402
 
 
@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--processes", action="store_true", help="neuromap's runs with worker processes (align --processes) instead of threads")
     ap.add_argument("--from", dest="source", metavar="FASTQ", help="make each read set by repeating this FASTQ's reads")
     args = ap.parse_args()
+    compile_package()
     genome = os.path.join(args.workdir, "genome.fa")
     if not os.path.exists(genome):
         sys.exit(f"{genome}: missing; run benchmarks/bench_se.py --prepare-only first")

@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_se import (BF16, WARM_NOTE, common_args, gzipped, machine_lines, network_options, print_reports, run_measured, version_of,  # noqa: E402
+from bench_se import (BF16, compile_package, WARM_NOTE, common_args, gzipped, machine_lines, network_options, print_reports, run_measured, version_of,  # noqa: E402
                       warm_up, with_process_rows)
 from neuromap import __version__  # noqa: E402
 from neuromap.evaluate import evaluate  # noqa: E402
@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=50_000)
     ap.add_argument("--fragment", type=float, nargs=2, default=(400.0, 50.0), metavar=("MEAN", "SD"))
     args = ap.parse_args()
+    compile_package()
     if not shutil.which("minimap2"):
         sys.exit("minimap2 not found on PATH (Debian: apt-get install minimap2)")
     os.makedirs(args.workdir, exist_ok=True)

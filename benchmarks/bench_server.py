@@ -28,7 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_se import machine_lines, run_measured, tree_kb, tree_pids, version_of, warm_up  # noqa: E402
+from bench_se import compile_package, machine_lines, run_measured, tree_kb, tree_pids, version_of, warm_up  # noqa: E402
 
 from neuromap import __version__  # noqa: E402
 
@@ -57,6 +57,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--processes", action="store_true", help="neuromap with worker processes (align --processes)")
     args = ap.parse_args()
+    compile_package()
     pe_dir = args.pe_workdir or args.workdir
     genome, pe_genome = os.path.join(args.workdir, "genome.fa"), os.path.join(pe_dir, "genome.fa")
     tmp = tempfile.mkdtemp(prefix="nmsrv-", dir="/tmp")  # short: a socket's path holds 107 bytes

@@ -74,6 +74,10 @@ if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('ne
         gcc -O3 -std=gnu11 -shared -fPIC -DNEUROMAP_NO_PYTHON neuromap/_kernels.c -o "neuromap/_kernels$EXT" ||
         cp .bin/neuromap_kernels.so "neuromap/_kernels$EXT" || { echo "phase 1 failed: no kernels for this Python"; exit 1; }
 fi
+# Byte-compiled modules, as an installed copy has them: with PYTHONDONTWRITEBYTECODE set (as on the
+# workstation these scripts were written on) every process of every run would compile them again (about 80 ms of a
+# run's start on 2 cores).
+"$PY" -m compileall -q neuromap benchmarks > /dev/null
 "$PY" - <<'EOF' || { echo "phase 1 failed: the environment cannot run neuromap"; exit 1; }
 import jax, flax, optax, numpy, pysam, platform
 print("python", platform.python_version(), "jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__,

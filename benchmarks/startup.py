@@ -27,6 +27,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+
+from bench_se import compile_package  # noqa: E402
 
 STEPS = r"""
 import json, sys, time
@@ -83,6 +86,7 @@ def main() -> None:
     ap.add_argument("reads")
     ap.add_argument("--threads", type=int, default=16)
     args = ap.parse_args()
+    compile_package()
     import jax
 
     from neuromap import __version__

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench_se import cpu_model, run_measured  # noqa: E402
+from bench_se import compile_package, cpu_model, run_measured  # noqa: E402
 from neuromap import __version__  # noqa: E402
 
 
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--reads", dest="n_reads", type=int, default=8000)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    compile_package()
     threads = sorted(set(args.threads))
     if threads[0] < 2:
         sys.exit("--threads: 2 or more (worker processes start from -t 2)")
