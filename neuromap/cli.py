@@ -85,7 +85,7 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("--index", "index_path", metavar="PATH", help="Use the index at PATH (default: REFERENCE.nmi, built if missing, rebuilt if stale).")
 @click.option("--no-neural", is_flag=True, help="Place reads and compute MAPQ by seeds and banded DP only, without the network.")
 @click.option("--weights", "weights_dir", metavar="DIR", type=click.Path(file_okay=False), help="Use the model in DIR (from `neuromap train` + `neuromap calibrate`) instead of the shipped one.")
-@click.option("--server", "server_path", metavar="SOCKET", envvar="NEUROMAP_SERVER", help="Run the network in the `neuromap serve SOCKET` already running on this machine (loaded, on its device, compiled by earlier runs) instead of loading it for this run: saves the network's start (about 1 s on a GPU, 2 s on 2 CPU cores). Same output. Default: $NEUROMAP_SERVER; ignored with --no-neural.")
+@click.option("--server", "server_path", metavar="SOCKET", envvar="NEUROMAP_SERVER", help="Run the network in the `neuromap serve SOCKET` already running on this machine (loaded, on its device, compiled by earlier runs) instead of loading it for this run: saves the network's start (about 1 s, on 2 CPU cores as on the GPU machine). Same output. Default: $NEUROMAP_SERVER; ignored with --no-neural.")
 @click.option("-N", "--max-candidates", type=click.IntRange(1, 64), default=8, show_default=True, help="Candidate placements per read aligned by the DP.")
 @click.option("--max-occ", type=click.IntRange(1), default=500, show_default=True, help="Ignore minimizers occurring more often than this in the reference.")
 @click.option("-A", "match", type=click.IntRange(1), default=1, show_default=True, help="Match score.")
