@@ -198,3 +198,25 @@ def test_a_stray_client_does_not_disturb_the_server(data_dir, socket_dir):
     finally:
         rest = stop(proc)
     assert "Traceback" not in rest and "Exception" not in rest, rest
+
+
+def test_a_clients_own_model_and_many_workers(data_dir, server, tmp_path):
+    """--weights travels to the server, which loads that model for the client (a copy of the
+    shipped one: the same output; a damaged one: the server's error, naming the file, in the
+    client); eight worker processes each have a connection of their own."""
+    from neuromap.weights import SHIPPED
+
+    weights, damaged = tmp_path / "w", tmp_path / "bad"
+    for folder in (weights, damaged):
+        folder.mkdir()
+        for name in ("params.npz", "config.json", "calibration.json"):
+            shutil.copy(os.path.join(SHIPPED, name), folder / name)
+    (damaged / "params.npz").write_bytes(b"not a zip file")
+    reads = [data_dir / "ref.fa", data_dir / "reads_1.fq", data_dir / "reads_2.fq"]
+    alone = run_cli(["align", "-t", "8", "--processes", "--weights", weights, *reads])
+    served = run_cli(["align", "-t", "8", "--processes", "--weights", weights, "--server", server, *reads])
+    assert alone.returncode == 0 and served.returncode == 0, alone.stderr + served.stderr
+    assert body(served.stdout) == body(alone.stdout)
+    res = run_cli(["align", "--weights", damaged, "--server", server, *reads])
+    assert_clean_error(res, server, "cannot load the model")
+    assert res.stdout == ""
