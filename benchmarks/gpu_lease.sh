@@ -208,6 +208,10 @@ stamp "phase 4: benchmarks"
 [ "${BF16:-1}" = 1 ] && wants model && timeout 120 "$PY" benchmarks/bench_model.py --reads "$MODEL_READS" --buckets $MODEL_BUCKETS > "$OUT/RESULTS-gpu-model.md" && cat "$OUT/RESULTS-gpu-model.md"
 EXTRA_ROWS=(); [ "${BF16:-1}" = 1 ] && EXTRA_ROWS=(--bf16)
 [ "${PROCESSES:-1}" = 1 ] && EXTRA_ROWS+=(--processes)  # rows with `align --processes` too
+# `align --server` (the network kept loaded by `neuromap serve`) against a run alone and minimap2, SE and PE
+# (first: the newest row, kept if a lease is cut short).
+wants server && timeout 300 "$PY" benchmarks/bench_server.py --workdir "$WORK/se" --pe-workdir "$WORK/pe" --threads "$THREADS" \
+    --sizes "$SE_READS" --pairs "$PE_PAIRS" --repeats 2 --processes > "$OUT/RESULTS-gpu-server.md" && cat "$OUT/RESULTS-gpu-server.md"
 wants se && timeout 300 "$PY" benchmarks/bench_se.py --reuse-data "${EXTRA_ROWS[@]}" --size "$SIZE" --reads "$SE_READS" --threads "$THREADS" --workdir "$WORK/se" \
     > "$OUT/RESULTS-gpu-se.md" && head -20 "$OUT/RESULTS-gpu-se.md"
 wants pe && timeout 300 "$PY" benchmarks/bench_pe.py --reuse-data "${EXTRA_ROWS[@]}" --size "$SIZE" --pairs "$PE_PAIRS" --threads "$THREADS" --workdir "$WORK/pe" \
@@ -302,9 +306,6 @@ fi
 # The banded DP on the GPU (JAX, bit for bit the C kernel's) against the C kernel on one core: is a device DP worth building?
 wants dp && timeout 180 "$PY" benchmarks/dp_device.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --sizes 512 2048 8192 32768 \
     > "$OUT/RESULTS-gpu-dp.md" && cat "$OUT/RESULTS-gpu-dp.md"
-# `align --server` (the network kept loaded by `neuromap serve`) against a run alone and minimap2, SE and PE.
-wants server && timeout 300 "$PY" benchmarks/bench_server.py --workdir "$WORK/se" --pe-workdir "$WORK/pe" --threads "$THREADS" \
-    --sizes "$SE_READS" --pairs "$PE_PAIRS" --repeats 2 --processes > "$OUT/RESULTS-gpu-server.md" && cat "$OUT/RESULTS-gpu-server.md"
 wants workers && timeout 120 "$PY" benchmarks/worker_start.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --threads 2 "$THREADS" --reads $((1000 * THREADS)) \
     > "$OUT/RESULTS-gpu-worker-start.md" && cat "$OUT/RESULTS-gpu-worker-start.md"
 stamp "done"
