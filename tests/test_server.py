@@ -144,10 +144,17 @@ def test_a_killed_servers_socket_is_taken_over(data_dir, socket_dir):
 
 
 def test_idle_exit(socket_dir, data_dir):
+    import socket
+
     path = os.path.join(socket_dir, "i.sock")
     proc = start_server(path, "--idle-exit", "2")
-    res = run_cli(["align", "--server", path, data_dir / "ref.fa", data_dir / "reads.fq"])  # a client keeps it up
+    held = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # a client connected keeps it up, however long a run takes to start
+    held.connect(path)
+    res = run_cli(["align", "--server", path, data_dir / "ref.fa", data_dir / "reads.fq"])
     assert res.returncode == 0, res.stderr
+    time.sleep(3)
+    assert proc.poll() is None
+    held.close()
     assert proc.wait(30) == 0
     assert not os.path.exists(path)
 
