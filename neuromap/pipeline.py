@@ -656,6 +656,10 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     `on_insert(model, samples)` is called once: when the model is fixed, or at the end if there
     were too few pairs to estimate it.
 
+    With `opts.server` the network runs in that `neuromap serve` (model.ServerModel) instead:
+    no model's process is started, and each worker, thread or process, has a connection of its
+    own. The output is the same.
+
     `model_server`: with worker processes and the network, the model's process already started
     (spawned, for opts.threads workers), which this then owns and closes; by default it is started
     here.
