@@ -198,6 +198,16 @@ WARM_NOTE = ("the network's exported and compiled program was in the cache (NEUR
              "as for every run after a machine's first (`warm_up`: one untimed run on 9,000 reads or 4,500 pairs)")
 
 
+def head_fastq(path: str, records: int, out: str) -> str:
+    """The first `records` records of the FASTQ `path` (four lines each) copied to `out`; returns `out`."""
+    with open(path, "rb") as src, open(out, "wb") as dst:
+        for i, line in enumerate(src):
+            if i >= 4 * records:
+                break
+            dst.write(line)
+    return out
+
+
 def warm_up(genome: str, *reads: str, env: dict | None = None) -> None:
     """One untimed `align` with the network on the first 9,000 reads (4,500 pairs) of `reads`, so
     that every timed run finds the network traced, exported and compiled in the cache, as every
@@ -209,15 +219,7 @@ def warm_up(genome: str, *reads: str, env: dict | None = None) -> None:
 
     records = 9000 if len(reads) == 1 else 4500
     with tempfile.TemporaryDirectory() as tmp:
-        heads = []
-        for k, path in enumerate(reads):
-            head = os.path.join(tmp, f"head{k}.fq")
-            with open(path, "rb") as src, open(head, "wb") as dst:
-                for i, line in enumerate(src):
-                    if i >= 4 * records:
-                        break
-                    dst.write(line)
-            heads.append(head)
+        heads = [head_fastq(path, records, os.path.join(tmp, f"head{k}.fq")) for k, path in enumerate(reads)]
         subprocess.run([sys.executable, "-m", "neuromap", "align", "--quiet", genome, *heads], check=True,
                        stdout=subprocess.DEVNULL, env={**os.environ, **(env or {})})
 

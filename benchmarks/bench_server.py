@@ -28,18 +28,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_se import compile_package, machine_lines, run_measured, tree_kb, tree_pids, version_of, warm_up  # noqa: E402
+from bench_se import compile_package, head_fastq, machine_lines, run_measured, tree_kb, tree_pids, version_of, warm_up  # noqa: E402
 
 from neuromap import __version__  # noqa: E402
-
-
-def head(path: str, records: int, out: str) -> str:
-    with open(path, "rb") as src, open(out, "wb") as dst:
-        for i, line in enumerate(src):
-            if i >= 4 * records:
-                break
-            dst.write(line)
-    return out
 
 
 def body(path: str) -> list[bytes]:
@@ -64,10 +55,10 @@ def main() -> None:
     sock = os.path.join(tmp, "s.sock")
     neuromap = [sys.executable, "-m", "neuromap"]
     workers = ["-t", str(args.threads), "--processes" if args.processes else "--no-processes"]
-    inputs = [(f"{n:,} reads", genome, [head(os.path.join(args.workdir, "reads.fq"), n, os.path.join(tmp, f"se{n}.fq"))], n)
+    inputs = [(f"{n:,} reads", genome, [head_fastq(os.path.join(args.workdir, "reads.fq"), n, os.path.join(tmp, f"se{n}.fq"))], n)
               for n in args.sizes]
-    inputs += [(f"{n:,} pairs", pe_genome, [head(os.path.join(pe_dir, "r1.fq"), n, os.path.join(tmp, f"r1-{n}.fq")),
-                                            head(os.path.join(pe_dir, "r2.fq"), n, os.path.join(tmp, f"r2-{n}.fq"))], 2 * n)
+    inputs += [(f"{n:,} pairs", pe_genome, [head_fastq(os.path.join(pe_dir, "r1.fq"), n, os.path.join(tmp, f"r1-{n}.fq")),
+                                            head_fastq(os.path.join(pe_dir, "r2.fq"), n, os.path.join(tmp, f"r2-{n}.fq"))], 2 * n)
                for n in args.pairs]
     for fasta in {genome, pe_genome}:
         subprocess.run([*neuromap, "index", fasta], check=True, stderr=subprocess.DEVNULL)

@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench_se import compile_package, cpu_model, run_measured  # noqa: E402
+from bench_se import compile_package, cpu_model, head_fastq, run_measured  # noqa: E402
 from neuromap import __version__  # noqa: E402
 
 
@@ -44,11 +44,7 @@ def main() -> None:
     neuromap = [sys.executable, "-m", "neuromap"]
     with tempfile.TemporaryDirectory() as tmp:
         reads = os.path.join(tmp, "reads.fq")
-        with open(args.reads, "rb") as src, open(reads, "wb") as dst:
-            for i, line in enumerate(src):
-                if i >= 4 * args.n_reads:
-                    break
-                dst.write(line)
+        head_fastq(args.reads, args.n_reads, reads)
         subprocess.run([*neuromap, "index", args.genome], check=True, capture_output=True)
         rows = []
         for t in threads:

@@ -288,8 +288,11 @@ class ExportedScorer:
         return call(self._params, read_codes, read_mask, window_codes)
 
 
+@lru_cache(maxsize=1)
 def _model_source_digest() -> bytes:
-    """The source of the network's code: an export made by other code is not used."""
+    """The source of the network's code: an export made by other code is not used. Read once per
+    process (at its model's load, or its first greeting): the code it runs, not what may have
+    been installed since."""
     digest = hashlib.sha256()
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "operators")  # not imported: that loads Flax
     for folder, dirs, files in sorted(os.walk(root)):
@@ -475,25 +478,32 @@ def _serve(conn, weights_dir: str | None, bucket: int | None = None) -> None:
     while True:
         try:
             message = conn.recv()
-        except (EOFError, OSError):  # every worker has ended (each holds all the pipes' ends)
-            conn.close()
-            return
-        except Exception:  # noqa: BLE001 - not a message of ours (a stray client of `neuromap serve`)
+        except Exception:  # noqa: BLE001 - every worker has ended (EOF: each holds all the pipes' ends), or not a message of ours (a stray client of `neuromap serve`)
             conn.close()
             return
         try:
             trace.event("serve", message[0] if message[0] == "info" else message[1].shape[0])
-            config, score, calibration = load_model(weights_dir)
-            size = pair_bucket() if bucket is None else bucket
             if message[0] == "info":
-                reply = (config.read_length, config.reference_window, calibration.scale, device_name(), size)
+                reply = _info(weights_dir, bucket)
             else:
-                reply = _model_call(score, size, *message[1:])
+                reply = _model_call(load_model(weights_dir)[1], _pairs_per_call(bucket), *message[1:])
         except Exception as exc:  # noqa: BLE001 - raised again in the worker, then reported
             reply = exc
         trace.event("served")
         if not _send(conn, reply):
             return
+
+
+def _pairs_per_call(bucket: int | None) -> int:
+    """A client's own pairs per call (its NEUROMAP_PAIR_BUCKET), else this process's pair_bucket()."""
+    return pair_bucket() if bucket is None else bucket
+
+
+def _info(weights_dir: str | None, bucket: int | None) -> tuple:
+    """RemoteModel.info's answer: (read_length, reference_window, calibration scale, device name,
+    pairs per call)."""
+    config, _, calibration = load_model(weights_dir)
+    return config.read_length, config.reference_window, calibration.scale, device_name(), _pairs_per_call(bucket)
 
 
 def _send(conn, reply) -> bool:
@@ -533,9 +543,7 @@ def serve_client(conn, default_weights: str | None) -> None:
             raise NeuromapError(f"the server computes in {mine['dtype']}, this run in {hello.get('dtype')}: "
                                 "set NEUROMAP_COMPUTE_DTYPE alike for both")
         check_weights(weights_dir)
-        config, _, calibration = load_model(weights_dir)
-        size = pair_bucket() if bucket is None else bucket
-        reply = (config.read_length, config.reference_window, calibration.scale, device_name(), size)
+        reply = _info(weights_dir, bucket)
     except Exception as exc:  # noqa: BLE001 - raised again in the client, then reported
         reply = exc
     if _send(conn, reply) and not isinstance(reply, BaseException):

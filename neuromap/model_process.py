@@ -193,15 +193,12 @@ def listen(path: str):
     if os.path.lexists(path):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise NeuromapError(f"{path}: exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            probe.connect(path)
-        except OSError:
+            connect_server(path).close()
+        except NeuromapError:
             os.unlink(path)  # nobody listens: left by a server that was killed
         else:
             raise NeuromapError(f"{path}: a neuromap server already listens there")
-        finally:
-            probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)  # the socket file is created rw------- (no window where others may connect)
     try:
