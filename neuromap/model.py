@@ -2,7 +2,7 @@
 
 Shapes are bucketed (a fixed number of pairs per call, read and window widths to multiples of 32)
 so the network compiles a handful of times per run. The traced network (ExportedScorer) and its
-compiled code are cached on disk across runs (`NEUROMAP_JAX_CACHE`, default ~/.cache/neuromap/jax)
+compiled program are kept on disk across runs (`NEUROMAP_JAX_CACHE`, default ~/.cache/neuromap/jax)
 where that directory is writable.
 A read longer than the model's `read_length` is split into chunks; the chunks' diagonal scores are
 shifted by their offsets and added, which is exact for the diagonal-sum score. Nothing is cut.
@@ -14,6 +14,7 @@ import atexit
 import hashlib
 import json
 import os
+import platform
 import sys
 import threading
 import time
@@ -73,21 +74,26 @@ class Calibration:
             raise ValueError(f"{path}: not a calibration ({exc})") from None
 
 
-def _enable_compilation_cache() -> str | None:
-    """Turn on JAX's persistent compilation cache; returns its directory, or None where it cannot
-    be written (then every run compiles)."""
-    import jax
-
+def _cache_folder() -> str | None:
+    """The folder of the exported network and its compiled programs (NEUROMAP_JAX_CACHE), made if
+    missing; None where it cannot be written (then every run exports and compiles)."""
     directory = os.environ.get("NEUROMAP_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "neuromap", "jax"))
     try:
         os.makedirs(directory, exist_ok=True)
         if os.access(directory, os.W_OK):
-            jax.config.update("jax_compilation_cache_dir", directory)
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
             return directory
     except OSError:
         pass
     return None
+
+
+def _use_jax_cache(directory: str) -> None:
+    """Turn on JAX's persistent compilation cache in `directory`: where the compiled network cannot
+    be kept on its own (ExportedScorer._keep_executable), JAX's cache keeps it instead."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 _LOADING = threading.Lock()
@@ -150,7 +156,7 @@ def _load_model(weights_dir: str | None):
     directory = weights_dir or SHIPPED
     trace.event("load-model")
     try:  # the errors name the file (check_weights has seen that all three exist)
-        scorer = ExportedScorer(directory, compute_dtype(), _enable_compilation_cache())
+        scorer = ExportedScorer(directory, compute_dtype(), _cache_folder())
         calibration = Calibration.load(directory)
     except (OSError, ValueError) as exc:
         raise NeuromapError(f"cannot load the model: {exc}") from None
@@ -168,10 +174,13 @@ class ExportedScorer:
     cache's folder (`exported/`), keyed by the parameters, the configuration, the precision, the
     model's source code, the JAX version and the backend. A later run loads those exports and
     their compiled code from the cache: it neither imports Flax nor builds or traces the model
-    (`align` starts 0.6 s sooner on a GPU machine, 0.7 s on 2 CPU cores: benchmarks/README.md). A run
-    always calls the exported program, whether it made it or found it, so the numbers are the
-    same both ways. Where the folder is not writable (or `flatbuffers`, which serialises an
-    export, is missing) the exports live for the run only. Thread-safe."""
+    (`align` starts 0.6 s sooner on a GPU machine, 0.7 s on 2 CPU cores: benchmarks/README.md).
+    Beside each export the compiled program itself is kept, for this machine's jaxlib, device
+    and instruction set (`_keep_executable`): a later run loads it and neither lowers the export
+    nor looks it up in JAX's cache (the first call 0.25 s sooner on 2 CPU cores). A run always
+    calls the exported program, whether it made it, found it or found it compiled, so the
+    numbers are the same every way. Where the folder is not writable (or `flatbuffers`, which
+    serialises an export, is missing) the exports live for the run only. Thread-safe."""
 
     def __init__(self, directory: str, dtype: str, cache_dir: str | None):
         import jax
@@ -191,6 +200,12 @@ class ExportedScorer:
         self.key = digest.hexdigest()[:32]
         if cache_dir is not None:
             self._folder = os.path.join(cache_dir, "exported", self.key)
+        # The compiled programs are kept here, beside the exports, unless an earlier run found that
+        # they cannot be (then JAX's own cache keeps them: _keep_executable).
+        self._unusable_note = f"executable-{_machine_fingerprint()}.unusable"
+        self._keeps_executables = self._folder is not None and self._read(self._unusable_note) is None
+        if self._folder is not None and not self._keeps_executables:
+            _use_jax_cache(cache_dir)
         meta = self._read("config.json")
         if meta is None:  # never loaded here: build the model now (its checks, its errors)
             config = self._build().config
@@ -260,6 +275,11 @@ class ExportedScorer:
         from jax import export
 
         name = "score-" + "-".join("x".join(map(str, shape)) + f"-{dtype}" for shape, dtype in shapes) + ".bin"
+        executable_name = f"executable-{_machine_fingerprint()}-{name}"
+        if self._keeps_executables:
+            compiled = self._load_executable(executable_name, shapes)
+            if compiled is not None:
+                return compiled
         data = self._read(name)
         exported = None
         if data is not None:
@@ -273,7 +293,75 @@ class ExportedScorer:
                 self._write(name, exported.serialize())
             except ImportError:  # no flatbuffers: this run's only
                 pass
-        return jax.jit(exported.call)
+        call = jax.jit(exported.call)
+        if self._keeps_executables:
+            return self._keep_executable(executable_name, call, shapes) or call
+        return call
+
+    def _trees(self):
+        """The argument and result structures of a call (a serialised executable leaves them out)."""
+        import jax
+
+        args = ((dict.fromkeys(self._params, 0), 0, 0, 0), {})
+        return jax.tree_util.tree_structure(args), jax.tree_util.tree_structure(0)
+
+    def _probe(self, shapes, seed: int | None = None) -> list:
+        """Inputs of the call's shapes: zeros, or (with `seed`) random codes, N and padding included."""
+        if seed is None:
+            return [np.zeros(shape, dtype) for shape, dtype in shapes]
+        rng = np.random.default_rng(seed)
+        (codes_shape, codes_dtype), (mask_shape, mask_dtype), (windows_shape, windows_dtype) = shapes
+        mask = np.arange(mask_shape[1])[None, :] < rng.integers(1, mask_shape[1] + 1, mask_shape[0])[:, None]
+        return [rng.integers(0, 6, codes_shape).astype(codes_dtype), mask.astype(mask_dtype),
+                rng.integers(0, 6, windows_shape).astype(windows_dtype)]
+
+    def _load_executable(self, name: str, shapes):
+        """The compiled call kept by an earlier run on this machine (`_keep_executable`), or None
+        (none kept, or one that does not load or run here: then the export is compiled again)."""
+        data = self._read(name)
+        if data is None:
+            return None
+        try:
+            from jax.experimental import serialize_executable
+
+            compiled = serialize_executable.deserialize_and_load(data, *self._trees())
+            np.asarray(compiled(self._params, *self._probe(shapes)))  # its first run: a broken one fails here, not in a batch
+        except Exception:  # noqa: BLE001 - damaged, or made by another jaxlib or device: compiled again
+            return None
+        trace.event("executable-loaded")
+        return compiled
+
+    def _keep_executable(self, name: str, call, shapes):
+        """Compile `call` for `shapes` and keep the compiled program in the export's folder, so
+        that later runs load it instead of lowering the export again (about 0.25 s of the first
+        call on 2 CPU cores: benchmarks/README.md). It is compiled here, not taken from JAX's
+        persistent cache, which stays off while programs are kept this way: XLA:CPU (jaxlib 0.10)
+        serialises a program that came from that cache without its compiled functions. Kept only
+        where a copy loaded back gives the same numbers, bit for bit, on random inputs. Where it
+        cannot be (this JAX or device cannot compile ahead or serialise), a note in the folder
+        sends this machine's later runs to JAX's cache instead, as before. Returns the compiled
+        call, or None (then `call` is used)."""
+        compiled = None
+        try:
+            import jax
+            from jax.experimental import serialize_executable
+
+            specs = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in shapes]
+            params = {n: jax.ShapeDtypeStruct(v.shape, v.dtype) for n, v in self._params.items()}
+            compiled = call.lower(params, *specs).compile()
+            payload, in_tree, out_tree = serialize_executable.serialize(compiled)
+            if (in_tree, out_tree) != self._trees():
+                raise ValueError(f"the call's structure changed: {in_tree}, {out_tree}")
+            again = serialize_executable.deserialize_and_load(payload, in_tree, out_tree)
+            probe = self._probe(shapes, seed=7)
+            if not np.array_equal(np.asarray(compiled(self._params, *probe)), np.asarray(again(self._params, *probe))):
+                raise ValueError("loaded back, it computes other numbers")
+        except Exception as error:  # noqa: BLE001 - not kept here: JAX's cache from the next run on
+            self._write(self._unusable_note, f"{name}: {error!r}\n".encode())
+            self._keeps_executables = False
+            return compiled
+        self._write(name, payload)
+        return compiled
 
     def __call__(self, read_codes, read_mask, window_codes):
         # The key as it comes (dtypes hash): their names, for the export's file, only when it is new.
@@ -286,6 +374,26 @@ class ExportedScorer:
                     shapes = tuple((tuple(a.shape), str(a.dtype)) for a in (read_codes, read_mask, window_codes))
                     call = self._calls[key] = self._compiled(shapes)
         return call(self._params, read_codes, read_mask, window_codes)
+
+
+@lru_cache(maxsize=1)
+def _machine_fingerprint() -> str:
+    """What a compiled program depends on beyond the export: jaxlib, the device and its runtime,
+    XLA's flags and, on a CPU, the instruction set it was compiled for (a cache folder may be
+    shared by machines of a cluster)."""
+    import jax
+    import jaxlib
+
+    device = jax.devices()[0]
+    parts = [jaxlib.__version__, device.platform, device.device_kind, device.client.platform_version,
+             os.environ.get("XLA_FLAGS", ""), platform.machine()]
+    if device.platform == "cpu":
+        try:
+            with open("/proc/cpuinfo") as fh:
+                parts += [line for line in fh if line.startswith(("flags", "model name"))][:2]
+        except OSError:
+            parts.append(platform.processor())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 @lru_cache(maxsize=1)

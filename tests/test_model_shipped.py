@@ -450,14 +450,24 @@ print(json.dumps({"flax": "flax" in sys.modules, "read_length": config.read_leng
 """
 
 
-def _score_in_a_fresh_process(cache: str) -> dict:
+def _score_in_a_fresh_process(cache: str, timeline: str | None = None, **more_env: str) -> dict:
+    """The scores of a fixed call in a new process (with `more_env` in its environment); with
+    `timeline`, its events are written there (NEUROMAP_TRACE) and listed under "events"."""
     import subprocess
     import sys
 
-    env = {**os.environ, "NEUROMAP_JAX_CACHE": cache}
+    env = {**os.environ, "NEUROMAP_JAX_CACHE": cache, **more_env}
+    env.pop("NEUROMAP_TRACE", None)
+    if timeline is not None:
+        env["NEUROMAP_TRACE"] = timeline
     done = subprocess.run([sys.executable, "-c", _SCORE_IN_A_FRESH_PROCESS], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if timeline is not None:
+        folder, prefix = os.path.split(timeline)
+        result["events"] = [line.split("\t")[3] for name in os.listdir(folder) if name.startswith(prefix + ".")
+                            for line in open(os.path.join(folder, name))]
+    return result
 
 
 def test_the_exported_network_is_kept_across_runs_and_scores_the_same(tmp_path):
@@ -481,6 +491,49 @@ def test_the_exported_network_is_kept_across_runs_and_scores_the_same(tmp_path):
     unwritable = tmp_path / "unwritable"
     unwritable.write_text("a file, not a folder")
     assert _score_in_a_fresh_process(str(unwritable))["scores"] == first["scores"]
+
+
+def test_the_compiled_network_is_kept_and_loaded_by_later_runs(tmp_path):
+    """Beside the export, the first run keeps the compiled program for this machine; a later run
+    loads it (without lowering the export or asking JAX's cache) and gets the same numbers, bit
+    for bit, as the run that compiled it and as a run that keeps nothing. A damaged program is
+    compiled again and replaced; one that cannot be kept here is noted, and not tried again."""
+    cache = str(tmp_path / "cache")
+    first = _score_in_a_fresh_process(cache)
+    (folder,) = [os.path.join(cache, "exported", key) for key in os.listdir(os.path.join(cache, "exported"))]
+    names = sorted(os.listdir(folder))
+    notes = {n: open(os.path.join(folder, n)).read() for n in names if n.endswith(".unusable")}
+    assert not notes, notes
+    (kept,) = [os.path.join(folder, n) for n in names if n.startswith("executable-") and n.endswith(".bin")]
+    second = _score_in_a_fresh_process(cache, str(tmp_path / "second"))
+    assert "executable-loaded" in second["events"] and second["scores"] == first["scores"]
+
+    with open(kept, "wb") as fh:
+        fh.write(b"not a compiled program")
+    third = _score_in_a_fresh_process(cache, str(tmp_path / "third"))
+    assert "executable-loaded" not in third["events"] and third["scores"] == first["scores"]
+    assert os.path.getsize(kept) > 1000  # compiled again, and kept
+    assert "executable-loaded" in _score_in_a_fresh_process(cache, str(tmp_path / "fourth"))["events"]
+    # Compiled with other XLA flags (or jaxlib, device, instruction set): another program, kept beside.
+    other = _score_in_a_fresh_process(cache, str(tmp_path / "other"), XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    assert "executable-loaded" not in other["events"] and other["scores"] == first["scores"]
+    assert len([n for n in os.listdir(folder) if n.startswith("executable-") and n.endswith(".bin")]) == 2
+
+    os.remove(kept)
+    fingerprint = os.path.basename(kept).split("-")[1]
+    with open(os.path.join(folder, f"executable-{fingerprint}.unusable"), "w") as fh:
+        fh.write("as a run where JAX could not serialise it would note")
+    fifth = _score_in_a_fresh_process(cache, str(tmp_path / "fifth"))
+    assert "executable-loaded" not in fifth["events"] and not os.path.exists(kept)
+    assert fifth["scores"] == first["scores"]
+    # That run left the program in JAX's cache, as neuromap before this did; kept again, it is
+    # compiled afresh (XLA:CPU cannot serialise one from that cache whole), and loads.
+    assert [n for n in os.listdir(cache) if n != "exported"]  # JAX's cache entry
+    os.remove(os.path.join(folder, f"executable-{fingerprint}.unusable"))
+    assert _score_in_a_fresh_process(cache)["scores"] == first["scores"] and os.path.exists(kept)
+    last = _score_in_a_fresh_process(cache, str(tmp_path / "last"))
+    assert "executable-loaded" in last["events"] and last["scores"] == first["scores"]
+    assert not [n for n in os.listdir(folder) if n.endswith(".unusable")]
 
 
 def test_an_export_of_other_parameters_is_not_used(tmp_path):
