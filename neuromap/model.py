@@ -388,11 +388,18 @@ def _machine_fingerprint() -> str:
     parts = [jaxlib.__version__, device.platform, device.device_kind, device.client.platform_version,
              os.environ.get("XLA_FLAGS", ""), platform.machine()]
     if device.platform == "cpu":
+        # The first core's model and instruction-set extensions (x86: "flags"; Arm: "Features",
+        # "CPU implementer", "CPU part"); elsewhere what Python knows of the processor.
+        described = {}
         try:
             with open("/proc/cpuinfo") as fh:
-                parts += [line for line in fh if line.startswith(("flags", "model name"))][:2]
+                for line in fh:
+                    field = line.split(":", 1)[0].strip()
+                    if field in ("model name", "flags", "Features", "CPU implementer", "CPU part"):
+                        described.setdefault(field, line.strip())
         except OSError:
-            parts.append(platform.processor())
+            pass
+        parts += [described[field] for field in sorted(described)] or [platform.processor()]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
