@@ -115,7 +115,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     Environment variables (optional):
       NEUROMAP_COMPUTE_DTYPE  the network's arithmetic: float32 (default), bfloat16, float16
       NEUROMAP_PAIR_BUCKET    (read, window) pairs per model call (16 on a CPU, 1024 on a GPU)
-      NEUROMAP_JAX_CACHE      JAX's compilation cache and the exported network (default ~/.cache/neuromap/jax)
+      NEUROMAP_JAX_CACHE      the exported network and its compiled programs (default ~/.cache/neuromap/jax)
       NEUROMAP_DEVICE_EARLY   0: the network's process (--processes) starts CUDA only when JAX does
       NEUROMAP_SERVER         SOCKET: as --server
       NEUROMAP_TRACE          PREFIX: each process writes a timeline to PREFIX.PID (benchmarks/timeline.py)

@@ -202,7 +202,8 @@ class ExportedScorer:
             self._folder = os.path.join(cache_dir, "exported", self.key)
         # The compiled programs are kept here, beside the exports, unless an earlier run found that
         # they cannot be (then JAX's own cache keeps them: _keep_executable).
-        self._unusable_note = f"executable-{_machine_fingerprint()}.unusable"
+        self._executables = f"executable-{_machine_fingerprint()}"  # their names' start on this machine
+        self._unusable_note = f"{self._executables}.unusable"
         self._keeps_executables = self._folder is not None and self._read(self._unusable_note) is None
         if self._folder is not None and not self._keeps_executables:
             _use_jax_cache(cache_dir)
@@ -275,7 +276,7 @@ class ExportedScorer:
         from jax import export
 
         name = "score-" + "-".join("x".join(map(str, shape)) + f"-{dtype}" for shape, dtype in shapes) + ".bin"
-        executable_name = f"executable-{_machine_fingerprint()}-{name}"
+        executable_name = f"{self._executables}-{name}"
         if self._keeps_executables:
             compiled = self._load_executable(executable_name, shapes)
             if compiled is not None:
