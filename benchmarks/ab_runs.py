@@ -10,7 +10,8 @@ Needs bench_se.py's data in --workdir (genome.fa, reads.fq; r1.fq and r2.fq from
 for --pairs), as their `--prepare-only` leaves them. Each input (the first N reads or pairs) is
 aligned `--rounds` times by minimap2 -x sr, the old and the new neuromap, with threads and with
 --processes, in turn, at the same -t, SAM to /dev/null; the network's cache is warmed for both
-first. Prints the median wall seconds of each, and the new over the old. The old tree gets this
+first. Prints the median wall seconds of each, each neuromap's reads/s as a ratio to minimap2's,
+and the new over the old. The old tree gets this
 checkout's compiled kernels, and both are byte-compiled first (see bench_se.compile_package).
 """
 
@@ -95,6 +96,13 @@ def main() -> None:
     median = {key: statistics.median(v) for key, v in seconds.items()}
     for name, _, _ in runs:
         print(f"| {name} | " + " | ".join(f"{median[(label, name)]:.2f}" for label in labels) + " |")
+    print("\nReads/s as a ratio to minimap2's in the same rounds (its median time over neuromap's):\n")
+    print("| run | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels))
+    for name, tree, _ in runs:
+        if tree is not None:
+            print(f"| {name} | " + " | ".join(f"{median[(label, 'minimap2 -x sr')] / median[(label, name)]:.2f} ×" for label in labels) + " |")
+    print("\nNew over old, wall time:\n")
+    print("| run | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels))
     for kind in ("threads", "--processes"):
         print(f"| new / old, {kind} | " + " | ".join(
             f"{median[(label, f'neuromap new, {kind}')] / median[(label, f'neuromap old, {kind}')]:.2f}" for label in labels) + " |")
