@@ -7,7 +7,8 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server batch;
+#    BATCH_SIZES="4000 16000 32000" sets the -K values of the batch row;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
 # Needs jax (with its CUDA plugin), flax, optax, numpy, click, tqdm and a C compiler where it runs
@@ -169,7 +170,7 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server; then
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server || wants batch; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
@@ -302,6 +303,15 @@ if wants timeline; then
         done
     } > "$OUT/RESULTS-gpu-timeline.md" 2>&1
     cat "$OUT/RESULTS-gpu-timeline.md"
+fi
+# Reads per batch (-K) over 10 x the SE reads, alone, through `neuromap serve` and --no-neural, beside
+# minimap2 in turn; then the network alone per call size (float32): is the device's batch the default's?
+if wants batch; then
+    make_big
+    timeout 240 "$PY" benchmarks/bench_batch.py "$G" "$BIG" --threads "$THREADS" --sizes ${BATCH_SIZES:-4000 16000 32000} --server --no-neural \
+        --repeats 2 > "$OUT/RESULTS-gpu-batch-size.md"; cat "$OUT/RESULTS-gpu-batch-size.md"
+    timeout 90 "$PY" benchmarks/bench_model.py --reads "$MODEL_READS" --buckets 64 256 1024 4096 --dtypes float32 --repeats 10 \
+        > "$OUT/RESULTS-gpu-call-size.md"; cat "$OUT/RESULTS-gpu-call-size.md"
 fi
 # The banded DP on the GPU (JAX, bit for bit the C kernel's) against the C kernel on one core: is a device DP worth building?
 wants dp && timeout 180 "$PY" benchmarks/dp_device.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --sizes 512 2048 8192 32768 \
