@@ -51,7 +51,8 @@ def main() -> None:
         first.setdefault(key, t - start)
     print(f"# Timeline of {args.prefix}.* ({len(glob.glob(args.prefix + '.*'))} processes, {end - start:.2f} s)\n")
     print("| milestone (first time) | s |\n|---|---|")
-    for key in ("align", "start-model-process", "model-process", "load-model", "jax-imported", "device-started-early", "params-on-device", "model-loaded", "worker",
+    for key in ("align", "start-model-process", "model-process", "load-model", "jax-imported", "device-started-early", "params-on-device", "executable-loaded", "executable-kept",
+                "executable-unusable", "model-loaded", "worker",
                 "batch", "ask info", "answered info", "ask call", "serve call", "answered call", "batch-done", "submit",
                 "written", "committed"):
         if key in first:

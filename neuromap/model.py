@@ -360,8 +360,10 @@ class ExportedScorer:
         except Exception as error:  # noqa: BLE001 - not kept here: JAX's cache from the next run on
             self._write(self._unusable_note, f"{name}: {error!r}\n".encode())
             self._keeps_executables = False
+            trace.event("executable-unusable")
             return compiled
         self._write(name, payload)
+        trace.event("executable-kept")
         return compiled
 
     def __call__(self, read_codes, read_mask, window_codes):

@@ -512,11 +512,13 @@ def test_the_compiled_network_is_kept_and_loaded_by_later_runs(tmp_path):
         fh.write(b"not a compiled program")
     third = _score_in_a_fresh_process(cache, str(tmp_path / "third"))
     assert "executable-loaded" not in third["events"] and third["scores"] == first["scores"]
+    assert "executable-kept" in third["events"] and "executable-kept" not in second["events"]
     assert os.path.getsize(kept) > 1000  # compiled again, and kept
     assert "executable-loaded" in _score_in_a_fresh_process(cache, str(tmp_path / "fourth"))["events"]
     # Compiled with other XLA flags (or jaxlib, device, instruction set): another program, kept beside.
     other = _score_in_a_fresh_process(cache, str(tmp_path / "other"), XLA_FLAGS="--xla_force_host_platform_device_count=1")
-    assert "executable-loaded" not in other["events"] and other["scores"] == first["scores"]
+    assert "executable-loaded" not in other["events"] and "executable-kept" in other["events"]
+    assert other["scores"] == first["scores"]
     assert len([n for n in os.listdir(folder) if n.startswith("executable-") and n.endswith(".bin")]) == 2
 
     os.remove(kept)
