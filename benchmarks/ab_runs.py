@@ -92,17 +92,18 @@ def main() -> None:
           f"median of {args.rounds} rounds, wall seconds, SAM to /dev/null")
     print(f"- command: python benchmarks/ab_runs.py {' '.join(sys.argv[1:])}\n")
     labels = [label for label, _ in inputs]
-    print("| run | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels))
+    header = "| run | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels)
+    print(header)
     median = {key: statistics.median(v) for key, v in seconds.items()}
     for name, _, _ in runs:
         print(f"| {name} | " + " | ".join(f"{median[(label, name)]:.2f}" for label in labels) + " |")
     print("\nReads/s as a ratio to minimap2's in the same rounds (its median time over neuromap's):\n")
-    print("| run | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels))
+    print(header)
     for name, tree, _ in runs:
         if tree is not None:
             print(f"| {name} | " + " | ".join(f"{median[(label, 'minimap2 -x sr')] / median[(label, name)]:.2f} ×" for label in labels) + " |")
     print("\nNew over old, wall time:\n")
-    print("| run | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels))
+    print(header)
     for kind in ("threads", "--processes"):
         print(f"| new / old, {kind} | " + " | ".join(
             f"{median[(label, f'neuromap new, {kind}')] / median[(label, f'neuromap old, {kind}')]:.2f}" for label in labels) + " |")

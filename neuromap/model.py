@@ -268,8 +268,7 @@ class ExportedScorer:
             window = jax.nn.one_hot(window_codes, 4, dtype=jnp.float32)
             return model(read, window, read_mask)["alignment_scores"]
 
-        specs = {n: jax.ShapeDtypeStruct(v.shape, v.dtype) for n, v in self._params.items()}
-        return export.export(jax.jit(score))(specs, *(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in shapes))
+        return export.export(jax.jit(score))(*self._specs(shapes))
 
     def _compiled(self, shapes):
         import jax
@@ -298,6 +297,13 @@ class ExportedScorer:
         if self._keeps_executables:
             return self._keep_executable(executable_name, call, shapes) or call
         return call
+
+    def _specs(self, shapes) -> list:
+        """A call's arguments as shapes and dtypes only: the parameters, then the inputs."""
+        import jax
+
+        params = {n: jax.ShapeDtypeStruct(v.shape, v.dtype) for n, v in self._params.items()}
+        return [params, *(jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in shapes)]
 
     def _trees(self):
         """The argument and result structures of a call (a serialised executable leaves them out)."""
@@ -344,12 +350,9 @@ class ExportedScorer:
         call, or None (then `call` is used)."""
         compiled = None
         try:
-            import jax
             from jax.experimental import serialize_executable
 
-            specs = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in shapes]
-            params = {n: jax.ShapeDtypeStruct(v.shape, v.dtype) for n, v in self._params.items()}
-            compiled = call.lower(params, *specs).compile()
+            compiled = call.lower(*self._specs(shapes)).compile()
             payload, in_tree, out_tree = serialize_executable.serialize(compiled)
             if (in_tree, out_tree) != self._trees():
                 raise ValueError(f"the call's structure changed: {in_tree}, {out_tree}")
