@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--workdir", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "work"))
     ap.add_argument("--pe-workdir", help="the paired-end data's folder (default: --workdir)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[20000, 100000], help="single-end reads per input")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[20000, 100000], help="single-end reads per input (none: paired-end only)")
     ap.add_argument("--pairs", type=int, nargs="*", default=[20000], help="pairs per paired-end input")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--processes", action="store_true", help="neuromap with worker processes (align --processes)")

@@ -7,7 +7,7 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server batch;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server batch spy pe-scale;
 #    BATCH_SIZES="4000 16000 32000" sets the -K values of the batch row;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
@@ -60,6 +60,11 @@ fi
 if [ -d .whl ] && ! "$PY" -c "import isal" 2>/dev/null; then
     "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-isal .whl/isal-*.whl &&
         export PYTHONPATH="$PYTHONPATH:/tmp/site-isal"
+fi
+# py-spy samples the processes of a run (row spy).
+if [ -d .whl ] && ! command -v py-spy > /dev/null && ls .whl/py_spy-*.whl > /dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-spy .whl/py_spy-*.whl &&
+        export PATH="$PATH:/tmp/site-spy/bin"
 fi
 # neuromap is written against Flax 0.12 (nnx.List); an older Flax gets the carried one.
 if [ -d .whl ] && ! "$PY" -c "from flax import nnx; nnx.List" 2>/dev/null; then
@@ -170,11 +175,11 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server || wants batch; then
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server || wants batch || wants spy; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
-    if wants pe || wants ab || wants server; then
+    if wants pe || wants ab || wants server || wants pe-scale; then
         "$PY" benchmarks/bench_pe.py --prepare-only --size "$SIZE" --pairs "$PE_PAIRS" --workdir "$WORK/pe" &
         PREPARATIONS+=($!)
     fi
@@ -312,6 +317,38 @@ if wants batch; then
         --repeats 2 > "$OUT/RESULTS-gpu-batch-size.md"; cat "$OUT/RESULTS-gpu-batch-size.md"
     timeout 90 "$PY" benchmarks/bench_model.py --reads "$MODEL_READS" --buckets 64 256 1024 4096 --dtypes float32 --repeats 10 \
         > "$OUT/RESULTS-gpu-call-size.md"; cat "$OUT/RESULTS-gpu-call-size.md"
+fi
+# Where the network's process, a worker and the main process spend a run over 10 x the SE reads
+# (py-spy, sampled 2 s from 2.5 s in): the network loaded by the run, the same with native frames,
+# and through `neuromap serve`. The seventh lease saw 4 ms a call in the timelines against 1.3 ms
+# on the device.
+if wants spy; then
+    make_big
+    if command -v py-spy > /dev/null; then
+        for how in "" "--server" "--native --rate 50"; do
+            timeout 120 "$PY" benchmarks/spy_processes.py "$G" "$BIG" --threads "$THREADS" --delay 2.5 --seconds 2 $how
+            echo
+        done > "$OUT/RESULTS-gpu-spy.md" 2>&1
+        cat "$OUT/RESULTS-gpu-spy.md"
+    else
+        echo "row spy: no py-spy (carry its wheel in .whl/)"
+    fi
+fi
+# Paired-end at scale: the PE pairs 10 times over (renamed), alone and through `neuromap serve`
+# beside minimap2 (bench_server.py; accuracy is the pe row's).
+if wants pe-scale; then
+    PE10="$WORK/pe10"; mkdir -p "$PE10"
+    if [ ! -s "$PE10/r2.fq" ]; then
+        ln -sf "$WORK/pe/genome.fa" "$PE10/genome.fa"
+        COPIES=()
+        for mate in r1 r2; do
+            for i in 0 1 2 3 4 5 6 7 8 9; do sed "1~4s/^@/@p$i./" "$WORK/pe/$mate.fq"; done > "$PE10/$mate.fq" &
+            COPIES+=($!)
+        done
+        wait "${COPIES[@]}"
+    fi
+    timeout 400 "$PY" benchmarks/bench_server.py --workdir "$PE10" --pe-workdir "$PE10" --threads "$THREADS" --sizes --pairs $((10 * PE_PAIRS)) \
+        --repeats 2 --processes > "$OUT/RESULTS-gpu-pe-scale.md"; cat "$OUT/RESULTS-gpu-pe-scale.md"
 fi
 # The banded DP on the GPU (JAX, bit for bit the C kernel's) against the C kernel on one core: is a device DP worth building?
 wants dp && timeout 180 "$PY" benchmarks/dp_device.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --sizes 512 2048 8192 32768 \
