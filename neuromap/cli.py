@@ -85,7 +85,7 @@ def index(reference, prefix, kmer, window, progress):
 @click.option("--index", "index_path", metavar="PATH", help="Use the index at PATH (default: REFERENCE.nmi, built if missing, rebuilt if stale).")
 @click.option("--no-neural", is_flag=True, help="Place reads and compute MAPQ by seeds and banded DP only, without the network.")
 @click.option("--weights", "weights_dir", metavar="DIR", type=click.Path(file_okay=False), help="Use the model in DIR (from `neuromap train` + `neuromap calibrate`) instead of the shipped one.")
-@click.option("--server", "server_path", metavar="SOCKET", envvar="NEUROMAP_SERVER", help="Run the network in the `neuromap serve SOCKET` already running on this machine (loaded, on its device, compiled by earlier runs) instead of loading it for this run: saves the network's start (about 1 s, on 2 CPU cores as on the GPU machine). Same output. Default: $NEUROMAP_SERVER; ignored with --no-neural.")
+@click.option("--server", "server_path", metavar="SOCKET", envvar="NEUROMAP_SERVER", help="Run the network in the `neuromap serve SOCKET` already running on this machine (loaded, on its device, compiled by earlier runs) instead of loading it for this run: saves the network's start (about 1 s, on 2 CPU cores as on the GPU machine). Same output. `--server auto`: this user's server for this model, started by the first run that asks for it (in $XDG_RUNTIME_DIR/neuromap, else $TMPDIR/neuromap-UID) and ending after 300 s without a run (NEUROMAP_SERVER_IDLE_EXIT); for pipelines that map many samples or chunks one after another. Default: $NEUROMAP_SERVER; ignored with --no-neural.")
 @click.option("-N", "--max-candidates", type=click.IntRange(1, 64), default=8, show_default=True, help="Candidate placements per read aligned by the DP.")
 @click.option("--max-occ", type=click.IntRange(1), default=500, show_default=True, help="Ignore minimizers occurring more often than this in the reference.")
 @click.option("-A", "match", type=click.IntRange(1), default=1, show_default=True, help="Match score.")
@@ -117,7 +117,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
       NEUROMAP_PAIR_BUCKET    (read, window) pairs per model call (16 on a CPU, 1024 on a GPU)
       NEUROMAP_JAX_CACHE      the exported network and its compiled programs (default ~/.cache/neuromap/jax)
       NEUROMAP_DEVICE_EARLY   0: the network's process (--processes) starts CUDA only when JAX does
-      NEUROMAP_SERVER         SOCKET: as --server
+      NEUROMAP_SERVER         SOCKET or auto: as --server
+      NEUROMAP_SERVER_IDLE_EXIT  seconds an auto server waits for another run before it ends (300)
       NEUROMAP_TRACE          PREFIX: each process writes a timeline to PREFIX.PID (benchmarks/timeline.py)
       MALLOC_ARENA_MAX        glibc malloc arenas (default here: -t + 2)
     """
@@ -129,16 +130,25 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     server = None
     server_path = server_path or None
     if not no_neural and server_path:
-        # The network is in a `neuromap serve`: check now that it answers and can run this model.
+        # The network is in a `neuromap serve` (with `auto`, this user's for this model, started
+        # now if none runs): check now that it answers and can run this model.
         from neuromap.model import ServerModel
-        from neuromap.model_process import check_weights
+        from neuromap.model_process import AUTO_SERVER, check_weights, ensure_auto_server
 
         check_weights(weights_dir)
-        probe = ServerModel(server_path, weights_dir)
-        try:
-            probe.info()
-        finally:
-            probe.close()
+        for attempt in (1, 2):
+            path = ensure_auto_server(weights_dir) if server_path == AUTO_SERVER else server_path
+            probe = ServerModel(path, weights_dir)
+            try:
+                probe.info()
+                break
+            except NeuromapError:
+                # An auto server may end (idle) just as this run found it: start another, once.
+                if server_path != AUTO_SERVER or attempt == 2:
+                    raise
+            finally:
+                probe.close()
+        server_path = path
     elif not no_neural and processes:
         # The network's process (model_process.ModelServer) first: its start (importing JAX, starting the
         # device, loading the network: 1.2-1.7 s on the GPU machine) then overlaps the rest of

@@ -27,6 +27,7 @@ import numpy as np
 from neuromap import trace
 from neuromap.errors import NeuromapError
 from neuromap.model_process import compute_dtype
+from neuromap.model_process import source_digest as _model_source_digest
 
 WIDTH_BUCKET = 32
 
@@ -407,24 +408,6 @@ def _machine_fingerprint() -> str:
             pass
         parts += [described[field] for field in sorted(described)] or [platform.processor()]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-@lru_cache(maxsize=1)
-def _model_source_digest() -> bytes:
-    """The source of the network's code: an export made by other code is not used. Read once per
-    process (at its model's load, or its first greeting): the code it runs, not what may have
-    been installed since."""
-    digest = hashlib.sha256()
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "operators")  # not imported: that loads Flax
-    for folder, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for name in sorted(files):
-            if name.endswith(".py"):
-                with open(os.path.join(folder, name), "rb") as fh:
-                    digest.update(name.encode() + hashlib.sha256(fh.read()).digest())
-    with open(__file__, "rb") as fh:
-        digest.update(hashlib.sha256(fh.read()).digest())
-    return digest.digest()
 
 
 load_model.cache_clear = _load_model.cache_clear  # `calibrate` rewrites a model's files

@@ -7,10 +7,12 @@ run."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+from functools import lru_cache
 from multiprocessing.connection import Connection, Pipe
 
 from neuromap import trace
@@ -22,6 +24,26 @@ def compute_dtype() -> str:
     """The network's arithmetic: NEUROMAP_COMPUTE_DTYPE, float32 by default (what the shipped
     calibration was fitted on; benchmarks/README.md has bfloat16's speed and accuracy on a GPU)."""
     return os.environ.get("NEUROMAP_COMPUTE_DTYPE", "float32")
+
+
+@lru_cache(maxsize=1)
+def source_digest() -> bytes:
+    """The source of the network's code (neuromap/operators and neuromap/model.py): an export made
+    by other code is not used (model.ExportedScorer), and a `neuromap serve` running other code
+    refuses a run (model.greeting). Read once per process (at its model's load, or its first
+    greeting): the code it runs, not what may have been installed since."""
+    digest = hashlib.sha256()
+    package = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.join(package, "operators")  # not imported: that loads Flax
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for name in sorted(files):
+            if name.endswith(".py"):
+                with open(os.path.join(folder, name), "rb") as fh:
+                    digest.update(name.encode() + hashlib.sha256(fh.read()).digest())
+    with open(os.path.join(package, "model.py"), "rb") as fh:
+        digest.update(hashlib.sha256(fh.read()).digest())
+    return digest.digest()
 
 
 def check_weights(weights_dir: str | None) -> None:
@@ -178,6 +200,113 @@ def connect_server(path: str) -> Connection:
     return Connection(sock.detach())
 
 
+# `align --server auto`: the server for this user, machine and model, started by the first run
+# that asks for one and found by the next, ending by itself after a while without a client. A
+# pipeline that maps many samples or chunks one after another (the Snakemake workflow's scatter)
+# then pays the network's start once, with nothing to start or stop around it.
+AUTO_SERVER = "auto"
+AUTO_IDLE_EXIT = 300.0  # seconds; NEUROMAP_SERVER_IDLE_EXIT sets another
+
+
+def auto_idle_exit() -> float:
+    text = os.environ.get("NEUROMAP_SERVER_IDLE_EXIT")
+    if not text:
+        return AUTO_IDLE_EXIT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise NeuromapError(f"NEUROMAP_SERVER_IDLE_EXIT={text!r}: must be a positive number of seconds")
+    return seconds
+
+
+def private_folder() -> str:
+    """The folder of the `--server auto` sockets: $XDG_RUNTIME_DIR/neuromap where the session has
+    one, else neuromap-UID in the temporary folder; created readable by this user only, and refused
+    when another user owns it or may write in it."""
+    import stat
+    import tempfile
+
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    folder = (os.path.join(runtime, "neuromap") if runtime and os.path.isdir(runtime)
+              else os.path.join(tempfile.gettempdir(), f"neuromap-{os.getuid()}"))
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise NeuromapError(f"{folder}: cannot create the folder of --server auto ({exc.strerror or exc}): give --server SOCKET") from None
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise NeuromapError(f"{folder}: not a folder of this user's alone, so --server auto does not use it "
+                            "(remove it, or give --server SOCKET)")
+    return folder
+
+
+def auto_server_path(weights_dir: str | None) -> str:
+    """The socket of the `--server auto` for this run: one per model and per setting a server must
+    share with its clients (neuromap's version and network code, the precision, the device JAX is
+    given), so runs that differ in any of them get servers of their own."""
+    from neuromap import __version__
+
+    what = {"version": __version__, "code": source_digest().hex(), "dtype": compute_dtype(),
+            "weights": os.path.abspath(weights_dir) if weights_dir else None, "python": sys.executable,
+            **{name: os.environ.get(name) for name in ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "NEUROMAP_JAX_CACHE")}}
+    key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+    path = os.path.join(private_folder(), f"server-{key}.sock")
+    if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+        raise NeuromapError(f"{path}: too long for a Unix socket: set XDG_RUNTIME_DIR or TMPDIR to a shorter folder, or give --server SOCKET")
+    return path
+
+
+def _answers(path: str) -> bool:
+    try:
+        connect_server(path).close()
+    except NeuromapError:
+        return False
+    return True
+
+
+def ensure_auto_server(weights_dir: str | None, timeout: float = 600.0) -> str:
+    """The socket of this run's `--server auto` (auto_server_path), started now if no server
+    answers there: `neuromap serve SOCKET --idle-exit NEUROMAP_SERVER_IDLE_EXIT` in a session of its
+    own (it outlives this run), its messages in SOCKET's name with .log. A lock file beside the
+    socket makes runs that start at once share one server. Returns once the server listens (it
+    answers a run's first call when its model has loaded)."""
+    import fcntl
+    import time
+
+    idle = auto_idle_exit()
+    path = auto_server_path(weights_dir)
+    stem = path[: -len(".sock")]
+    with open(stem + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _answers(path):
+            return path
+        command = [sys.executable, *subprocess._args_from_interpreter_flags(), "-c",
+                   "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from neuromap.cli import main; main(sys.argv[2:])",
+                   json.dumps(sys.path), "serve", path, "--idle-exit", f"{idle:g}", *(["--weights", weights_dir] if weights_dir else [])]
+        with open(stem + ".log", "wb") as log:
+            server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                                      start_new_session=True)
+        trace.event("auto-server-started")
+        deadline = time.monotonic() + timeout
+        while not _answers(path):
+            if server.poll() is not None or time.monotonic() > deadline:
+                try:
+                    with open(stem + ".log", errors="replace") as fh:
+                        said = [line.strip() for line in fh if line.strip()]
+                except OSError:
+                    said = []
+                if server.poll() is None:
+                    server.terminate()
+                why = said[-1] if said else f"it ended with status {server.returncode}" if server.returncode is not None else "it did not listen in time"
+                raise NeuromapError(f"{path}: the server --server auto started did not start: {why}")
+            time.sleep(0.02)
+        return path
+
+
 def listen(path: str):
     """The listening socket of `neuromap serve`, readable and writable by this user only. A socket
     file left by a server that did not end cleanly is replaced; one where a server answers, or a
@@ -251,6 +380,7 @@ def serve_socket(path: str, weights_dir: str | None, idle_exit: float | None, sa
                 except OSError:
                     continue
                 conn = Connection(peer.detach())
+                last = time.monotonic()  # a client that came and went still counts: its run may connect again at once
                 thread = track(threading.Thread(target=client, args=(conn,), name="neuromap-serve-client", daemon=True))
                 with lock:
                     clients[thread] = conn

@@ -227,3 +227,93 @@ def test_a_clients_own_model_and_many_workers(data_dir, server, tmp_path):
     res = run_cli(["align", "--weights", damaged, "--server", server, *reads])
     assert_clean_error(res, server, "cannot load the model")
     assert res.stdout == ""
+
+
+# `align --server auto`: this user's server for the model, started by the first run and found by the next.
+
+
+def servers_under(folder):
+    """The pids of the `neuromap serve` processes whose socket lies in `folder` (from /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    args = fh.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if "serve" in args and any(arg.startswith(str(folder)) for arg in args):
+                pids.append(int(entry))
+    return pids
+
+
+@pytest.fixture
+def runtime_dir():
+    """A private XDG_RUNTIME_DIR (short: a socket's path holds 107 bytes); its auto servers ended at the end."""
+    d = tempfile.mkdtemp(prefix="nmrt-", dir="/tmp")
+    yield d
+    for pid in servers_under(d):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_auto_server_is_started_once_shared_by_runs_and_ends_when_idle(data_dir, runtime_dir, tmp_path):
+    env = {**os.environ, "XDG_RUNTIME_DIR": runtime_dir, "NEUROMAP_SERVER_IDLE_EXIT": "6"}
+    env.pop("NEUROMAP_SERVER", None)
+    alone = run_cli(["align", "-t", "2", data_dir / "ref.fa", data_dir / "reads.fq"])
+    # Three runs start at once: one of them starts the server, the others wait for it and use it.
+    procs = [subprocess.Popen([sys.executable, "-m", "neuromap", "align", "-t", "2", "--server", "auto", str(data_dir / "ref.fa"),
+                               str(data_dir / "reads.fq"), "-o", str(tmp_path / f"{i}.sam")], stderr=subprocess.PIPE, text=True, env=env)
+             for i in range(3)]
+    for proc in procs:
+        assert proc.wait(180) == 0, proc.stderr.read()
+    for i in range(3):
+        assert body((tmp_path / f"{i}.sam").read_text()) == body(alone.stdout)
+    folder = os.path.join(runtime_dir, "neuromap")
+    assert oct(os.stat(folder).st_mode & 0o777) == "0o700"
+    sockets = [name for name in os.listdir(folder) if name.endswith(".sock")]
+    assert len(sockets) == 1, os.listdir(folder)
+    log = [name for name in os.listdir(folder) if name.endswith(".log")]
+    assert open(os.path.join(folder, log[0])).read().count("serving the network") == 1
+    assert len(servers_under(runtime_dir)) == 1
+    # A later run finds the same server (NEUROMAP_SERVER=auto works as --server auto); the run loads no network itself.
+    inode = os.stat(os.path.join(folder, sockets[0])).st_ino
+    later = run_cli(["align", "-t", "1", data_dir / "ref.fa", data_dir / "reads.fq"], env={**env, "NEUROMAP_SERVER": "auto"})
+    assert later.returncode == 0, later.stderr
+    assert body(later.stdout) == body(alone.stdout)
+    assert os.stat(os.path.join(folder, sockets[0])).st_ino == inode
+    # Idle for NEUROMAP_SERVER_IDLE_EXIT seconds, it ends and removes its socket.
+    deadline = time.monotonic() + 60
+    while servers_under(runtime_dir) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not servers_under(runtime_dir)
+    assert not os.path.exists(os.path.join(folder, sockets[0]))
+    # The next run starts a fresh one.
+    again = run_cli(["align", "--server", "auto", data_dir / "ref.fa", data_dir / "reads.fq"], env=env)
+    assert again.returncode == 0, again.stderr
+    assert body(again.stdout) == body(alone.stdout)
+    assert len(servers_under(runtime_dir)) == 1
+
+
+def test_auto_server_refuses_a_folder_others_may_use_and_a_bad_idle_time(data_dir, runtime_dir, tmp_path):
+    env = {**os.environ, "XDG_RUNTIME_DIR": runtime_dir}
+    env.pop("NEUROMAP_SERVER", None)
+    folder = os.path.join(runtime_dir, "neuromap")
+    os.mkdir(folder)
+    os.chmod(folder, 0o777)
+    out = tmp_path / "out.sam"
+    res = run_cli(["align", "--server", "auto", data_dir / "ref.fa", data_dir / "reads.fq", "-o", out], env=env)
+    assert_clean_error(res, folder, "--server SOCKET")
+    assert not out.exists() and not servers_under(runtime_dir)
+    os.chmod(folder, 0o700)
+    res = run_cli(["align", "--server", "auto", data_dir / "ref.fa", data_dir / "reads.fq", "-o", out],
+                  env={**env, "NEUROMAP_SERVER_IDLE_EXIT": "soon"})
+    assert_clean_error(res, "NEUROMAP_SERVER_IDLE_EXIT", "soon")
+    assert not out.exists() and not servers_under(runtime_dir)
+    # Without the network there is nothing to serve: no server, no folder needed.
+    res = run_cli(["align", "--no-neural", "--server", "auto", data_dir / "ref.fa", data_dir / "reads.fq"], env=env)
+    assert res.returncode == 0, res.stderr
+    assert not servers_under(runtime_dir)

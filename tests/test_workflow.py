@@ -3,8 +3,10 @@
 import gzip
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 
 import pysam
 import pytest
@@ -29,9 +31,9 @@ def workdir(tmp_path, data_dir):
     return tmp_path
 
 
-def run_snakemake(workdir, config):
+def run_snakemake(workdir, config, **env_extra):
     (workdir / "cfg.yaml").write_text(yaml.safe_dump(config))
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], **env_extra)
     return subprocess.run(
         [SNAKEMAKE, "-s", "workflows/Snakefile", "--configfile", "cfg.yaml", "--cores", "2", "-q"],
         cwd=workdir, capture_output=True, text=True, env=env,
@@ -79,3 +81,31 @@ def test_three_files_for_a_sample_is_refused_with_a_clear_message(workdir, data_
     config = {"reference": str(data_dir / "ref.fa"), "samples": {"p": [str(data_dir / "reads.fq")] * 3}, "outdir": "out"}
     res = run_snakemake(workdir, config)
     assert res.returncode != 0 and "R1 and R2" in res.stdout + res.stderr
+
+
+def test_the_scattered_jobs_share_one_network_through_server_auto(workdir, data_dir):
+    """`extra: --server auto`: the first alignment job starts this user's server, the others use it
+    (each job skips the network's start); the BAMs hold what one run alone writes."""
+    from test_server import servers_under
+
+    runtime = tempfile.mkdtemp(prefix="nmwf-", dir="/tmp")  # short: a socket's path holds 107 bytes
+    config = {"reference": str(data_dir / "ref.fa"),
+              "samples": {"big": [str(data_dir / "reads.fq")], "pe": [str(data_dir / "reads_1.fq"), str(data_dir / "reads_2.fq")]},
+              "outdir": "out", "scatter": 2, "threads": 1, "extra": "--server auto"}
+    try:
+        res = run_snakemake(workdir, config, XDG_RUNTIME_DIR=runtime, NEUROMAP_SERVER_IDLE_EXIT="60")
+        assert res.returncode == 0, res.stdout + res.stderr
+        logs = [name for name in os.listdir(os.path.join(runtime, "neuromap")) if name.endswith(".log")]
+        assert len(logs) == 1
+        assert open(os.path.join(runtime, "neuromap", logs[0])).read().count("serving the network") == 1
+        assert len(servers_under(runtime)) == 1
+    finally:
+        for pid in servers_under(runtime):
+            os.kill(pid, signal.SIGTERM)
+        shutil.rmtree(runtime, ignore_errors=True)
+    direct = workdir / "direct.bam"
+    assert run_cli(["align", data_dir / "ref.fa", data_dir / "reads.fq", "-o", direct]).returncode == 0
+    assert records(workdir / "out" / "big.bam") == records(direct)
+    direct_pe = workdir / "direct-pe.bam"
+    assert run_cli(["align", data_dir / "ref.fa", data_dir / "reads_1.fq", data_dir / "reads_2.fq", "-o", direct_pe]).returncode == 0
+    assert records(workdir / "out" / "pe.bam") == records(direct_pe)

@@ -4,7 +4,8 @@
 #   outdir:     where {sample}.bam and {sample}.bam.bai go
 #   scatter:    read chunks per sample aligned as separate jobs (1 = no scatter)
 #   threads:    worker threads per alignment job
-#   extra:      more `neuromap align` options, e.g. "--no-neural"
+#   extra:      more `neuromap align` options, e.g. "--no-neural", or "--server auto" (the
+#               alignment jobs on a machine share one loaded network: README, `--server auto`)
 import os
 
 NEUROMAP_OUT = config.get("outdir", "results")
