@@ -7,7 +7,7 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server batch spy pe-scale;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server batch spy pe-scale latency;
 #    BATCH_SIZES="4000 16000 32000" sets the -K values of the batch row;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
@@ -334,6 +334,9 @@ if wants spy; then
         echo "row spy: no py-spy (carry its wheel in .whl/)"
     fi
 fi
+# How long a model call's messages take between a worker and the network's process, idle and with
+# every core busy (no GPU in it): the communication's share of the 4 ms a call.
+wants latency && timeout 120 "$PY" benchmarks/pipe_latency.py > "$OUT/RESULTS-gpu-pipe-latency.md" && cat "$OUT/RESULTS-gpu-pipe-latency.md"
 # Paired-end at scale: the PE pairs 10 times over (renamed), alone and through `neuromap serve`
 # beside minimap2 (bench_server.py; accuracy is the pe row's).
 if wants pe-scale; then

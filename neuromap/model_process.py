@@ -287,9 +287,10 @@ def ensure_auto_server(weights_dir: str | None, timeout: float = 600.0) -> str:
         command = [sys.executable, *subprocess._args_from_interpreter_flags(), "-c",
                    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from neuromap.cli import main; main(sys.argv[2:])",
                    json.dumps(sys.path), "serve", path, "--idle-exit", f"{idle:g}", *(["--weights", weights_dir] if weights_dir else [])]
+        env = {name: value for name, value in os.environ.items() if name != "NEUROMAP_TRACE"}  # not this run's timeline
         with open(stem + ".log", "wb") as log:
             server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
-                                      start_new_session=True)
+                                      start_new_session=True, env=env)
         trace.event("auto-server-started")
         deadline = time.monotonic() + timeout
         while not _answers(path):
@@ -361,7 +362,7 @@ def serve_socket(path: str, weights_dir: str | None, idle_exit: float | None, sa
 
         check_weights(weights_dir)
         load_model(weights_dir)
-        say(f"neuromap: serving the network ({device_name()}, {compute_dtype()}) at {path}"
+        say(f"neuromap: serving the network ({device_name()}, {compute_dtype()}) at {path} (pid {os.getpid()})"
             + (f"; ends after {idle_exit:g} s without a client" if idle_exit is not None else "; Ctrl-C or SIGTERM ends it"))
 
         def client(conn) -> None:

@@ -277,8 +277,9 @@ def test_auto_server_is_started_once_shared_by_runs_and_ends_when_idle(data_dir,
     sockets = [name for name in os.listdir(folder) if name.endswith(".sock")]
     assert len(sockets) == 1, os.listdir(folder)
     log = [name for name in os.listdir(folder) if name.endswith(".log")]
-    assert open(os.path.join(folder, log[0])).read().count("serving the network") == 1
-    assert len(servers_under(runtime_dir)) == 1
+    said = open(os.path.join(folder, log[0])).read()
+    assert said.count("serving the network") == 1
+    assert servers_under(runtime_dir) == [int(said.split("(pid ")[1].split(")")[0])]  # the log names the server's pid
     # A later run finds the same server (NEUROMAP_SERVER=auto works as --server auto); the run loads no network itself.
     inode = os.stat(os.path.join(folder, sockets[0])).st_ino
     later = run_cli(["align", "-t", "1", data_dir / "ref.fa", data_dir / "reads.fq"], env={**env, "NEUROMAP_SERVER": "auto"})
