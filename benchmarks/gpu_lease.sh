@@ -242,6 +242,73 @@ make_big() {  # the SE reads 10 times over (renamed), and the index and the comp
     "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null
 }
 TIMEFORMAT=%R
+if wants timeline; then
+    make_big
+    {
+        echo "# Timeline rows ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS, SAM to /dev/null): wall seconds"
+        echo
+        for input in "$R" "$BIG"; do
+            n=$(( $(wc -l < "$input") / 4 ))
+            echo "## $n reads"
+            echo
+            echo "| run | wall s |"; echo "|---|---|"
+            for run in 1 2; do echo "| neuromap (network), --processes, run $run | $( { time "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$G" "$input" > /dev/null; } 2>&1 ) |"; done
+            echo "| neuromap --no-neural, --processes | $( { time "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$G" "$input" > /dev/null; } 2>&1 ) |"
+            echo "| minimap2 -x sr | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$input" > /dev/null 2>/dev/null; } 2>&1 ) |"
+            rm -f "$WORK"/tl.*
+            NEUROMAP_TRACE="$WORK/tl" "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$G" "$input" > /dev/null
+            echo; "$PY" benchmarks/timeline.py "$WORK/tl"; echo
+            rm -f "$WORK"/tl.*
+            NEUROMAP_TRACE="$WORK/tl" "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$G" "$input" > /dev/null
+            echo "### --no-neural"; echo; "$PY" benchmarks/timeline.py "$WORK/tl"; echo
+        done
+    } > "$OUT/RESULTS-gpu-timeline.md" 2>&1
+    cat "$OUT/RESULTS-gpu-timeline.md"
+fi
+# Reads per batch (-K) over 10 x the SE reads, alone, through `neuromap serve` and --no-neural, beside
+# minimap2 in turn; then the network alone per call size (float32): is the device's batch the default's?
+if wants batch; then
+    make_big
+    timeout 240 "$PY" benchmarks/bench_batch.py "$G" "$BIG" --threads "$THREADS" --sizes ${BATCH_SIZES:-4000 16000 32000} --server --no-neural \
+        --repeats 2 > "$OUT/RESULTS-gpu-batch-size.md"; cat "$OUT/RESULTS-gpu-batch-size.md"
+    timeout 90 "$PY" benchmarks/bench_model.py --reads "$MODEL_READS" --buckets 64 256 1024 4096 --dtypes float32 --repeats 10 \
+        > "$OUT/RESULTS-gpu-call-size.md"; cat "$OUT/RESULTS-gpu-call-size.md"
+fi
+# How long a model call's messages take between a worker and the network's process, idle and with
+# every core busy (no GPU in it): the communication's share of the 4 ms a call.
+wants latency && timeout 120 "$PY" benchmarks/pipe_latency.py > "$OUT/RESULTS-gpu-pipe-latency.md" && cat "$OUT/RESULTS-gpu-pipe-latency.md"
+# Where the network's process, a worker and the main process spend a run over 10 x the SE reads
+# (py-spy, sampled 2 s from 2.5 s in): the network loaded by the run, the same with native frames,
+# and through `neuromap serve`. The seventh lease saw 4 ms a call in the timelines against 1.3 ms
+# on the device.
+if wants spy; then
+    make_big
+    if command -v py-spy > /dev/null; then
+        for how in "" "--server" "--native --rate 50"; do
+            timeout 120 "$PY" benchmarks/spy_processes.py "$G" "$BIG" --threads "$THREADS" --delay 2.5 --seconds 2 $how
+            echo
+        done > "$OUT/RESULTS-gpu-spy.md" 2>&1
+        cat "$OUT/RESULTS-gpu-spy.md"
+    else
+        echo "row spy: no py-spy (carry its wheel in .whl/)"
+    fi
+fi
+# Paired-end at scale: the PE pairs 10 times over (renamed), alone and through `neuromap serve`
+# beside minimap2 (bench_server.py; accuracy is the pe row's).
+if wants pe-scale; then
+    PE10="$WORK/pe10"; mkdir -p "$PE10"
+    if [ ! -s "$PE10/r2.fq" ]; then
+        ln -sf "$WORK/pe/genome.fa" "$PE10/genome.fa"
+        COPIES=()
+        for mate in r1 r2; do
+            for i in 0 1 2 3 4 5 6 7 8 9; do sed "1~4s/^@/@p$i./" "$WORK/pe/$mate.fq"; done > "$PE10/$mate.fq" &
+            COPIES+=($!)
+        done
+        wait "${COPIES[@]}"
+    fi
+    timeout 400 "$PY" benchmarks/bench_server.py --workdir "$PE10" --pe-workdir "$PE10" --threads "$THREADS" --sizes --pairs $((10 * PE_PAIRS)) \
+        --repeats 2 --processes > "$OUT/RESULTS-gpu-pe-scale.md"; cat "$OUT/RESULTS-gpu-pe-scale.md"
+fi
 # A/B of whole runs on the same machine: this tree's neuromap ("new"), the package in $OLD_TREE
 # when there is one ("old": an earlier commit's neuromap/, git archive COMMIT neuromap | tar -x -C
 # .old), and "new" with an environment: new-late (NEUROMAP_DEVICE_EARLY=0), new-blocking (the
@@ -285,73 +352,6 @@ if wants ab; then
         done
     } > "$OUT/RESULTS-gpu-ab.md" 2>&1
     cat "$OUT/RESULTS-gpu-ab.md"
-fi
-if wants timeline; then
-    make_big
-    {
-        echo "# Timeline rows ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS, SAM to /dev/null): wall seconds"
-        echo
-        for input in "$R" "$BIG"; do
-            n=$(( $(wc -l < "$input") / 4 ))
-            echo "## $n reads"
-            echo
-            echo "| run | wall s |"; echo "|---|---|"
-            for run in 1 2; do echo "| neuromap (network), --processes, run $run | $( { time "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$G" "$input" > /dev/null; } 2>&1 ) |"; done
-            echo "| neuromap --no-neural, --processes | $( { time "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$G" "$input" > /dev/null; } 2>&1 ) |"
-            echo "| minimap2 -x sr | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$input" > /dev/null 2>/dev/null; } 2>&1 ) |"
-            rm -f "$WORK"/tl.*
-            NEUROMAP_TRACE="$WORK/tl" "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$G" "$input" > /dev/null
-            echo; "$PY" benchmarks/timeline.py "$WORK/tl"; echo
-            rm -f "$WORK"/tl.*
-            NEUROMAP_TRACE="$WORK/tl" "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$G" "$input" > /dev/null
-            echo "### --no-neural"; echo; "$PY" benchmarks/timeline.py "$WORK/tl"; echo
-        done
-    } > "$OUT/RESULTS-gpu-timeline.md" 2>&1
-    cat "$OUT/RESULTS-gpu-timeline.md"
-fi
-# Reads per batch (-K) over 10 x the SE reads, alone, through `neuromap serve` and --no-neural, beside
-# minimap2 in turn; then the network alone per call size (float32): is the device's batch the default's?
-if wants batch; then
-    make_big
-    timeout 240 "$PY" benchmarks/bench_batch.py "$G" "$BIG" --threads "$THREADS" --sizes ${BATCH_SIZES:-4000 16000 32000} --server --no-neural \
-        --repeats 2 > "$OUT/RESULTS-gpu-batch-size.md"; cat "$OUT/RESULTS-gpu-batch-size.md"
-    timeout 90 "$PY" benchmarks/bench_model.py --reads "$MODEL_READS" --buckets 64 256 1024 4096 --dtypes float32 --repeats 10 \
-        > "$OUT/RESULTS-gpu-call-size.md"; cat "$OUT/RESULTS-gpu-call-size.md"
-fi
-# Where the network's process, a worker and the main process spend a run over 10 x the SE reads
-# (py-spy, sampled 2 s from 2.5 s in): the network loaded by the run, the same with native frames,
-# and through `neuromap serve`. The seventh lease saw 4 ms a call in the timelines against 1.3 ms
-# on the device.
-if wants spy; then
-    make_big
-    if command -v py-spy > /dev/null; then
-        for how in "" "--server" "--native --rate 50"; do
-            timeout 120 "$PY" benchmarks/spy_processes.py "$G" "$BIG" --threads "$THREADS" --delay 2.5 --seconds 2 $how
-            echo
-        done > "$OUT/RESULTS-gpu-spy.md" 2>&1
-        cat "$OUT/RESULTS-gpu-spy.md"
-    else
-        echo "row spy: no py-spy (carry its wheel in .whl/)"
-    fi
-fi
-# How long a model call's messages take between a worker and the network's process, idle and with
-# every core busy (no GPU in it): the communication's share of the 4 ms a call.
-wants latency && timeout 120 "$PY" benchmarks/pipe_latency.py > "$OUT/RESULTS-gpu-pipe-latency.md" && cat "$OUT/RESULTS-gpu-pipe-latency.md"
-# Paired-end at scale: the PE pairs 10 times over (renamed), alone and through `neuromap serve`
-# beside minimap2 (bench_server.py; accuracy is the pe row's).
-if wants pe-scale; then
-    PE10="$WORK/pe10"; mkdir -p "$PE10"
-    if [ ! -s "$PE10/r2.fq" ]; then
-        ln -sf "$WORK/pe/genome.fa" "$PE10/genome.fa"
-        COPIES=()
-        for mate in r1 r2; do
-            for i in 0 1 2 3 4 5 6 7 8 9; do sed "1~4s/^@/@p$i./" "$WORK/pe/$mate.fq"; done > "$PE10/$mate.fq" &
-            COPIES+=($!)
-        done
-        wait "${COPIES[@]}"
-    fi
-    timeout 400 "$PY" benchmarks/bench_server.py --workdir "$PE10" --pe-workdir "$PE10" --threads "$THREADS" --sizes --pairs $((10 * PE_PAIRS)) \
-        --repeats 2 --processes > "$OUT/RESULTS-gpu-pe-scale.md"; cat "$OUT/RESULTS-gpu-pe-scale.md"
 fi
 # The banded DP on the GPU (JAX, bit for bit the C kernel's) against the C kernel on one core: is a device DP worth building?
 wants dp && timeout 180 "$PY" benchmarks/dp_device.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --sizes 512 2048 8192 32768 \

@@ -1,5 +1,7 @@
-"""The network's process of `align --processes` (ModelServer), and the checks a run makes of its
-model before starting one. Only the standard library is imported here: the command starts that
+"""The network's process of `align --processes` (ModelServer), the checks a run makes of its
+model before starting one, and `neuromap serve`'s socket (serve_socket, connect_server, and the
+server `align --server auto` finds or starts: ensure_auto_server). Only the standard library is
+imported here: the command starts that
 process before it imports numpy, and the process itself imports nothing of the command's (click,
 the pipeline) before JAX. On the GPU machine the workers wait for the network until it has
 loaded (benchmarks/RESULTS-gpu-timeline*.md), so every 0.1 s of that start is 0.1 s of every
