@@ -142,10 +142,12 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
             try:
                 probe.info()
                 break
-            except NeuromapError:
+            except NeuromapError as exc:
                 # An auto server may end (idle) just as this run found it: start another, once.
-                if server_path != AUTO_SERVER or attempt == 2:
+                if server_path != AUTO_SERVER:
                     raise
+                if attempt == 2:
+                    raise NeuromapError(f"{exc} (its messages: {path[: -len('.sock')]}.log)") from None
             finally:
                 probe.close()
         server_path = path

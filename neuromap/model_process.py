@@ -1,11 +1,10 @@
 """The network's process of `align --processes` (ModelServer), the checks a run makes of its
 model before starting one, and `neuromap serve`'s socket (serve_socket, connect_server, and the
 server `align --server auto` finds or starts: ensure_auto_server). Only the standard library is
-imported here: the command starts that
-process before it imports numpy, and the process itself imports nothing of the command's (click,
-the pipeline) before JAX. On the GPU machine the workers wait for the network until it has
-loaded (benchmarks/RESULTS-gpu-timeline*.md), so every 0.1 s of that start is 0.1 s of every
-run."""
+imported here: the command starts that process before it imports numpy, and the process itself
+imports nothing of the command's (click, the pipeline) before JAX. On the GPU machine the
+workers wait for the network until it has loaded (benchmarks/RESULTS-gpu-timeline*.md), so every
+0.1 s of that start is 0.1 s of every run."""
 
 from __future__ import annotations
 
@@ -304,8 +303,8 @@ def ensure_auto_server(weights_dir: str | None, timeout: float = 600.0) -> str:
                     said = []
                 if server.poll() is None:
                     server.terminate()
-                why = said[-1] if said else f"it ended with status {server.returncode}" if server.returncode is not None else "it did not listen in time"
-                raise NeuromapError(f"{path}: the server --server auto started did not start: {why}")
+                why = said[-1] if said else f"exit status {server.returncode}" if server.returncode is not None else f"not listening after {timeout:g} s"
+                raise NeuromapError(f"{path}: the server started for --server auto did not come up ({why}; its messages: {stem}.log)")
             time.sleep(0.02)
         return path
 

@@ -314,6 +314,24 @@ def test_auto_server_refuses_a_folder_others_may_use_and_a_bad_idle_time(data_di
                   env={**env, "NEUROMAP_SERVER_IDLE_EXIT": "soon"})
     assert_clean_error(res, "NEUROMAP_SERVER_IDLE_EXIT", "soon")
     assert not out.exists() and not servers_under(runtime_dir)
+    # A model whose files are there (the run's own check passes) but do not load: the server it
+    # started ends; the run says so and where the server's messages are.
+    from neuromap.weights import SHIPPED
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "calibration.json"):
+        shutil.copy(os.path.join(SHIPPED, name), broken / name)
+    (broken / "params.npz").write_bytes(b"not a parameter file")
+    res = run_cli(["align", "--server", "auto", "--weights", broken, data_dir / "ref.fa", data_dir / "reads.fq", "-o", out], env=env)
+    assert_clean_error(res, ".log")
+    assert not out.exists()
+    deadline = time.monotonic() + 30
+    while servers_under(runtime_dir) and time.monotonic() < deadline:  # the failed server may still be ending
+        time.sleep(0.2)
+    assert not servers_under(runtime_dir)
+    logs = [name for name in os.listdir(folder) if name.endswith(".log")]
+    assert any("params.npz" in open(os.path.join(folder, name)).read() for name in logs)
     # Without the network there is nothing to serve: no server, no folder needed.
     res = run_cli(["align", "--no-neural", "--server", "auto", data_dir / "ref.fa", data_dir / "reads.fq"], env=env)
     assert res.returncode == 0, res.stderr
