@@ -276,6 +276,7 @@ def serve(socket_path, weights_dir, idle_exit):
     stay warm from run to run. The output is byte-identical to a run without the server; a client
     whose neuromap code or NEUROMAP_COMPUTE_DTYPE differs from the server's is refused with an
     error. Runs in the foreground until Ctrl-C or SIGTERM (or --idle-exit), then removes SOCKET.
+    (`align --server auto` starts one by itself where none runs, and later runs find it.)
 
     \b
     Example:
