@@ -289,6 +289,9 @@ def ensure_auto_server(weights_dir: str | None, timeout: float = 600.0) -> str:
                    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from neuromap.cli import main; main(sys.argv[2:])",
                    json.dumps(sys.path), "serve", path, "--idle-exit", f"{idle:g}", *(["--weights", weights_dir] if weights_dir else [])]
         env = {name: value for name, value in os.environ.items() if name != "NEUROMAP_TRACE"}  # not this run's timeline
+        # A server nobody started by hand does not hold 75 % of a GPU's memory from its start (JAX's
+        # default) while it waits; the GPU benchmarks all ran this way. Set it to "true" to preallocate.
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         with open(stem + ".log", "wb") as log:
             server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                       start_new_session=True, env=env)

@@ -280,6 +280,9 @@ def test_auto_server_is_started_once_shared_by_runs_and_ends_when_idle(data_dir,
     said = open(os.path.join(folder, log[0])).read()
     assert said.count("serving the network") == 1
     assert servers_under(runtime_dir) == [int(said.split("(pid ")[1].split(")")[0])]  # the log names the server's pid
+    with open(f"/proc/{servers_under(runtime_dir)[0]}/environ", "rb") as fh:
+        server_env = dict(item.split(b"=", 1) for item in fh.read().split(b"\0") if b"=" in item)
+    assert server_env[b"XLA_PYTHON_CLIENT_PREALLOCATE"] == b"false"  # no GPU memory held ahead while it waits
     # A later run finds the same server (NEUROMAP_SERVER=auto works as --server auto); the run loads no network itself.
     inode = os.stat(os.path.join(folder, sockets[0])).st_ino
     later = run_cli(["align", "-t", "1", data_dir / "ref.fa", data_dir / "reads.fq"], env={**env, "NEUROMAP_SERVER": "auto"})
