@@ -30,7 +30,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-from bench_se import compile_package, head_fastq, machine_lines  # noqa: E402
+from bench_se import all_pids, cmdline, compile_package, head_fastq, machine_lines  # noqa: E402
 
 from neuromap import __version__  # noqa: E402
 
@@ -98,18 +98,13 @@ def main() -> None:
         for round_ in range(args.repeats):
             for name, extra in ways.items():
                 outs[name] = run(name, extra, round_)
-        same = all(records(os.path.join(outs[a], f"{s}.bam")) == records(os.path.join(outs[b], f"{s}.bam"))
-                   for s in samples for a, b in [tuple(ways)])
+        alone, served = (outs[name] for name in ways)
+        same = all(records(os.path.join(alone, f"{s}.bam")) == records(os.path.join(served, f"{s}.bam")) for s in samples)
     finally:
-        for entry in os.listdir("/proc"):  # the auto server, ended (it would end by itself after 600 s idle)
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                        text = fh.read().decode(errors="replace")
-                except OSError:
-                    continue
-                if "serve" in text and runtime in text:
-                    os.kill(int(entry), signal.SIGTERM)
+        for pid in all_pids():  # the auto server, ended (it would end by itself after 600 s idle)
+            text = cmdline(pid)
+            if "serve" in text and runtime in text:
+                os.kill(pid, signal.SIGTERM)
     print("# The Snakemake workflow with and without `--server auto`\n")
     print(machine_lines())
     print(f"- neuromap {__version__}, Python {platform.python_version()}, "

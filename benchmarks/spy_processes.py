@@ -33,17 +33,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_se import compile_package, machine_lines, tree_pids  # noqa: E402
+from bench_se import cmdline, compile_package, machine_lines, parent_of, tree_pids  # noqa: E402
 
 from neuromap import __version__  # noqa: E402
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def find_processes(root: int) -> dict[str, int]:
@@ -63,13 +55,6 @@ def find_processes(root: int) -> dict[str, int]:
             found["worker"] = workers[0]
     return found
 
-
-def parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return int(fh.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def summarise(path: str, title: str, rate: int, seconds: float, only: str | None = None, top: int = 12) -> str:
@@ -93,9 +78,9 @@ def summarise(path: str, title: str, rate: int, seconds: float, only: str | None
         if only is not None and only not in stack:
             continue
         frames = stack.split(";")
-        if frames and frames[0].startswith(("thread (", "process ")):
+        if frames and frames[0].startswith("thread ("):  # py-spy --threads: the thread first
             threads.add(frames[0])
-            frames = frames[1:] if not frames[0].startswith("process ") else frames[2:] if len(frames) > 1 and frames[1].startswith("thread (") else frames[1:]
+            frames = frames[1:]
         total += n
         ours = [f for f in frames if "neuromap/" in f]
         deepest[ours[-1] if ours else "(outside neuromap's code)"] += n

@@ -133,7 +133,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         # The network is in a `neuromap serve` (with `auto`, this user's for this model, started
         # now if none runs): check now that it answers and can run this model.
         from neuromap.model import ServerModel
-        from neuromap.model_process import AUTO_SERVER, check_weights, ensure_auto_server
+        from neuromap.model_process import AUTO_SERVER, auto_server_file, check_weights, ensure_auto_server
 
         check_weights(weights_dir)
         for attempt in (1, 2):
@@ -147,7 +147,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
                 if server_path != AUTO_SERVER:
                     raise
                 if attempt == 2:
-                    raise NeuromapError(f"{exc} (its messages: {path[: -len('.sock')]}.log)") from None
+                    raise NeuromapError(f"{exc} (its messages: {auto_server_file(path, '.log')})") from None
             finally:
                 probe.close()
         server_path = path

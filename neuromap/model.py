@@ -26,7 +26,7 @@ import numpy as np
 
 from neuromap import trace
 from neuromap.errors import NeuromapError
-from neuromap.model_process import compute_dtype
+from neuromap.model_process import GREETING_PROTOCOL, compute_dtype, greeting
 from neuromap.model_process import source_digest as _model_source_digest
 
 WIDTH_BUCKET = 32
@@ -479,20 +479,6 @@ class RemoteModel:
 
     def call(self, codes: np.ndarray, lens: np.ndarray, windows: np.ndarray, read_width: int, padded_width: int) -> np.ndarray:
         return self._ask("call", codes, lens, windows, read_width, padded_width)
-
-
-GREETING_PROTOCOL = 1
-
-
-def greeting(weights_dir: str | None) -> dict:
-    """What a client of `neuromap serve` says first: the model it wants and what decides its
-    numbers (the network's code, the arithmetic, the pairs per call), so that a run through a
-    server writes what it would write without one, or stops with an error."""
-    from neuromap import __version__
-
-    bucket = os.environ.get("NEUROMAP_PAIR_BUCKET")
-    return {"protocol": GREETING_PROTOCOL, "version": __version__, "code": _model_source_digest().hex(), "dtype": compute_dtype(),
-            "weights": os.path.abspath(weights_dir) if weights_dir else None, "bucket": int(bucket) if bucket else None}
 
 
 class ServerModel:

@@ -31,7 +31,7 @@ def compute_dtype() -> str:
 def source_digest() -> bytes:
     """The source of the network's code (neuromap/operators and neuromap/model.py): an export made
     by other code is not used (model.ExportedScorer), and a `neuromap serve` running other code
-    refuses a run (model.greeting). Read once per process (at its model's load, or its first
+    refuses a run (greeting). Read once per process (at its model's load, or its first
     greeting): the code it runs, not what may have been installed since."""
     digest = hashlib.sha256()
     package = os.path.dirname(os.path.abspath(__file__))
@@ -45,6 +45,29 @@ def source_digest() -> bytes:
     with open(os.path.join(package, "model.py"), "rb") as fh:
         digest.update(hashlib.sha256(fh.read()).digest())
     return digest.digest()
+
+
+GREETING_PROTOCOL = 1
+
+
+def greeting(weights_dir: str | None) -> dict:
+    """What a client of `neuromap serve` says first: the model it wants and what decides its
+    numbers (the network's code, the arithmetic, the pairs per call), so that a run through a
+    server writes what it would write without one, or stops with an error."""
+    from neuromap import __version__
+
+    bucket = os.environ.get("NEUROMAP_PAIR_BUCKET")
+    return {"protocol": GREETING_PROTOCOL, "version": __version__, "code": source_digest().hex(), "dtype": compute_dtype(),
+            "weights": os.path.abspath(weights_dir) if weights_dir else None, "bucket": int(bucket) if bucket else None}
+
+
+def python_command(entry: str, *args: str) -> list[str]:
+    """A fresh interpreter running `entry` (Python code that reads its arguments from
+    sys.argv[2:]) with this process's flags and sys.path, as multiprocessing's spawn passes them:
+    the same neuromap and the same packages, whatever the working directory or how this process
+    found them."""
+    return [sys.executable, *subprocess._args_from_interpreter_flags(), "-c",
+            f"import json, sys; sys.path[:] = json.loads(sys.argv[1]); {entry}", json.dumps(sys.path), *args]
 
 
 def check_weights(weights_dir: str | None) -> None:
@@ -81,11 +104,8 @@ class ModelServer:
     def __init__(self, weights_dir: str | None, n_workers: int):
         self.pipes = [Pipe() for _ in range(n_workers)]
         fds = [own.fileno() for own, _ in self.pipes]
-        # This process's sys.path, as multiprocessing's spawn passes it: the same neuromap and the
-        # same packages, whatever the working directory or how this process found them.
-        command = [sys.executable, *subprocess._args_from_interpreter_flags(), "-c",
-                   "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from neuromap.model_process import main; main(sys.argv[2:])",
-                   json.dumps(sys.path), str(os.getpid()), weights_dir or "", *map(str, fds)]
+        command = python_command("from neuromap.model_process import main; main(sys.argv[2:])",
+                                 str(os.getpid()), weights_dir or "", *map(str, fds))
         trace.event("start-model-process")
         with sigint_ignored():
             self.process = subprocess.Popen(command, pass_fds=fds, stdin=subprocess.DEVNULL)
@@ -182,7 +202,7 @@ def main(argv: list[str]) -> None:
 # Over 400,000 reads on the GPU machine the network's start (importing JAX, starting the device,
 # the first call) was 1.2 s of a 2.6 s run (benchmarks/README.md): a pipeline that maps many
 # samples pays it once. The messages are those of the --processes model pipes (model.RemoteModel),
-# after a greeting (model.greeting) that checks the two sides run the same network code.
+# after a greeting (greeting, above) that checks the two sides run the same network code.
 
 SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the terminating NUL
 
@@ -247,18 +267,21 @@ def private_folder() -> str:
 
 def auto_server_path(weights_dir: str | None) -> str:
     """The socket of the `--server auto` for this run: one per model and per setting a server must
-    share with its clients (neuromap's version and network code, the precision, the device JAX is
-    given), so runs that differ in any of them get servers of their own."""
-    from neuromap import __version__
-
-    what = {"version": __version__, "code": source_digest().hex(), "dtype": compute_dtype(),
-            "weights": os.path.abspath(weights_dir) if weights_dir else None, "python": sys.executable,
+    share with its clients (what a client's greeting names but the pairs per call, which a server
+    takes from each client; the Python; the device JAX is given; the cache), so runs that differ
+    in any of them get servers of their own."""
+    what = {**{key: value for key, value in greeting(weights_dir).items() if key != "bucket"}, "python": sys.executable,
             **{name: os.environ.get(name) for name in ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "NEUROMAP_JAX_CACHE")}}
     key = hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
     path = os.path.join(private_folder(), f"server-{key}.sock")
     if len(os.fsencode(path)) > SOCKET_PATH_MAX:
         raise NeuromapError(f"{path}: too long for a Unix socket: set XDG_RUNTIME_DIR or TMPDIR to a shorter folder, or give --server SOCKET")
     return path
+
+
+def auto_server_file(path: str, suffix: str) -> str:
+    """The lock (".lock") or messages (".log") beside an auto server's socket `path`."""
+    return path[: -len(".sock")] + suffix
 
 
 def _answers(path: str) -> bool:
@@ -280,19 +303,18 @@ def ensure_auto_server(weights_dir: str | None, timeout: float = 600.0) -> str:
 
     idle = auto_idle_exit()
     path = auto_server_path(weights_dir)
-    stem = path[: -len(".sock")]
-    with open(stem + ".lock", "a") as lock:
+    log_path = auto_server_file(path, ".log")
+    with open(auto_server_file(path, ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _answers(path):
             return path
-        command = [sys.executable, *subprocess._args_from_interpreter_flags(), "-c",
-                   "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from neuromap.cli import main; main(sys.argv[2:])",
-                   json.dumps(sys.path), "serve", path, "--idle-exit", f"{idle:g}", *(["--weights", weights_dir] if weights_dir else [])]
+        command = python_command("from neuromap.cli import main; main(sys.argv[2:])",
+                                 "serve", path, "--idle-exit", f"{idle:g}", *(["--weights", weights_dir] if weights_dir else []))
         env = {name: value for name, value in os.environ.items() if name != "NEUROMAP_TRACE"}  # not this run's timeline
         # A server nobody started by hand does not hold 75 % of a GPU's memory from its start (JAX's
         # default) while it waits; the GPU benchmarks all ran this way. Set it to "true" to preallocate.
         env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-        with open(stem + ".log", "wb") as log:
+        with open(log_path, "wb") as log:
             server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                                       start_new_session=True, env=env)
         trace.event("auto-server-started")
@@ -300,14 +322,14 @@ def ensure_auto_server(weights_dir: str | None, timeout: float = 600.0) -> str:
         while not _answers(path):
             if server.poll() is not None or time.monotonic() > deadline:
                 try:
-                    with open(stem + ".log", errors="replace") as fh:
+                    with open(log_path, errors="replace") as fh:
                         said = [line.strip() for line in fh if line.strip()]
                 except OSError:
                     said = []
                 if server.poll() is None:
                     server.terminate()
                 why = said[-1] if said else f"exit status {server.returncode}" if server.returncode is not None else f"not listening after {timeout:g} s"
-                raise NeuromapError(f"{path}: the server started for --server auto did not come up ({why}; its messages: {stem}.log)")
+                raise NeuromapError(f"{path}: the server started for --server auto did not come up ({why}; its messages: {log_path})")
             time.sleep(0.02)
         return path
 
