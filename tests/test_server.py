@@ -335,6 +335,12 @@ def test_auto_server_refuses_a_folder_others_may_use_and_a_bad_idle_time(data_di
     assert not servers_under(runtime_dir)
     logs = [name for name in os.listdir(folder) if name.endswith(".log")]
     assert any("params.npz" in open(os.path.join(folder, name)).read() for name in logs)
+    # A runtime folder too deep for a socket's path: said, with what to do.
+    deep = os.path.join(runtime_dir, "d" * 90)
+    os.mkdir(deep, 0o700)
+    res = run_cli(["align", "--server", "auto", data_dir / "ref.fa", data_dir / "reads.fq", "-o", out], env={**env, "XDG_RUNTIME_DIR": deep})
+    assert_clean_error(res, "too long for a Unix socket", "XDG_RUNTIME_DIR")
+    assert not out.exists() and not servers_under(deep)
     # Without the network there is nothing to serve: no server, no folder needed.
     res = run_cli(["align", "--no-neural", "--server", "auto", data_dir / "ref.fa", data_dir / "reads.fq"], env=env)
     assert res.returncode == 0, res.stderr
