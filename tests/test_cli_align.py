@@ -782,3 +782,43 @@ def test_trace_into_a_missing_folder_is_a_clear_error(data_dir, tmp_path):
                   env={**os.environ, "NEUROMAP_TRACE": str(tmp_path / "missing" / "tl")})
     assert_clean_error(res, "NEUROMAP_TRACE=", "missing")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("reads_arg", ["-", "fifo"])
+def test_a_signal_taken_by_another_thread_still_ends_a_run_waiting_for_input(data_dir, tmp_path, reads_arg):
+    """The kernel hands a signal sent to the process to any of its threads; CPython runs the
+    handler in the main thread, which may be waiting for more input on a pipe that stays open.
+    SIGTERM sent to a worker thread (tgkill) must still end the run (143, no output) at once."""
+    import ctypes
+
+    out = tmp_path / "out.bam"
+    reads = "-"
+    if reads_arg == "fifo":
+        reads = str(tmp_path / "reads.fifo")
+        os.mkfifo(reads)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "neuromap", "align", "-t", "2", "--no-neural", "-K", "500", str(data_dir / "ref.fa"), reads, "-o", str(out)],
+        stdin=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    feeder = proc.stdin if reads == "-" else open(reads, "wb")  # noqa: SIM115 - kept open: the run waits for more
+    feeder.write((data_dir / "reads.fq").read_bytes() * 2)  # more than one read of the input: batches go to the workers
+    feeder.flush()
+    deadline = time.time() + 30
+    others: list[int] = []
+    while time.time() < deadline and not (any(".tmp-" in p.name for p in tmp_path.iterdir()) and others):
+        others = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid]
+        time.sleep(0.05)
+    time.sleep(0.5)  # every batch read so far is mapped: the main thread waits for input
+    assert others, "no thread besides the main one"
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.syscall(234, proc.pid, others[0], signal.SIGTERM) == 0  # tgkill (x86-64) to a thread that is not the main one
+    try:
+        assert proc.wait(timeout=20) == 143
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        feeder.close()
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    err = proc.stderr.read()
+    assert b"Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == b"neuromap: terminated"

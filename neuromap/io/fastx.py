@@ -15,6 +15,8 @@ import itertools
 import operator
 import os
 import re
+import select
+import stat
 import sys
 import zlib
 from dataclasses import dataclass
@@ -94,11 +96,48 @@ def _codes(joined: str, lengths: np.ndarray) -> np.ndarray:
     return codes
 
 
+class _Interruptible(io.RawIOBase):
+    """A pipe, FIFO or terminal, read after waits of at most 0.2 s for data. The kernel hands a
+    signal sent to the process (Ctrl-C, SIGTERM) to any of its threads, while CPython runs the
+    handler in the main thread, and only between bytecodes: a main thread blocked in read() on a
+    pipe that stays open would never run it, and the run would hang. Between two waits it does."""
+
+    def __init__(self, fd: int, closefd: bool):
+        self.fd, self.closefd = fd, closefd
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def readinto(self, buffer) -> int:
+        while not select.select([self.fd], [], [], 0.2)[0]:
+            pass
+        return os.readv(self.fd, [buffer])
+
+    def close(self) -> None:
+        if not self.closed and self.closefd:
+            os.close(self.fd)
+        super().close()
+
+
+def _waits_for_input(raw) -> bool:
+    """Whether reading `raw` may block for ever (anything but a regular file)."""
+    try:
+        return not stat.S_ISREG(os.fstat(raw.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return False
+
+
 def open_input(path: str) -> BinaryIO:
-    """Open a path (or '-' for stdin) for binary reading, decompressing gzip/BGZF by magic bytes."""
+    """Open a path (or '-' for stdin) for binary reading, decompressing gzip/BGZF by magic bytes.
+    A pipe, FIFO or terminal is read in short waits (_Interruptible)."""
     if path == "-":
         raw: BinaryIO = sys.stdin.buffer
         label = "<stdin>"
+        if _waits_for_input(raw):
+            raw = io.BufferedReader(_Interruptible(raw.fileno(), closefd=False))  # type: ignore[assignment]
     else:
         label = path
         if not os.path.exists(path):
@@ -109,6 +148,10 @@ def open_input(path: str) -> BinaryIO:
             raw = open(path, "rb")
         except OSError as exc:
             raise NeuromapError(f"{path}: cannot open: {exc.strerror}") from None
+        if _waits_for_input(raw):
+            fd = os.dup(raw.fileno())
+            raw.close()
+            raw = io.BufferedReader(_Interruptible(fd, closefd=True))  # type: ignore[assignment]
     buffered = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
     try:
         magic = buffered.peek(2)[:2]
