@@ -824,6 +824,41 @@ static void kmer_codes(const uint8_t *row, int64_t width, int64_t k, int64_t *ou
     }
 }
 
+/* Mate rescue's need (pairing.add_rescued): need[r, j] for read r and anchor slot j < anchors of
+ * its partner (r + n or r - n): the anchor is a placement, read r is at least k long, and none of
+ * r's valid placements pairs with it as FR on its contig at an insert within [bounds[0],
+ * bounds[1]] (the insert of pairing._fr_insert, compared as a double as numpy compares it). */
+EXPORT void nm_rescue_need(const uint8_t *valid, const int64_t *diagonal, const uint8_t *reverse, const int32_t *contig,
+                           const int64_t *length, int64_t n, int64_t slots, int64_t anchors, const double *bounds, int64_t k,
+                           uint8_t *need) {
+    const double low = bounds[0], high = bounds[1];
+    for (int64_t r = 0; r < 2 * n; r++) {
+        const int64_t p = r < n ? r + n : r - n, len_r = length[r], len_p = length[p];
+        for (int64_t j = 0; j < anchors; j++) {
+            const int64_t pa = p * slots + j;
+            uint8_t out = 0;
+            if (valid[pa] && len_r >= k) {
+                const int64_t a_diag = diagonal[pa];
+                const uint8_t a_rev = reverse[pa];
+                const int32_t a_ctg = contig[pa];
+                out = 1;
+                for (int64_t s = 0; s < slots; s++) {
+                    const int64_t rs = r * slots + s;
+                    if (!valid[rs] || contig[rs] != a_ctg || (reverse[rs] != 0) == (a_rev != 0)) continue;
+                    const int64_t fwd_start = a_rev ? diagonal[rs] : a_diag;
+                    const int64_t rev_end = a_rev ? a_diag + len_p : diagonal[rs] + len_r;
+                    const double ins = (double)(rev_end - fwd_start);
+                    if (ins >= low && ins <= high) {
+                        out = 0;
+                        break;
+                    }
+                }
+            }
+            need[r * anchors + j] = out;
+        }
+    }
+}
+
 /* Mate rescue's search (pairing._vote): per task, the diagonals (target column of query column 0)
  * with the most exact k-mer hits of the query in its target window, `hits` of them at least
  * `separation` apart; among equal votes the one nearest to expect[t] first. A query k-mer counts

@@ -143,36 +143,32 @@ def add_rescued(cands: Candidates, codes: np.ndarray, lengths: np.ndarray, n: in
     """Candidates with RESCUE_ANCHORS x RESCUE_HITS more slots per read, filled where a search of
     the window the insert size points to (from one of the partner's top placements) finds the read."""
     n_reads, slots = cands.valid.shape
-    partner = np.concatenate([np.arange(n, 2 * n), np.arange(n)])
     anchors = min(RESCUE_ANCHORS, slots)
-    more = anchors * RESCUE_HITS
+    columns = slots + anchors * RESCUE_HITS
     out = Candidates(
-        valid=np.concatenate([cands.valid, np.zeros((n_reads, more), bool)], axis=1),
-        diagonal=np.concatenate([cands.diagonal, np.zeros((n_reads, more), np.int64)], axis=1),
-        reverse=np.concatenate([cands.reverse, np.zeros((n_reads, more), bool)], axis=1),
-        contig=np.concatenate([cands.contig, np.zeros((n_reads, more), np.int32)], axis=1),
-        support=np.concatenate([cands.support, np.zeros((n_reads, more), np.int32)], axis=1),
+        valid=np.zeros((n_reads, columns), bool),
+        diagonal=np.zeros((n_reads, columns), np.int64),
+        reverse=np.zeros((n_reads, columns), bool),
+        contig=np.zeros((n_reads, columns), np.int32),
+        support=np.zeros((n_reads, columns), np.int32),
         n_clusters=cands.n_clusters,
     )
+    for field in ("valid", "diagonal", "reverse", "contig", "support"):
+        getattr(out, field)[:, :slots] = getattr(cands, field)
     if n == 0 or anchors == 0:
         return out
     length = lengths.astype(np.int64)
-    # For read r and anchor slot j of its partner p: does r already have a concordant candidate?
-    p_diag, p_rev, p_ctg = cands.diagonal[partner, :anchors], cands.reverse[partner, :anchors], cands.contig[partner, :anchors]
-    p_len = length[partner][:, None]
-    ins = _fr_insert(p_diag[:, :, None], p_rev[:, :, None], p_len[:, :, None],
-                     cands.diagonal[:, None, :], cands.reverse[:, None, :], length[:, None, None])
-    concordant = (
-        cands.valid[:, None, :]
-        & (cands.contig[:, None, :] == p_ctg[:, :, None])
-        & (cands.reverse[:, None, :] != p_rev[:, :, None])
-        & (ins >= model.low) & (ins <= model.high)
-    ).any(axis=2)
-    need = cands.valid[partner, :anchors] & ~concordant & (length[:, None] >= RESCUE_K)
+    # For read r and anchor slot j of its partner p: is the anchor a placement, and has r no
+    # candidate at a concordant distance from it (FR, one contig, insert within the model's range)?
+    need = np.zeros((n_reads, anchors), bool)
+    kernels.call("nm_rescue_need", np.ascontiguousarray(cands.valid, dtype=np.bool_), np.ascontiguousarray(cands.diagonal, dtype=np.int64),
+                 np.ascontiguousarray(cands.reverse, dtype=np.bool_), np.ascontiguousarray(cands.contig, dtype=np.int32), length, n, slots,
+                 anchors, np.array([model.low, model.high], np.float64), RESCUE_K, need)
     read, j = np.nonzero(need)
     if len(read) == 0:
         return out
-    a_diag, a_rev, a_ctg, a_len = p_diag[read, j], p_rev[read, j], p_ctg[read, j], length[partner[read]]
+    partner = np.where(read < n, read + n, read - n)
+    a_diag, a_rev, a_ctg, a_len = cands.diagonal[partner, j], cands.reverse[partner, j], cands.contig[partner, j], length[partner]
     r_len = length[read]
     # Range of the rescued read's start (its diagonal) for an insert within [low, high].
     lo_start = np.where(a_rev, a_diag + a_len - int(model.high), a_diag + int(model.low) - r_len)

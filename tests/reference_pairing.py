@@ -1,5 +1,6 @@
-"""The original numpy code of mate rescue's search (pairing._vote, vectorised over the tasks),
-kept as the oracle the compiled kernel nm_rescue_vote must match exactly."""
+"""The original numpy code of mate rescue's search (pairing._vote, vectorised over the tasks)
+and of its choice of the mates to search for (pairing.add_rescued), kept as the oracles the
+compiled kernels nm_rescue_vote and nm_rescue_need must match exactly."""
 
 from __future__ import annotations
 
@@ -51,3 +52,22 @@ def vote_numpy(query: np.ndarray, target: np.ndarray, expect: np.ndarray, k: int
         near = np.abs(np.arange(n_diag)[None, :] - best[:, None]) < separation
         tally[near] = 0
     return diags, votes
+
+
+def rescue_need_numpy(valid, diagonal, reverse, contig, lengths, n, low, high, anchors, k):
+    """need[r, j]: anchor slot j of read r's partner is a placement, r is at least k long, and
+    none of r's valid placements pairs with it as FR on one contig at an insert in [low, high]."""
+    partner = np.concatenate([np.arange(n, 2 * n), np.arange(n)])
+    length = lengths.astype(np.int64)
+    p_diag, p_rev, p_ctg = diagonal[partner, :anchors], reverse[partner, :anchors], contig[partner, :anchors]
+    p_len = length[partner][:, None, None]
+    diag_a, rev_a = p_diag[:, :, None], p_rev[:, :, None]
+    diag_b, len_b = diagonal[:, None, :], length[:, None, None]
+    ins = np.where(rev_a, diag_a + p_len, diag_b + len_b) - np.where(rev_a, diag_b, diag_a)
+    concordant = (
+        valid[:, None, :]
+        & (contig[:, None, :] == p_ctg[:, :, None])
+        & (reverse[:, None, :] != p_rev[:, :, None])
+        & (ins >= low) & (ins <= high)
+    ).any(axis=2)
+    return valid[partner, :anchors] & ~concordant & (length[:, None] >= k)

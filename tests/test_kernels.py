@@ -17,7 +17,7 @@ from neuromap.sketch import kmer_hashes, sketch_rows, sketch_sequence
 from neuromap.windows import gather_windows, oriented_reads
 from reference_align import (banded_align_numpy, gather_windows_numpy, reverse_complement_codes_numpy, traceback_numpy, ungapped_description_numpy,
                              ungapped_numpy)
-from reference_pairing import vote_numpy
+from reference_pairing import rescue_need_numpy, vote_numpy
 from reference_place import same_placement_numpy, unscored_numpy
 from reference_seed import find_candidates_numpy
 from reference_sketch import kmer_hashes_numpy, sketch_rows_numpy
@@ -411,3 +411,34 @@ def test_rescue_vote_matches_numpy(q_width, t_width):
     assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
     if q_width > 2 * RESCUE_K and t_width > q_width:
         assert (want[1] >= 2).sum() > n // 3  # the cases are exercised
+
+
+@pytest.mark.parametrize("slots, anchors, low, high", [(8, 2, 180.4, 619.6), (8, 2, 181.0, 620.0), (1, 1, 180.4, 619.6), (3, 2, 181.0, 620.0)])
+def test_rescue_need_matches_numpy(slots, anchors, low, high):
+    """Which mates rescue searches for (pairing.add_rescued): the kernel against the numpy it
+    replaced, on mates placed at, just inside, just outside and far from a concordant distance
+    (both strands, both orders), on another contig, on the same strand, invalid slots, and
+    reads shorter than a k-mer; the bounds fractional, as estimated ones are, or whole."""
+    rng = np.random.default_rng(slots * 10 + anchors)
+    n = 3000
+    lengths = rng.choice([150, 100, 10, 11, 250], 2 * n).astype(np.int32)
+    lengths[rng.random(2 * n) < 0.7] = 150
+    base = rng.integers(0, 1_000_000, (n, 1))
+    mate1 = base + rng.integers(-400, 400, (n, slots))
+    insert = rng.choice([180.0, 181.0, 182.0, 400.0, 619.0, 620.0, 621.0, 5000.0, -50.0], (n, slots))
+    rev1 = rng.random((n, slots)) < 0.5
+    # mate 2 where an FR pair of that insert puts it (from mate 1's slot), or anywhere
+    mate2 = np.where(rev1, mate1 + lengths[:n, None] - insert, mate1 + insert - lengths[n:, None]).astype(np.int64)
+    mate2 = np.where(rng.random((n, slots)) < 0.3, rng.integers(0, 1_000_000, (n, slots)), mate2)
+    diagonal = np.concatenate([mate1, rng.permutation(mate2.T).T]).astype(np.int64)
+    reverse = np.concatenate([rev1, np.where(rng.random((n, slots)) < 0.9, ~rev1, rev1)])
+    contig = rng.choice([0, 0, 0, 1], (2 * n, slots)).astype(np.int32)
+    valid = rng.random((2 * n, slots)) < 0.8
+    got = np.zeros((2 * n, anchors), bool)
+    kernels.call("nm_rescue_need", valid, diagonal, reverse, contig, lengths.astype(np.int64), n, slots, anchors,
+                 np.array([low, high]), 11, got)
+    want = rescue_need_numpy(valid, diagonal, reverse, contig, lengths, n, low, high, anchors, 11)
+    assert np.array_equal(got, want)
+    partner = np.concatenate([np.arange(n, 2 * n), np.arange(n)])
+    searchable = valid[partner, :anchors] & (lengths[:, None] >= 11)
+    assert (searchable & want).sum() > n // 20 and (searchable & ~want).sum() > n // 20  # both answers are exercised
