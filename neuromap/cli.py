@@ -117,6 +117,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
       NEUROMAP_PAIR_BUCKET    (read, window) pairs per model call (16 on a CPU, 1024 on a GPU)
       NEUROMAP_JAX_CACHE      the exported network and its compiled programs (default ~/.cache/neuromap/jax)
       NEUROMAP_DEVICE_EARLY   0: the network's process (--processes) starts CUDA only when JAX does
+      NEUROMAP_SPARE_WORKERS  worker processes beyond -t that compute while others wait for the network
+                              (--processes; default: as many as -t with the network on a GPU, else 0)
       NEUROMAP_SERVER         SOCKET or auto: as --server
       NEUROMAP_SERVER_IDLE_EXIT  seconds an auto server waits for another run before it ends (300)
       NEUROMAP_TRACE          PREFIX: each process writes a timeline to PREFIX.PID (benchmarks/timeline.py)
@@ -129,18 +131,19 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     processes = processes and threads > 1  # one worker is this process itself
     server = None
     server_path = server_path or None
+    spare = 0  # worker processes beyond -t (model_process.spare_workers)
     if not no_neural and server_path:
         # The network is in a `neuromap serve` (with `auto`, this user's for this model, started
         # now if none runs): check now that it answers and can run this model.
         from neuromap.model import ServerModel
-        from neuromap.model_process import AUTO_SERVER, auto_server_file, check_weights, ensure_auto_server
+        from neuromap.model_process import AUTO_SERVER, auto_server_file, check_weights, ensure_auto_server, spare_workers
 
         check_weights(weights_dir)
         for attempt in (1, 2):
             path = ensure_auto_server(weights_dir) if server_path == AUTO_SERVER else server_path
             probe = ServerModel(path, weights_dir)
             try:
-                probe.info()
+                device = probe.info()[3]
                 break
             except NeuromapError as exc:
                 # An auto server may end (idle) just as this run found it: start another, once.
@@ -151,14 +154,17 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
             finally:
                 probe.close()
         server_path = path
+        if processes:
+            spare = spare_workers(threads, device)
     elif not no_neural and processes:
         # The network's process (model_process.ModelServer) first: its start (importing JAX, starting the
         # device, loading the network: 1.2-1.7 s on the GPU machine) then overlaps the rest of
         # this one's. Ended at once if the run ends before handing it to align_records.
-        from neuromap.model_process import ModelServer, check_weights
+        from neuromap.model_process import ModelServer, check_weights, spare_workers
 
         check_weights(weights_dir)
-        server = ModelServer(weights_dir, threads)
+        spare = spare_workers(threads, None)
+        server = ModelServer(weights_dir, threads + spare)
         click.get_current_context().call_on_close(lambda: server.close(wait=False))
     if processes:
         from neuromap.threads import start_worker_server
@@ -196,6 +202,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         paired=paired,
         insert=parse_insert(insert_size) if insert_size else None,
         server=server_path if not no_neural else None,
+        spare_workers=spare,
     )
     limit_malloc_arenas(threads)  # before the first thread starts
     if opts.neural and server is None and opts.server is None:  # with a model process or a server, theirs
@@ -246,7 +253,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         sink.discard()
     seconds = time.perf_counter() - started
     summary = run_summary(totals, seconds, opts.neural)
-    summary["workers"] = f"{threads} {'processes' if processes else 'threads'}"
+    summary["workers"] = f"{threads} {'processes' if processes else 'threads'}" + (f" (+{spare} spare)" if opts.spare_workers else "")
     if progress is not False:
         click.echo(
             f"neuromap: {summary['reads']} reads, {summary['mapped_pct']:.2f} % mapped, "

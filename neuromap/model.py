@@ -28,6 +28,7 @@ from neuromap import trace
 from neuromap.errors import NeuromapError
 from neuromap.model_process import GREETING_PROTOCOL, compute_dtype, greeting
 from neuromap.model_process import source_digest as _model_source_digest
+from neuromap.threads import waiting
 
 WIDTH_BUCKET = 32
 
@@ -462,8 +463,9 @@ class RemoteModel:
     def _ask(self, *message):
         trace.event("ask", message[0])
         try:
-            self.conn.send(message)
-            reply = self.conn.recv()
+            with waiting():  # a worker beyond -t may compute meanwhile (threads.computing)
+                self.conn.send(message)
+                reply = self.conn.recv()
             trace.event("answered", message[0])
         except (EOFError, OSError):
             raise NeuromapError(f"{self.who} ended before answering (out of memory, or stopped?)") from None

@@ -32,7 +32,8 @@ from neuromap.model_process import ModelServer
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
 from neuromap.slots import BatchSlots, InSlot, put_text, take_batch
-from neuromap.threads import exit_with_parent, sigint_ignored, single_threaded_blas_children, start_worker_server
+from neuromap.threads import (computing, exit_with_parent, sigint_ignored, single_threaded_blas_children, start_worker_server,
+                              use_compute_tokens)
 from neuromap.texts import Texts
 from neuromap.windows import gather_windows, make_pairs
 
@@ -54,6 +55,7 @@ class AlignOptions:
     paired: bool = False  # records are (mate 1, mate 2) tuples
     insert: InsertModel | None = None  # given with -I; None: estimated from the first pairs
     server: str | None = None  # the socket of a `neuromap serve` that runs the network (None: this run loads it)
+    spare_workers: int = 0  # with processes: workers beyond `threads`, computing while others wait for the network
 
 
 # Alignment points (two mismatches with the default scoring) by which the description at the
@@ -587,14 +589,17 @@ def limit_malloc_arenas(threads: int) -> None:
     mallopt(m_arena_max, threads + 2)
 
 
-def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, parent: int) -> None:
+def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, parent: int, tokens=None) -> None:
     """A worker process: its own view of the memory-mapped index (the pages are shared through the
     page cache) and its own kernels. The network is in the model's process (model_process.ModelServer),
-    which scores the worker's pairs over a pipe of its own (model.RemoteModel): no JAX here."""
+    which scores the worker's pairs over a pipe of its own (model.RemoteModel): no JAX here.
+    `tokens`: with spare workers, the semaphore of `opts.threads` compute tokens the workers share
+    (threads.computing)."""
     global _WORKER_STATE
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
     limit_malloc_arenas(1)
     exit_with_parent(parent)
+    use_compute_tokens(tokens)
     trace.event("worker")
     _WORKER_STATE = (load_index(index_path), opts)
     if opts.neural and opts.server:
@@ -615,6 +620,11 @@ def _pack_batch(records, paired: bool):
 
 def _work_in_worker(packed, model=None):
     assert _WORKER_STATE is not None
+    with computing():
+        return _work_in_this_worker(packed, model)
+
+
+def _work_in_this_worker(packed, model):
     index, opts = _WORKER_STATE
     trace.event("batch")
     if isinstance(packed, InSlot):  # the batch's bytes, and then its SAM, in shared memory
@@ -639,7 +649,7 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     (sketch, seeding, DP, traceback, the network) are compiled code that releases the GIL, so
     threads scale and share one index, one copy of the compiled kernels and one JAX runtime.
     The calling thread reads the batches ahead of the workers. At most
-    2 x threads batches are in flight, which bounds memory.
+    2 x threads batches are in flight (plus one per spare worker, below), which bounds memory.
 
     With `opts.processes` the workers are processes instead (forked from multiprocessing's fork
     server, which has imported this module: threads.start_worker_server): the per-read Python of a batch (batching, SAM text, the pair posterior) holds the GIL,
@@ -648,6 +658,13 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     holds the model and answers the workers' calls (model_process.ModelServer). Batches of FASTQ bytes go
     to the workers, and their SAM comes back, through shared memory (neuromap.slots). The output
     is the same.
+
+    Spare workers (`opts.spare_workers`, with processes and the network; model_process.spare_workers
+    makes as many as `threads` where the network runs on a GPU): that many more worker processes,
+    of which only `threads` compute at once. Each holds one of `threads` tokens (a semaphore) while
+    it computes and gives it back while it waits for the network (threads.computing, waiting), so
+    the core of a worker waiting for the network goes to another's batch, and while the network
+    starts twice as many batches get their seeds and DP done. The output is the same.
 
     Pairs: until the insert size is known (from -I), it is estimated here, in input order, from
     the seeds of the batches so far (`insert_from_seeds`), before each batch goes to the workers:
@@ -661,8 +678,8 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     own. The output is the same.
 
     `model_server`: with worker processes and the network, the model's process already started
-    (spawned, for opts.threads workers), which this then owns and closes; by default it is started
-    here.
+    (spawned, for opts.threads + opts.spare_workers workers), which this then owns and closes; by
+    default it is started here.
     """
     model = opts.insert
     samples = np.zeros(0, np.int64)
@@ -671,7 +688,9 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     pool = shared = None
     server = model_server
     use_shared = opts.processes and BatchSlots.available()
-    sent = 0  # batches sent through slots: the b-th travels in slot b % (2 x threads)
+    spare = opts.spare_workers if opts.processes and opts.neural and opts.threads > 1 else 0
+    in_flight = 2 * opts.threads + spare  # a batch waiting for each computing worker, besides the workers' own
+    sent = 0  # batches sent through slots: the b-th travels in slot b % in_flight
 
     def submit(recs, *args):
         nonlocal shared, sent, use_shared
@@ -685,7 +704,7 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
                 packed = _pack_batch(recs, opts.paired)
                 if use_shared and shared is None and isinstance(packed, (RawBatch, RawPairs)):
                     try:
-                        shared = BatchSlots(2 * opts.threads, packed, opts.batch_size)
+                        shared = BatchSlots(in_flight, packed, opts.batch_size)
                     except OSError:  # no shared memory to be had: the pipes, as without memfd
                         use_shared = False
                 if shared is not None and isinstance(packed, (RawBatch, RawPairs)):
@@ -705,14 +724,15 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             cleanup.enter_context(single_threaded_blas_children())  # the processes started from here on
             pipes: list = []
             if opts.neural and not opts.server:  # a fresh interpreter (fork is unsafe once a device runtime runs), and first: its start is the longest
-                server = server or ModelServer(opts.weights_dir, opts.threads)
+                server = server or ModelServer(opts.weights_dir, opts.threads + spare)
                 pipes = server.worker_ends()
             context = start_worker_server()
             slots = context.Queue()
             for slot in range(len(pipes)):
                 slots.put(slot)
-            pool = ProcessPoolExecutor(opts.threads, mp_context=context, initializer=_init_worker,
-                                       initargs=(index.path, opts, pipes, slots, os.getpid()))
+            tokens = context.BoundedSemaphore(opts.threads) if spare else None
+            pool = ProcessPoolExecutor(opts.threads + spare, mp_context=context, initializer=_init_worker,
+                                       initargs=(index.path, opts, pipes, slots, os.getpid(), tokens))
         elif opts.threads > 1:
             pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="neuromap-map")
         pending: deque = deque()
@@ -731,7 +751,7 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
                     on_insert(model, len(samples))
             trace.event("submit")
             pending.append(submit(recs, model))
-            if len(pending) >= 2 * opts.threads:
+            if len(pending) >= in_flight:
                 yield done(pending.popleft())
                 trace.event("written")
         while pending:

@@ -826,3 +826,67 @@ def test_a_signal_taken_by_another_thread_still_ends_a_run_waiting_for_input(dat
     err = proc.stderr.read()
     assert b"Traceback" not in err, err
     assert err.strip().splitlines()[-1] == b"neuromap: terminated"
+
+
+def computing_intervals(prefix):
+    """Per worker process, from a NEUROMAP_TRACE timeline: the intervals it computed in (a batch's
+    start to its first model call, from each answer to the next call or the batch's end)."""
+    import glob
+
+    events = []
+    for path in glob.glob(f"{prefix}.*"):
+        with open(path) as fh:
+            events += [line.rstrip("\n").split("\t") for line in fh]
+    intervals, since = [], {}
+    for t, pid, _, name, _ in sorted(events, key=lambda e: float(e[0])):
+        if name in ("batch", "answered"):
+            since[pid] = float(t)
+        elif name in ("ask", "batch-done") and pid in since:
+            intervals.append((pid, since.pop(pid), float(t)))
+    return intervals
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_spare_workers_compute_only_while_others_wait_for_the_network(data_dir, tmp_path, paired):
+    """Worker processes beyond -t (NEUROMAP_SPARE_WORKERS; by default as many as -t where the
+    network runs on a GPU): each computes only while it holds one of -t tokens, which a worker
+    gives back while it waits for the network. So more than -t workers map batches, never more
+    than -t at once, and the output is that of -t workers alone."""
+    reads = [data_dir / "reads_1.fq", data_dir / "reads_2.fq"] if paired else [data_dir / "reads.fq"]
+    stats, prefix = tmp_path / "run.json", tmp_path / "tl"
+    args = ["align", "-t", "2", "--processes", "-K", "200", data_dir / "ref.fa", *reads]
+    spare = run_cli([*args, "--stats", stats], env={**os.environ, "NEUROMAP_SPARE_WORKERS": "2", "NEUROMAP_TRACE": str(prefix)})
+    alone = run_cli(args, env={**os.environ, "NEUROMAP_SPARE_WORKERS": "0"})
+    assert spare.returncode == 0 and alone.returncode == 0, spare.stderr + alone.stderr
+    assert records(spare.stdout) == records(alone.stdout) and len(records(alone.stdout)) == (2000 if paired else 3000)
+    assert json.loads(stats.read_text())["workers"] == "2 processes (+2 spare)"
+    intervals = computing_intervals(prefix)
+    assert len({pid for pid, _, _ in intervals}) > 2  # more workers than -t mapped batches
+    edges = sorted([(start, 1) for _, start, _ in intervals] + [(end, -1) for _, _, end in intervals])  # ends first at a tie
+    running = [0]
+    for _, step in edges:
+        running.append(running[-1] + step)
+    assert max(running) <= 2
+
+
+def test_spare_workers_setting_must_be_a_number(data_dir):
+    res = run_cli(["align", "-t", "2", "--processes", data_dir / "ref.fa", data_dir / "reads.fq"],
+                  env={**os.environ, "NEUROMAP_SPARE_WORKERS": "many"})
+    assert_clean_error(res, "NEUROMAP_SPARE_WORKERS")
+    assert res.stdout == ""
+
+
+def test_spare_workers_only_where_the_network_runs_on_an_accelerator(monkeypatch):
+    from neuromap import model_process
+
+    monkeypatch.delenv("NEUROMAP_SPARE_WORKERS", raising=False)
+    assert model_process.spare_workers(16, "gpu (NVIDIA H200)") == 16
+    assert model_process.spare_workers(16, "cpu") == 0
+    monkeypatch.setattr(model_process, "cuda_may_run", lambda: True)
+    assert model_process.spare_workers(8, None) == 8  # not known yet: guessed
+    monkeypatch.setattr(model_process, "cuda_may_run", lambda: False)
+    assert model_process.spare_workers(8, None) == 0
+    monkeypatch.setenv("NEUROMAP_SPARE_WORKERS", "3")
+    assert model_process.spare_workers(8, "cpu") == 3
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    assert not model_process.cuda_may_run()
