@@ -306,14 +306,21 @@ if wants pe-scale; then
         done
         wait "${COPIES[@]}"
     fi
-    timeout 400 "$PY" benchmarks/bench_server.py --workdir "$PE10" --pe-workdir "$PE10" --threads "$THREADS" --sizes --pairs $((10 * PE_PAIRS)) \
-        --repeats 2 --processes > "$OUT/RESULTS-gpu-pe-scale.md"; cat "$OUT/RESULTS-gpu-pe-scale.md"
+    # PE_SCALE_SPARE: NEUROMAP_SPARE_WORKERS of each pass ("default": align's own choice)
+    for sp in ${PE_SCALE_SPARE:-default}; do
+        suffix=""; [ "$sp" = default ] || suffix="-spare$sp"
+        ( [ "$sp" = default ] || export NEUROMAP_SPARE_WORKERS=$sp
+          echo "NEUROMAP_SPARE_WORKERS: ${NEUROMAP_SPARE_WORKERS:-unset, align decides}"
+          timeout 400 "$PY" benchmarks/bench_server.py --workdir "$PE10" --pe-workdir "$PE10" --threads "$THREADS" --sizes --pairs $((10 * PE_PAIRS)) \
+              --repeats 2 --processes ) > "$OUT/RESULTS-gpu-pe-scale$suffix.md"; cat "$OUT/RESULTS-gpu-pe-scale$suffix.md"
+    done
 fi
 # A/B of whole runs on the same machine: this tree's neuromap ("new"), the package in $OLD_TREE
 # when there is one ("old": an earlier commit's neuromap/, git archive COMMIT neuromap | tar -x -C
 # .old), and "new" with an environment: new-late (NEUROMAP_DEVICE_EARLY=0), new-blocking (the
 # network's host threads block while the GPU works instead of spinning:
-# TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync); AB_VARIANTS picks (default "new
+# TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync), new-nospare (no spare worker processes:
+# NEUROMAP_SPARE_WORKERS=0); AB_VARIANTS picks (default "new
 # new-blocking"). Wall seconds, SAM to /dev/null, -t $THREADS --processes, in turn twice on 10 x
 # the SE reads, once on the SE reads and once on the PE pairs, then each variant traced once on
 # the SE reads.
@@ -328,15 +335,21 @@ if wants ab; then
             new) "$PY" -m neuromap align --quiet "$@" ;;
             new-late) NEUROMAP_DEVICE_EARLY=0 "$PY" -m neuromap align --quiet "$@" ;;
             new-blocking) TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync "$PY" -m neuromap align --quiet "$@" ;;
+            new-nospare) NEUROMAP_SPARE_WORKERS=0 "$PY" -m neuromap align --quiet "$@" ;;
         esac
     }
     VARIANTS=${AB_VARIANTS:-new new-blocking}; [ -d "$OLD_TREE/neuromap" ] && VARIANTS="old $VARIANTS"
     {
         echo "# A/B ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS --processes, SAM to /dev/null): wall seconds"
         P1="$WORK/pe/r1.fq"; P2="$WORK/pe/r2.fq"; PG="$WORK/pe/genome.fa"
+        echo
+        for v in $VARIANTS; do variant "$v" --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null; done
+        for v in $VARIANTS; do
+            variant "$v" --processes -t "$THREADS" --stats "$WORK/ab-stats.json" "$G" <(head -n 4000 "$R") > /dev/null
+            echo "- workers of $v: $(grep '"workers"' "$WORK/ab-stats.json" | tr -d ' ')"
+        done
         echo; echo "| variant | $(( $(wc -l < "$BIG") / 4 )) reads, round 1 | round 2 | $(( $(wc -l < "$R") / 4 )) reads | $(( $(wc -l < "$P1") / 4 )) pairs |"; echo "|---|---|---|---|---|"
         declare -A T1 T2 T3 T4
-        for v in $VARIANTS; do variant "$v" --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null; done
         for v in $VARIANTS; do T1[$v]=$( { time variant "$v" --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 ); done
         for v in $VARIANTS; do T2[$v]=$( { time variant "$v" --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 ); done
         for v in $VARIANTS; do T3[$v]=$( { time variant "$v" --processes -t "$THREADS" "$G" "$R" > /dev/null; } 2>&1 ); done

@@ -151,7 +151,7 @@ def cuda_may_run() -> bool:
     platforms = os.environ.get("JAX_PLATFORMS", "")
     return not ((platforms and not any(p in platforms for p in ("cuda", "gpu")))
                 or os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1")
-                or not os.path.exists("/dev/nvidiactl")
+                or not (os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0"))
                 or not any(importlib.util.find_spec(m) for m in ("jax_cuda13_plugin", "jax_cuda12_plugin")))
 
 
