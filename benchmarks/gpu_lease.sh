@@ -319,8 +319,8 @@ fi
 # when there is one ("old": an earlier commit's neuromap/, git archive COMMIT neuromap | tar -x -C
 # .old), and "new" with an environment: new-late (NEUROMAP_DEVICE_EARLY=0), new-blocking (the
 # network's host threads block while the GPU works instead of spinning:
-# TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync), new-nospare (no spare worker processes:
-# NEUROMAP_SPARE_WORKERS=0); AB_VARIANTS picks (default "new
+# TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync), new-spare (as many spare worker processes
+# as -t: NEUROMAP_SPARE_WORKERS=$THREADS); AB_VARIANTS picks (default "new
 # new-blocking"). Wall seconds, SAM to /dev/null, -t $THREADS --processes, in turn twice on 10 x
 # the SE reads, once on the SE reads and once on the PE pairs, then each variant traced once on
 # the SE reads.
@@ -335,7 +335,7 @@ if wants ab; then
             new) "$PY" -m neuromap align --quiet "$@" ;;
             new-late) NEUROMAP_DEVICE_EARLY=0 "$PY" -m neuromap align --quiet "$@" ;;
             new-blocking) TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync "$PY" -m neuromap align --quiet "$@" ;;
-            new-nospare) NEUROMAP_SPARE_WORKERS=0 "$PY" -m neuromap align --quiet "$@" ;;
+            new-spare) NEUROMAP_SPARE_WORKERS=$THREADS "$PY" -m neuromap align --quiet "$@" ;;
         esac
     }
     VARIANTS=${AB_VARIANTS:-new new-blocking}; [ -d "$OLD_TREE/neuromap" ] && VARIANTS="old $VARIANTS"

@@ -118,7 +118,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
       NEUROMAP_JAX_CACHE      the exported network and its compiled programs (default ~/.cache/neuromap/jax)
       NEUROMAP_DEVICE_EARLY   0: the network's process (--processes) starts CUDA only when JAX does
       NEUROMAP_SPARE_WORKERS  worker processes beyond -t that compute while others wait for the network
-                              (--processes; default: as many as -t with the network on a GPU, else 0)
+                              (--processes with the network; default 0; for a GPU: try -t)
       NEUROMAP_SERVER         SOCKET or auto: as --server
       NEUROMAP_SERVER_IDLE_EXIT  seconds an auto server waits for another run before it ends (300)
       NEUROMAP_TRACE          PREFIX: each process writes a timeline to PREFIX.PID (benchmarks/timeline.py)
@@ -143,7 +143,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
             path = ensure_auto_server(weights_dir) if server_path == AUTO_SERVER else server_path
             probe = ServerModel(path, weights_dir)
             try:
-                device = probe.info()[3]
+                probe.info()
                 break
             except NeuromapError as exc:
                 # An auto server may end (idle) just as this run found it: start another, once.
@@ -155,7 +155,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
                 probe.close()
         server_path = path
         if processes:
-            spare = spare_workers(threads, device)
+            spare = spare_workers()
     elif not no_neural and processes:
         # The network's process (model_process.ModelServer) first: its start (importing JAX, starting the
         # device, loading the network: 1.2-1.7 s on the GPU machine) then overlaps the rest of
@@ -163,7 +163,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         from neuromap.model_process import ModelServer, check_weights, spare_workers
 
         check_weights(weights_dir)
-        spare = spare_workers(threads, None)
+        spare = spare_workers()
         server = ModelServer(weights_dir, threads + spare)
         click.get_current_context().call_on_close(lambda: server.close(wait=False))
     if processes:

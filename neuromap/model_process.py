@@ -143,31 +143,15 @@ class ModelServer:
 SCHEDULE_FLAGS = {None: 0, "spin": 0x01, "yield": 0x02, "blocking_sync": 0x04}
 
 
-def cuda_may_run() -> bool:
-    """Whether JAX may run on an NVIDIA GPU here, without importing it: a CUDA plugin is installed,
-    JAX_PLATFORMS and CUDA_VISIBLE_DEVICES allow it, and the driver's device files exist."""
-    import importlib.util
-
-    platforms = os.environ.get("JAX_PLATFORMS", "")
-    return not ((platforms and not any(p in platforms for p in ("cuda", "gpu")))
-                or os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1")
-                or not (os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0"))
-                or not any(importlib.util.find_spec(m) for m in ("jax_cuda13_plugin", "jax_cuda12_plugin")))
-
-
-def spare_workers(threads: int, device: str | None) -> int:
+def spare_workers() -> int:
     """Worker processes beyond -t for `align --processes` with the network (pipeline.align_records):
-    as many again where the network runs on an accelerator (`device` as model.device_name says,
-    e.g. "gpu (NVIDIA H200)"; None: not known yet, guessed by cuda_may_run), where a worker waiting
-    for it leaves its core idle; none where it runs on the CPU, whose cores it needs itself.
-    NEUROMAP_SPARE_WORKERS sets the number."""
-    value = os.environ.get("NEUROMAP_SPARE_WORKERS", "").strip()
-    if value:
-        if not value.isdigit():
-            raise NeuromapError(f"NEUROMAP_SPARE_WORKERS={value!r}: expected a whole number of workers (0: none)")
-        return int(value)
-    on_accelerator = cuda_may_run() if device is None else not device.startswith("cpu")
-    return threads if on_accelerator else 0
+    NEUROMAP_SPARE_WORKERS, none by default. They are for a network on a GPU, where a worker that
+    waits for it leaves its core idle; on the CPU the network needs the cores itself. Not yet the
+    default on a GPU: not yet measured there (benchmarks/README.md)."""
+    value = os.environ.get("NEUROMAP_SPARE_WORKERS", "").strip() or "0"
+    if not value.isdigit():
+        raise NeuromapError(f"NEUROMAP_SPARE_WORKERS={value!r}: expected a whole number of workers (0: none)")
+    return int(value)
 
 
 def start_device_early():
@@ -180,8 +164,15 @@ def start_device_early():
     loads; NEUROMAP_DEVICE_EARLY=0 turns it off. The context gets the flags that XLA's
     TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE asks for (SCHEDULE_FLAGS; an unknown value: no early
     start, and XLA reports it). Returns the thread, or None."""
+    import importlib.util
+
+    platforms = os.environ.get("JAX_PLATFORMS", "")
     schedule = os.environ.get("TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE")
-    if os.environ.get("NEUROMAP_DEVICE_EARLY", "1") == "0" or schedule not in SCHEDULE_FLAGS or not cuda_may_run():
+    if (os.environ.get("NEUROMAP_DEVICE_EARLY", "1") == "0"
+            or schedule not in SCHEDULE_FLAGS
+            or (platforms and not any(p in platforms for p in ("cuda", "gpu")))
+            or os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1")
+            or not any(importlib.util.find_spec(m) for m in ("jax_cuda13_plugin", "jax_cuda12_plugin"))):
         return None
     import ctypes
     import threading

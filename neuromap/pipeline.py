@@ -659,8 +659,8 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     to the workers, and their SAM comes back, through shared memory (neuromap.slots). The output
     is the same.
 
-    Spare workers (`opts.spare_workers`, with processes and the network; model_process.spare_workers
-    makes as many as `threads` where the network runs on a GPU): that many more worker processes,
+    Spare workers (`opts.spare_workers`, with processes and the network: NEUROMAP_SPARE_WORKERS,
+    for a network on a GPU): that many more worker processes,
     of which only `threads` compute at once. Each holds one of `threads` tokens (a semaphore) while
     it computes and gives it back while it waits for the network (threads.computing, waiting), so
     the core of a worker waiting for the network goes to another's batch, and while the network

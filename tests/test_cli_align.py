@@ -848,9 +848,8 @@ def computing_intervals(prefix):
 
 @pytest.mark.parametrize("paired", [False, True])
 def test_spare_workers_compute_only_while_others_wait_for_the_network(data_dir, tmp_path, paired):
-    """Worker processes beyond -t (NEUROMAP_SPARE_WORKERS; by default as many as -t where the
-    network runs on a GPU): each computes only while it holds one of -t tokens, which a worker
-    gives back while it waits for the network. So more than -t workers map batches, never more
+    """Worker processes beyond -t (NEUROMAP_SPARE_WORKERS, for a network on a GPU): each computes
+    only while it holds one of -t tokens, which a worker gives back while it waits for the network. So more than -t workers map batches, never more
     than -t at once, and the output is that of -t workers alone."""
     reads = [data_dir / "reads_1.fq", data_dir / "reads_2.fq"] if paired else [data_dir / "reads.fq"]
     stats, prefix = tmp_path / "run.json", tmp_path / "tl"
@@ -869,24 +868,15 @@ def test_spare_workers_compute_only_while_others_wait_for_the_network(data_dir, 
     assert max(running) <= 2
 
 
-def test_spare_workers_setting_must_be_a_number(data_dir):
+def test_spare_workers_setting_must_be_a_number(data_dir, tmp_path):
     res = run_cli(["align", "-t", "2", "--processes", data_dir / "ref.fa", data_dir / "reads.fq"],
                   env={**os.environ, "NEUROMAP_SPARE_WORKERS": "many"})
     assert_clean_error(res, "NEUROMAP_SPARE_WORKERS")
     assert res.stdout == ""
-
-
-def test_spare_workers_only_where_the_network_runs_on_an_accelerator(monkeypatch):
-    from neuromap import model_process
-
-    monkeypatch.delenv("NEUROMAP_SPARE_WORKERS", raising=False)
-    assert model_process.spare_workers(16, "gpu (NVIDIA H200)") == 16
-    assert model_process.spare_workers(16, "cpu") == 0
-    monkeypatch.setattr(model_process, "cuda_may_run", lambda: True)
-    assert model_process.spare_workers(8, None) == 8  # not known yet: guessed
-    monkeypatch.setattr(model_process, "cuda_may_run", lambda: False)
-    assert model_process.spare_workers(8, None) == 0
-    monkeypatch.setenv("NEUROMAP_SPARE_WORKERS", "3")
-    assert model_process.spare_workers(8, "cpu") == 3
-    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
-    assert not model_process.cuda_may_run()
+    # none by default, and none without the network (nothing to wait for)
+    stats = tmp_path / "run.json"
+    env = {k: v for k, v in os.environ.items() if k != "NEUROMAP_SPARE_WORKERS"}
+    for extra in ([], ["--no-neural"]):
+        res = run_cli(["align", "-t", "2", "--processes", *extra, "--stats", stats, data_dir / "ref.fa", data_dir / "reads.fq"],
+                      env=env if not extra else {**env, "NEUROMAP_SPARE_WORKERS": "2"})
+        assert res.returncode == 0 and json.loads(stats.read_text())["workers"] == "2 processes", res.stderr
