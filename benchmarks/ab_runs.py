@@ -48,7 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old", help="a folder holding the earlier neuromap/ package")
     ap.add_argument("--workdir", default=os.path.join(HERE, "work"))
-    ap.add_argument("--sizes", type=int, nargs="+", default=[4000, 20000], help="single-end inputs: first N reads")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[4000, 20000], help="single-end inputs: first N reads (none: pairs only)")
     ap.add_argument("--pairs", type=int, nargs="*", default=[4000], help="paired inputs: first N pairs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
