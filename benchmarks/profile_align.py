@@ -101,7 +101,7 @@ def main() -> None:
     print(f"{args.n} {unit} in {total:.2f} s ({where}, one process, under the profiler): {args.n / total:,.0f} {unit}/s\n")
     print("| stage | seconds | share |\n|---|---|---|")
     for stage, secs in sorted(cumulative.items(), key=lambda kv: -kv[1]):
-        print(f"| {stage} | {secs:.2f} | {100 * secs / total:.0f} % |")
+        print(f"| {stage} | {secs:.3f} | {100 * secs / total:.0f} % |")
 
 
 def kernel_times(run, n_reads: int, batch_size: int, header: str, where: str, unit: str = "reads") -> None:
