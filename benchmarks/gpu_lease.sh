@@ -320,7 +320,9 @@ fi
 # .old), and "new" with an environment: new-late (NEUROMAP_DEVICE_EARLY=0), new-blocking (the
 # network's host threads block while the GPU works instead of spinning:
 # TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync), new-spare (as many spare worker processes
-# as -t: NEUROMAP_SPARE_WORKERS=$THREADS); AB_VARIANTS picks (default "new
+# as -t: NEUROMAP_SPARE_WORKERS=$THREADS), new-avx512 (this tree with the kernels built with
+# -DNEUROMAP_AVX512: AVX-512 clones of the SIMD loops, or .bin/neuromap_kernels_avx512.so, in a
+# copy of the package, and both trees' seconds per kernel); AB_VARIANTS picks (default "new
 # new-blocking"). Wall seconds, SAM to /dev/null, -t $THREADS --processes, in turn twice on 10 x
 # the SE reads, once on the SE reads and once on the PE pairs, then each variant traced once on
 # the SE reads.
@@ -336,9 +338,19 @@ if wants ab; then
             new-late) NEUROMAP_DEVICE_EARLY=0 "$PY" -m neuromap align --quiet "$@" ;;
             new-blocking) TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync "$PY" -m neuromap align --quiet "$@" ;;
             new-spare) NEUROMAP_SPARE_WORKERS=$THREADS "$PY" -m neuromap align --quiet "$@" ;;
+            new-avx512) (cd "$AVX_TREE" && "$PY" -m neuromap align --quiet "$@") ;;
         esac
     }
     VARIANTS=${AB_VARIANTS:-new new-blocking}; [ -d "$OLD_TREE/neuromap" ] && VARIANTS="old $VARIANTS"
+    AVX_TREE="$WORK/avx512-tree"
+    if [[ " $VARIANTS " == *" new-avx512 "* ]]; then
+        rm -rf "$AVX_TREE"; mkdir -p "$AVX_TREE/benchmarks"; cp -r neuromap "$AVX_TREE/"; rm -f "$AVX_TREE"/neuromap/_kernels*.so
+        cp benchmarks/profile_align.py "$AVX_TREE/benchmarks/"
+        EXT=$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+        gcc -O3 -std=gnu11 -shared -fPIC -DNEUROMAP_NO_PYTHON -DNEUROMAP_AVX512 neuromap/_kernels.c -o "$AVX_TREE/neuromap/_kernels$EXT" ||
+            cp .bin/neuromap_kernels_avx512.so "$AVX_TREE/neuromap/_kernels$EXT"
+        "$PY" -m compileall -q "$AVX_TREE/neuromap" > /dev/null
+    fi
     {
         echo "# A/B ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS --processes, SAM to /dev/null): wall seconds"
         P1="$WORK/pe/r1.fq"; P2="$WORK/pe/r2.fq"; PG="$WORK/pe/genome.fa"
@@ -358,6 +370,17 @@ if wants ab; then
         for v in $VARIANTS; do echo "| neuromap $v | ${T1[$v]} | ${T2[$v]} | ${T3[$v]} | ${T4[$v]} |"; done
         echo "| neuromap new --no-neural | $( { time "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 ) | | | $( { time "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$PG" "$P1" "$P2" > /dev/null 2>/dev/null; } 2>&1 ) |"
         echo "| minimap2 -x sr | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$BIG" > /dev/null 2>/dev/null; } 2>&1 ) | | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$R" > /dev/null 2>/dev/null; } 2>&1 ) | $( { time minimap2 -a -x sr -t "$THREADS" "$PG" "$P1" "$P2" > /dev/null 2>/dev/null; } 2>&1 ) |"
+        if [[ " $VARIANTS " == *" new-avx512 "* ]]; then
+            echo
+            grep -q avx512bw /proc/cpuinfo && echo "- this CPU has AVX-512 (new-avx512 runs its clones)" || echo "- this CPU has no AVX-512: new-avx512 runs the AVX2 code"
+            cmp -s <(variant new --processes -t "$THREADS" "$G" "$R" | grep -v '^@PG') <(variant new-avx512 --processes -t "$THREADS" "$G" "$R" | grep -v '^@PG') &&
+                cmp -s <(variant new --processes -t "$THREADS" "$PG" "$P1" "$P2" | grep -v '^@PG') <(variant new-avx512 --processes -t "$THREADS" "$PG" "$P1" "$P2" | grep -v '^@PG') &&
+                echo "- new-avx512's SAM is new's, record for record, on the reads and the pairs" || echo "- new-avx512's SAM DIFFERS from new's"
+            for tree in "$PWD" "$AVX_TREE"; do
+                echo; echo "Seconds per kernel, one process, $( [ "$tree" = "$PWD" ] && echo new || echo new-avx512):"; echo
+                "$PY" "$tree/benchmarks/profile_align.py" "$G" "$R" --reads $((10 * 4000)) --kernels | sed -n '3,12p'
+            done
+        fi
         for v in $VARIANTS; do
             rm -f "$WORK"/tl.*
             NEUROMAP_TRACE="$WORK/tl" variant "$v" --processes -t "$THREADS" "$G" "$R" > /dev/null

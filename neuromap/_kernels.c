@@ -24,10 +24,17 @@
 
 #define EXPORT __attribute__((visibility("default")))
 /* An AVX2 clone of the DP row, picked when the library loads (ifunc), where the toolchain can:
- * x86-64 Linux with GCC or clang. Elsewhere (aarch64, macOS) the portable build alone. */
+ * x86-64 Linux with GCC or clang. Elsewhere (aarch64, macOS) the portable build alone.
+ * -DNEUROMAP_AVX512 adds an AVX-512 clone (16 int32 lanes instead of 8), for the GPU machine's
+ * Xeon: not yet the default, its gain not yet measured (benchmarks/gpu_lease.sh, ab variant
+ * new-avx512). */
 #if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
+#ifdef NEUROMAP_AVX512
+#define DP_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
 #define DP_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
 #endif
 #endif
 #ifndef DP_CLONES
