@@ -341,6 +341,32 @@ def test_the_c_file_also_builds_as_a_plain_library(tmp_path):
     assert all(hasattr(plain, name) for name in kernels._SIGNATURES)
 
 
+def test_the_avx512_build_compiles_and_gives_the_same_hashes(tmp_path):
+    """-DNEUROMAP_AVX512 (an arch=x86-64-v4 clone of the SIMD loops, for benchmarks/gpu_lease.sh's
+    new-avx512 variant) builds, loads and computes what the default build does, with whichever
+    clone this CPU picks (AVX-512 where it has it)."""
+    import ctypes
+    import os
+    import platform
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+
+    if shutil.which("gcc") is None or platform.machine() != "x86_64":
+        pytest.skip("no gcc for x86-64")
+    lib = tmp_path / "avx512.so"
+    subprocess.run(["gcc", "-O3", "-std=gnu11", "-shared", "-fPIC", "-DNEUROMAP_NO_PYTHON", "-DNEUROMAP_AVX512",
+                    os.path.join(ROOT, "neuromap", "_kernels.c"), "-o", str(lib)], check=True)
+    built = ctypes.CDLL(str(lib))
+    codes = np.random.default_rng(7).integers(0, 5, size=(50, 150), dtype=np.uint8)
+    want = kmer_hashes(codes, 21)
+    hashes, reverse = np.empty((50, 130), np.uint64), np.empty((50, 130), bool)
+    built.nm_hash_rows.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    built.nm_hash_rows(codes.ctypes.data, 50, 150, 21, hashes.ctypes.data, reverse.ctypes.data)
+    assert np.array_equal(hashes, want[0]) and np.array_equal(reverse, want[1])
+
+
 @pytest.mark.parametrize("slots", [1, 2, 8, 70])
 def test_same_placement_matches_numpy(slots):
     """Duplicate placements (pipeline.place): the kernel against the numpy it replaced, on reads
