@@ -314,30 +314,42 @@ def test_kernels_older_than_the_code_name_the_fix(monkeypatch):
     assert re.search(r"older than this neuromap \(no nm_\w+\): rebuild them with `pip install \.`", message), message
 
 
-def test_the_c_file_also_builds_as_a_plain_library(tmp_path):
-    """Without Python's headers (-DNEUROMAP_NO_PYTHON) the same file is a plain shared library that
-    ctypes loads and calls the same way: the fallback benchmarks/gpu_lease.sh uses on a machine
-    that cannot build the extension."""
+def _build_plain(lib, *flags):
+    """_kernels.c built with gcc as a plain library (no Python headers), loaded through ctypes."""
     import ctypes
     import os
     import shutil
     import subprocess
 
     from conftest import ROOT
-    from neuromap import kernels
 
     if shutil.which("gcc") is None:
         pytest.skip("no gcc")
-    lib = tmp_path / "plain.so"
-    subprocess.run(["gcc", "-O2", "-std=gnu11", "-shared", "-fPIC", "-DNEUROMAP_NO_PYTHON", os.path.join(ROOT, "neuromap", "_kernels.c"), "-o", str(lib)],
-                   check=True)
-    plain = ctypes.CDLL(str(lib))
-    codes = np.random.default_rng(5).integers(0, 5, size=(3, 40), dtype=np.uint8)
-    want = kmer_hashes(codes, 9)
-    hashes, reverse = np.empty((3, 32), np.uint64), np.empty((3, 32), bool)
-    plain.nm_hash_rows.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
-    plain.nm_hash_rows(codes.ctypes.data, 3, 40, 9, hashes.ctypes.data, reverse.ctypes.data)
-    assert np.array_equal(hashes, want[0]) and np.array_equal(reverse, want[1])
+    subprocess.run(["gcc", "-O2", "-std=gnu11", "-shared", "-fPIC", "-DNEUROMAP_NO_PYTHON", *flags, os.path.join(ROOT, "neuromap", "_kernels.c"),
+                    "-o", str(lib)], check=True)
+    return ctypes.CDLL(str(lib))
+
+
+def _hashes_agree(lib, rows, length, k, seed):
+    """The library's nm_hash_rows gives what the installed kernels give."""
+    import ctypes
+
+    codes = np.random.default_rng(seed).integers(0, 5, size=(rows, length), dtype=np.uint8)
+    want = kmer_hashes(codes, k)
+    hashes, reverse = np.empty((rows, length - k + 1), np.uint64), np.empty((rows, length - k + 1), bool)
+    lib.nm_hash_rows.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
+    lib.nm_hash_rows(codes.ctypes.data, rows, length, k, hashes.ctypes.data, reverse.ctypes.data)
+    return np.array_equal(hashes, want[0]) and np.array_equal(reverse, want[1])
+
+
+def test_the_c_file_also_builds_as_a_plain_library(tmp_path):
+    """Without Python's headers (-DNEUROMAP_NO_PYTHON) the same file is a plain shared library that
+    ctypes loads and calls the same way: the fallback benchmarks/gpu_lease.sh uses on a machine
+    that cannot build the extension."""
+    from neuromap import kernels
+
+    plain = _build_plain(tmp_path / "plain.so")
+    assert _hashes_agree(plain, 3, 40, 9, seed=5)
     assert all(hasattr(plain, name) for name in kernels._SIGNATURES)
 
 
@@ -345,26 +357,11 @@ def test_the_avx512_build_compiles_and_gives_the_same_hashes(tmp_path):
     """-DNEUROMAP_AVX512 (an arch=x86-64-v4 clone of the SIMD loops, for benchmarks/gpu_lease.sh's
     new-avx512 variant) builds, loads and computes what the default build does, with whichever
     clone this CPU picks (AVX-512 where it has it)."""
-    import ctypes
-    import os
     import platform
-    import shutil
-    import subprocess
 
-    from conftest import ROOT
-
-    if shutil.which("gcc") is None or platform.machine() != "x86_64":
-        pytest.skip("no gcc for x86-64")
-    lib = tmp_path / "avx512.so"
-    subprocess.run(["gcc", "-O3", "-std=gnu11", "-shared", "-fPIC", "-DNEUROMAP_NO_PYTHON", "-DNEUROMAP_AVX512",
-                    os.path.join(ROOT, "neuromap", "_kernels.c"), "-o", str(lib)], check=True)
-    built = ctypes.CDLL(str(lib))
-    codes = np.random.default_rng(7).integers(0, 5, size=(50, 150), dtype=np.uint8)
-    want = kmer_hashes(codes, 21)
-    hashes, reverse = np.empty((50, 130), np.uint64), np.empty((50, 130), bool)
-    built.nm_hash_rows.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p]
-    built.nm_hash_rows(codes.ctypes.data, 50, 150, 21, hashes.ctypes.data, reverse.ctypes.data)
-    assert np.array_equal(hashes, want[0]) and np.array_equal(reverse, want[1])
+    if platform.machine() != "x86_64":
+        pytest.skip("x86-64 only")
+    assert _hashes_agree(_build_plain(tmp_path / "avx512.so", "-DNEUROMAP_AVX512"), 50, 150, 21, seed=7)
 
 
 @pytest.mark.parametrize("slots", [1, 2, 8, 70])
