@@ -1,7 +1,7 @@
 """Threads and helper processes: BLAS thread pools, which neuromap never uses, kept to one thread;
 helper processes that end with the process that started them; the fork server that starts the
-worker processes. No numpy import here: the network's process imports this before JAX, without
-the pipeline.
+worker processes; the compute tokens of spare worker processes (computing / waiting). No numpy
+import here: the network's process imports this before JAX, without the pipeline.
 
 numpy's OpenBLAS starts a thread per core when numpy is imported, and each spins on its core for
 about 0.06 s before it sleeps; neuromap calls no BLAS routine (its matrix work is JAX's, which has
