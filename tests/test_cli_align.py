@@ -709,13 +709,19 @@ def _align_and_kill_a_child(args, pick=lambda pid: True, settle: float = 0.0, ca
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers with pgrep")
-def test_a_killed_worker_process_is_a_clean_error(data_dir, tmp_path):
+@pytest.mark.parametrize("spares", [False, True])
+def test_a_killed_worker_process_is_a_clean_error(data_dir, tmp_path, monkeypatch, spares):
     """--processes: a worker killed mid-run (the OOM killer) ends the run with one line that says
-    so (not "internal error, please report it"), status 1, and no output file."""
+    so (not "internal error, please report it"), status 1, and no output file; also with the
+    network and spare workers, where the killed one may hold a compute token that the others then
+    wait for."""
     many = tmp_path / "many.fq"
     many.write_bytes((data_dir / "reads.fq").read_bytes() * 20)
     out = tmp_path / "out.sam"
-    status, err = _align_and_kill_a_child(["--no-neural", "-t", "2", "--processes", "-K", "500", "-o", out, data_dir / "ref.fa", many])
+    if spares:
+        monkeypatch.setenv("NEUROMAP_SPARE_WORKERS", "2")
+    how = [] if spares else ["--no-neural"]
+    status, err = _align_and_kill_a_child([*how, "-t", "2", "--processes", "-K", "500", "-o", out, data_dir / "ref.fa", many], settle=1.0 if spares else 0.0)
     assert status == 1, err
     assert err.strip().splitlines() == ["neuromap: error: a worker process ended before finishing its batch (out of memory, or killed?)"], err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["many.fq"]
