@@ -131,12 +131,17 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     processes = processes and threads > 1  # one worker is this process itself
     server = None
     server_path = server_path or None
-    spare = 0  # worker processes beyond -t (model_process.spare_workers)
+    if processes and not no_neural:
+        from neuromap.model_process import spare_workers
+
+        spare = spare_workers()  # worker processes beyond -t that compute while others wait for the network
+    else:
+        spare = 0
     if not no_neural and server_path:
         # The network is in a `neuromap serve` (with `auto`, this user's for this model, started
         # now if none runs): check now that it answers and can run this model.
         from neuromap.model import ServerModel
-        from neuromap.model_process import AUTO_SERVER, auto_server_file, check_weights, ensure_auto_server, spare_workers
+        from neuromap.model_process import AUTO_SERVER, auto_server_file, check_weights, ensure_auto_server
 
         check_weights(weights_dir)
         for attempt in (1, 2):
@@ -154,16 +159,13 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
             finally:
                 probe.close()
         server_path = path
-        if processes:
-            spare = spare_workers()
     elif not no_neural and processes:
         # The network's process (model_process.ModelServer) first: its start (importing JAX, starting the
         # device, loading the network: 1.2-1.7 s on the GPU machine) then overlaps the rest of
         # this one's. Ended at once if the run ends before handing it to align_records.
-        from neuromap.model_process import ModelServer, check_weights, spare_workers
+        from neuromap.model_process import ModelServer, check_weights
 
         check_weights(weights_dir)
-        spare = spare_workers()
         server = ModelServer(weights_dir, threads + spare)
         click.get_current_context().call_on_close(lambda: server.close(wait=False))
     if processes:
@@ -253,7 +255,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         sink.discard()
     seconds = time.perf_counter() - started
     summary = run_summary(totals, seconds, opts.neural)
-    summary["workers"] = f"{threads} {'processes' if processes else 'threads'}" + (f" (+{spare} spare)" if opts.spare_workers else "")
+    summary["workers"] = f"{threads} {'processes' if processes else 'threads'}" + (f" (+{spare} spare)" if spare else "")
     if progress is not False:
         click.echo(
             f"neuromap: {summary['reads']} reads, {summary['mapped_pct']:.2f} % mapped, "

@@ -620,22 +620,18 @@ def _pack_batch(records, paired: bool):
 
 def _work_in_worker(packed, model=None):
     assert _WORKER_STATE is not None
-    with computing():
-        return _work_in_this_worker(packed, model)
-
-
-def _work_in_this_worker(packed, model):
     index, opts = _WORKER_STATE
-    trace.event("batch")
-    if isinstance(packed, InSlot):  # the batch's bytes, and then its SAM, in shared memory
-        text, stats = _work(take_batch(packed), index, opts, model)
-        trace.event("batch-done")
-        return put_text(packed, text), stats
-    if isinstance(packed, (RawBatch, RawPairs)):
-        records = packed
-    else:
-        records = list(zip(unpack(packed[0]), unpack(packed[1]))) if opts.paired else unpack(packed)
-    return _work(records, index, opts, model)
+    with computing():  # one of the compute tokens, with spare workers
+        trace.event("batch")
+        if isinstance(packed, InSlot):  # the batch's bytes, and then its SAM, in shared memory
+            text, stats = _work(take_batch(packed), index, opts, model)
+            trace.event("batch-done")
+            return put_text(packed, text), stats
+        if isinstance(packed, (RawBatch, RawPairs)):
+            records = packed
+        else:
+            records = list(zip(unpack(packed[0]), unpack(packed[1]))) if opts.paired else unpack(packed)
+        return _work(records, index, opts, model)
 
 
 def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert=None,
