@@ -7,7 +7,7 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server batch spy pe-scale latency;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server batch spy pe-scale latency pe-why;
 #    BATCH_SIZES="4000 16000 32000" sets the -K values of the batch row;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
@@ -175,11 +175,11 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server || wants batch || wants spy; then
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server || wants batch || wants spy || wants pe-why; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
-    if wants pe || wants ab || wants server || wants pe-scale; then
+    if wants pe || wants ab || wants server || wants pe-scale || wants pe-why; then
         "$PY" benchmarks/bench_pe.py --prepare-only --size "$SIZE" --pairs "$PE_PAIRS" --workdir "$WORK/pe" &
         PREPARATIONS+=($!)
     fi
@@ -293,19 +293,23 @@ if wants spy; then
         echo "row spy: no py-spy (carry its wheel in .whl/)"
     fi
 fi
+PE10="$WORK/pe10"
+make_pe10() {  # the PE pairs 10 times over (renamed), beside the PE genome
+    mkdir -p "$PE10"
+    [ -s "$PE10/r2.fq" ] && return
+    ln -sf "$WORK/pe/genome.fa" "$PE10/genome.fa"
+    local copies=() mate i
+    for mate in r1 r2; do
+        for i in 0 1 2 3 4 5 6 7 8 9; do sed "1~4s/^@/@p$i./" "$WORK/pe/$mate.fq"; done > "$PE10/$mate.fq" &
+        copies+=($!)
+    done
+    wait "${copies[@]}"
+    "$PY" -m neuromap index "$PE10/genome.fa" > /dev/null
+}
 # Paired-end at scale: the PE pairs 10 times over (renamed), alone and through `neuromap serve`
 # beside minimap2 (bench_server.py; accuracy is the pe row's).
 if wants pe-scale; then
-    PE10="$WORK/pe10"; mkdir -p "$PE10"
-    if [ ! -s "$PE10/r2.fq" ]; then
-        ln -sf "$WORK/pe/genome.fa" "$PE10/genome.fa"
-        COPIES=()
-        for mate in r1 r2; do
-            for i in 0 1 2 3 4 5 6 7 8 9; do sed "1~4s/^@/@p$i./" "$WORK/pe/$mate.fq"; done > "$PE10/$mate.fq" &
-            COPIES+=($!)
-        done
-        wait "${COPIES[@]}"
-    fi
+    make_pe10
     # PE_SCALE_SPARE: NEUROMAP_SPARE_WORKERS of each pass ("default": align's own choice)
     for sp in ${PE_SCALE_SPARE:-default}; do
         suffix=""; [ "$sp" = default ] || suffix="-spare$sp"
@@ -314,6 +318,32 @@ if wants pe-scale; then
           timeout 400 "$PY" benchmarks/bench_server.py --workdir "$PE10" --pe-workdir "$PE10" --threads "$THREADS" --sizes --pairs $((10 * PE_PAIRS)) \
               --repeats 2 --processes ) > "$OUT/RESULTS-gpu-pe-scale$suffix.md"; cat "$OUT/RESULTS-gpu-pe-scale$suffix.md"
     done
+fi
+# Why a mate costs about 1.4 x a single-end read on this machine (the eighth lease) where on 2 cores
+# it costs about 1.15 x: 1M pairs and 4M single-end reads, each timed once beside minimap2, traced
+# once (per worker: computing, waiting for the network, idle; timeline.py) and, with py-spy,
+# sampled (spy_processes.py). Workers idle in the PE run point at the main process (cutting two
+# files, handing out batches); workers computing longer per read point at the mapping itself.
+if wants pe-why; then
+    make_big; make_pe10
+    {
+        echo "# A mate against a single-end read ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS, --processes, SAM to /dev/null)"
+        for what in "$(( $(wc -l < "$PE10/r1.fq") / 4 )) pairs|$PE10/genome.fa|$PE10/r1.fq $PE10/r2.fq" "$(( $(wc -l < "$BIG") / 4 )) single-end reads|$G|$BIG"; do
+            IFS='|' read -r title genome inputs <<< "$what"
+            [ -s "${genome%.fa}.why.mmi" ] || minimap2 -x sr -d "${genome%.fa}.why.mmi" "$genome" 2> /dev/null
+            echo; echo "## $title"; echo
+            echo "| run | wall s |"; echo "|---|---|"
+            echo "| neuromap (network) | $( { time "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$genome" $inputs > /dev/null; } 2>&1 ) |"
+            echo "| minimap2 -x sr (index built before) | $( { time minimap2 -a -x sr -t "$THREADS" "${genome%.fa}.why.mmi" $inputs > /dev/null 2>/dev/null; } 2>&1 ) |"
+            rm -f "$WORK"/tl.*
+            NEUROMAP_TRACE="$WORK/tl" "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$genome" $inputs > /dev/null
+            echo; "$PY" benchmarks/timeline.py "$WORK/tl" | awk 'NR <= 40'; echo
+            if command -v py-spy > /dev/null; then
+                timeout 120 "$PY" benchmarks/spy_processes.py "$genome" $inputs --threads "$THREADS" --delay 2.5 --seconds 2
+            fi
+        done
+    } > "$OUT/RESULTS-gpu-pe-why.md" 2>&1
+    cat "$OUT/RESULTS-gpu-pe-why.md"
 fi
 # A/B of whole runs on the same machine: this tree's neuromap ("new"), the package in $OLD_TREE
 # when there is one ("old": an earlier commit's neuromap/, git archive COMMIT neuromap | tar -x -C
