@@ -653,27 +653,40 @@ def _raw_batches(handle: BinaryIO, label: str, batch_size: int) -> Iterator[RawB
             chunks.append(chunk)
             n_lines += _newlines(chunk, need - n_lines, size, ends[n_lines:])
             size += len(chunk)
-        pending = b"".join(chunks)
-        if not pending:
-            return
-        codes = np.frombuffer(pending, dtype=np.uint8)
-        # Fewer than `need` lines: the input has ended, and these are all of its newlines.
-        whole = n_lines % 4 == 0 and (n_lines == need or pending.endswith(b"\n"))
+        if n_lines == need:  # the batch's bytes joined at once (one copy); the rest stays where it was read
+            data, pending = _take(chunks, int(ends[n_lines - 1]) + 1)
+        else:  # fewer lines: the input has ended, and these are all of its newlines
+            data, pending = b"".join(chunks), b""
+            if not data:
+                return
+        codes = np.frombuffer(data, dtype=np.uint8)
+        whole = n_lines % 4 == 0 and (n_lines == need or data.endswith(b"\n"))
         if whole and n_lines:
             starts = np.concatenate([[0], ends[: n_lines - 1] + 1])
             whole = bool((codes[starts[0::4]] == ord("@")).all() and (codes[starts[2::4]] == ord("+")).all())
         if not whole:  # not plain FASTQ from here: parse it here, strictly, batch by batch
-            rest = io.BufferedReader(_Prefixed(pending, handle))  # type: ignore[arg-type]
+            rest = io.BufferedReader(_Prefixed(b"".join([data, pending]), handle))  # type: ignore[arg-type]
             if recno == 0:
                 yield from batched(_parse(rest, label), batch_size)
             else:
                 yield from batched(_parse_fastq(rest, label, None, lineno, recno), batch_size)
             return
-        end = int(ends[n_lines - 1]) + 1
-        yield RawBatch(label, pending[:end], recno, lineno, n_lines // 4)
-        pending = pending[end:]
+        yield RawBatch(label, data, recno, lineno, n_lines // 4)  # (at the end: all of data, which ends in a newline)
         recno += n_lines // 4
         lineno += n_lines
+
+
+def _take(chunks: list, end: int) -> tuple[bytes, memoryview | bytes]:
+    """The first `end` bytes of the chunks joined, and a view of the rest (not copied)."""
+    taken = 0
+    for i, chunk in enumerate(chunks):
+        if taken + len(chunk) >= end:
+            view = memoryview(chunk)
+            data = b"".join([*chunks[:i], view[: end - taken]])
+            rest = view[end - taken :]
+            return data, (rest if i == len(chunks) - 1 else b"".join([rest, *chunks[i + 1 :]]))
+        taken += len(chunk)
+    raise ValueError(f"_take: {end} bytes asked of {taken}")
 
 
 def pack(records: list[Record]) -> tuple | list[Record]:
