@@ -352,7 +352,10 @@ fi
 # TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync), new-spare (as many spare worker processes
 # as -t: NEUROMAP_SPARE_WORKERS=$THREADS), new-avx512 (this tree with the kernels built with
 # -DNEUROMAP_AVX512: AVX-512 clones of the SIMD loops, or .bin/neuromap_kernels_avx512.so, in a
-# copy of the package, and both trees' seconds per kernel); AB_VARIANTS picks (default "new
+# copy of the package, and both trees' seconds per kernel), new-glibc (the main process with
+# glibc's own malloc thresholds: a GLIBC_TUNABLES in the environment leaves them, see
+# pipeline.keep_freed_buffers), new-parkN (each worker parks up to N batches while the network
+# starts: NEUROMAP_PARK_BATCHES=N); AB_VARIANTS picks (default "new
 # new-blocking"). Wall seconds, SAM to /dev/null, -t $THREADS --processes, in turn twice on 10 x
 # the SE reads, once on the SE reads and once on the PE pairs, then each variant traced once on
 # the SE reads.
@@ -368,6 +371,8 @@ if wants ab; then
             new-late) NEUROMAP_DEVICE_EARLY=0 "$PY" -m neuromap align --quiet "$@" ;;
             new-blocking) TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync "$PY" -m neuromap align --quiet "$@" ;;
             new-spare) NEUROMAP_SPARE_WORKERS=$THREADS "$PY" -m neuromap align --quiet "$@" ;;
+            new-glibc) GLIBC_TUNABLES=glibc.malloc.check=0 "$PY" -m neuromap align --quiet "$@" ;;
+            new-park*) NEUROMAP_PARK_BATCHES=${name#new-park} "$PY" -m neuromap align --quiet "$@" ;;
             new-avx512) (cd "$AVX_TREE" && "$PY" -m neuromap align --quiet "$@") ;;
         esac
     }

@@ -119,6 +119,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
       NEUROMAP_DEVICE_EARLY   0: the network's process (--processes) starts CUDA only when JAX does
       NEUROMAP_SPARE_WORKERS  worker processes beyond -t that compute while others wait for the network
                               (--processes with the network; default 0; for a GPU: try -t)
+      NEUROMAP_PARK_BATCHES   batches a worker process may set aside, mapped up to the network, while
+                              the network's process starts (--processes with the network; default 0)
       NEUROMAP_SERVER         SOCKET or auto: as --server
       NEUROMAP_SERVER_IDLE_EXIT  seconds an auto server waits for another run before it ends (300)
       NEUROMAP_TRACE          PREFIX: each process writes a timeline to PREFIX.PID (benchmarks/timeline.py)
@@ -132,11 +134,12 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     server = None
     server_path = server_path or None
     if processes and not no_neural:
-        from neuromap.model_process import spare_workers
+        from neuromap.model_process import park_batches, spare_workers
 
         spare = spare_workers()  # worker processes beyond -t that compute while others wait for the network
+        park = park_batches()  # batches a worker may park while the network's process starts
     else:
-        spare = 0
+        spare = park = 0
     if not no_neural and server_path:
         # The network is in a `neuromap serve` (with `auto`, this user's for this model, started
         # now if none runs): check now that it answers and can run this model.
@@ -178,7 +181,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     from neuromap.io.fastx import fastq_batches, fastq_pair_batches
     from neuromap.io.sam import SamSink, header_text, parse_read_group
     from neuromap.pairing import parse_insert
-    from neuromap.pipeline import AlignOptions, RunStats, align_records, limit_malloc_arenas
+    from neuromap.pipeline import AlignOptions, RunStats, align_records, keep_freed_buffers, limit_malloc_arenas
     from neuromap.seed import SeedParams
 
     rg_line, rg_id = parse_read_group(read_group) if read_group else (None, None)
@@ -205,8 +208,11 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         insert=parse_insert(insert_size) if insert_size else None,
         server=server_path if not no_neural else None,
         spare_workers=spare,
+        park_batches=park,
     )
     limit_malloc_arenas(threads)  # before the first thread starts
+    if processes:
+        keep_freed_buffers()  # this process then only hands batches out and takes their SAM back
     if opts.neural and server is None and opts.server is None:  # with a model process or a server, theirs
         from neuromap.model import preload
         from neuromap.model_process import check_weights
@@ -255,7 +261,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         sink.discard()
     seconds = time.perf_counter() - started
     summary = run_summary(totals, seconds, opts.neural)
-    summary["workers"] = f"{threads} {'processes' if processes else 'threads'}" + (f" (+{spare} spare)" if spare else "")
+    summary["workers"] = (f"{threads} {'processes' if processes else 'threads'}" + (f" (+{spare} spare)" if spare else "")
+                          + (f", up to {park} batches each parked while the network starts" if park and not opts.server else ""))
     if progress is not False:
         click.echo(
             f"neuromap: {summary['reads']} reads, {summary['mapped_pct']:.2f} % mapped, "

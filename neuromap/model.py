@@ -459,11 +459,18 @@ class RemoteModel:
         self.conn = conn
         self.who = who
         self._info: tuple | None = None
+        self._lock = threading.Lock()  # one question at a time on the pipe (a parked batch's thread asks too)
+        self._info_lock = threading.Lock()  # one "info" asked, however many threads want it
+
+    @property
+    def ready(self) -> bool:
+        """Whether the other end has answered once (it answers once the model is loaded)."""
+        return self._info is not None
 
     def _ask(self, *message):
         trace.event("ask", message[0])
         try:
-            with waiting():  # a worker beyond -t may compute meanwhile (threads.computing)
+            with waiting(), self._lock:  # a worker beyond -t may compute meanwhile (threads.computing)
                 self.conn.send(message)
                 reply = self.conn.recv()
             trace.event("answered", message[0])
@@ -476,11 +483,32 @@ class RemoteModel:
     def info(self) -> tuple:
         """(read_length, reference_window, calibration scale, device name, pairs per call)"""
         if self._info is None:
-            self._info = self._ask("info")
+            before = getattr(_FIRST_WAIT, "hook", None)
+            if before is not None:  # this thread is about to wait for the network to start
+                before()
+            if not self._info_lock.acquire(blocking=False):
+                with waiting():  # another thread of this worker asks: no compute token held meanwhile
+                    self._info_lock.acquire()
+            try:
+                if self._info is None:
+                    self._info = self._ask("info")
+            finally:
+                self._info_lock.release()
         return self._info
 
     def call(self, codes: np.ndarray, lens: np.ndarray, windows: np.ndarray, read_width: int, padded_width: int) -> np.ndarray:
         return self._ask("call", codes, lens, windows, read_width, padded_width)
+
+
+# Per thread: called once the thread is about to wait for the network's first answer
+# (RemoteModel.info), which comes once the model is loaded (pipeline.Parking).
+_FIRST_WAIT = threading.local()
+
+
+def on_first_wait(hook) -> None:
+    """Call `hook()` (None: nothing) in this thread when it is about to wait for a RemoteModel's
+    first answer."""
+    _FIRST_WAIT.hook = hook
 
 
 class ServerModel:
@@ -523,6 +551,11 @@ class ServerModel:
 
 
 _REMOTE: RemoteModel | ServerModel | None = None
+
+
+def current_remote() -> RemoteModel | None:
+    """This worker process's RemoteModel (None: the model is here, or behind a server)."""
+    return _REMOTE if isinstance(_REMOTE, RemoteModel) else None
 
 
 def use_remote(conn) -> None:

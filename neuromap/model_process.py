@@ -154,6 +154,15 @@ def spare_workers() -> int:
     return int(value)
 
 
+def park_batches() -> int:
+    """Batches a worker process of `align --processes` may park while the network's process
+    starts (pipeline.Parking): NEUROMAP_PARK_BATCHES, none by default."""
+    value = os.environ.get("NEUROMAP_PARK_BATCHES", "").strip() or "0"
+    if not value.isdigit():
+        raise NeuromapError(f"NEUROMAP_PARK_BATCHES={value!r}: expected a whole number of batches (0: none)")
+    return int(value)
+
+
 def start_device_early():
     """Start CUDA's driver and the first GPU's primary context on a thread of its own, while this
     process imports numpy and JAX (about 0.7 s on the GPU machine), instead of after. XLA uses

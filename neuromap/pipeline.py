@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import pickle
 import signal
 import sys
+import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -27,7 +29,7 @@ from neuromap.index import Index, load_index
 from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, make_batch, pack, parse_raw_batch, parse_raw_pairs_batch, unpack
 from neuromap.io.sam import sam_records
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
-from neuromap.model import calibration_scale, max_window, model_device, score_pairs, use_remote, use_server
+from neuromap.model import calibration_scale, current_remote, max_window, model_device, on_first_wait, score_pairs, use_remote, use_server
 from neuromap.model_process import ModelServer
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
@@ -56,6 +58,7 @@ class AlignOptions:
     insert: InsertModel | None = None  # given with -I; None: estimated from the first pairs
     server: str | None = None  # the socket of a `neuromap serve` that runs the network (None: this run loads it)
     spare_workers: int = 0  # with processes: workers beyond `threads`, computing while others wait for the network
+    park_batches: int = 0  # with processes and the network's process: batches a worker may park while it starts (Parking)
 
 
 # Alignment points (two mismatches with the default scoring) by which the description at the
@@ -579,23 +582,141 @@ def limit_malloc_arenas(threads: int) -> None:
     its own, up to 8 per core, and memory freed in an arena stays there: on 100,000 reads with
     -t 2 the cap lowers peak RSS by about 20 MB at the same speed (benchmarks/README.md). A
     MALLOC_ARENA_MAX in the environment is left to decide; other C libraries are left alone."""
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+    if "MALLOC_ARENA_MAX" in os.environ:
         return
+    mallopt = _mallopt()
+    if mallopt is not None:
+        mallopt(_M_ARENA_MAX, threads + 2)
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+
+
+def _mallopt():
+    """glibc's mallopt, or None (another C library, or none to be had)."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        return ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
+        return None
+
+
+def keep_freed_buffers() -> None:
+    """In the main process of `align --processes`: let glibc's malloc keep the memory of freed
+    batch buffers (the FASTQ read, the SAM taken out of shared memory: 1-2 MB each) for the next
+    batch instead of handing it back to the kernel and faulting fresh zeroed pages in again (up to
+    16 MB a block from the heap, up to 64 MB free at its top). On 1M reads with -t 2 this took the
+    main process's page faults from about 54,000 to 9,000 and its CPU time by about a sixth, at
+    the same peak RSS (benchmarks/README.md): with many workers that process hands out and takes
+    back every batch. (Setting one of the two alone is worse than neither: glibc then stops
+    adapting the other.) A MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or GLIBC_TUNABLES in the
+    environment is left to decide."""
+    if any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")):
         return
-    m_arena_max = -8
-    mallopt(m_arena_max, threads + 2)
+    mallopt = _mallopt()
+    if mallopt is None:
+        return
+    mallopt(_M_MMAP_THRESHOLD, 16 << 20)
+    mallopt(_M_TRIM_THRESHOLD, 64 << 20)
 
 
-def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, parent: int, tokens=None) -> None:
+@dataclass(frozen=True)
+class Parked:
+    """A worker's answer for a batch it parked (Parking): its SAM comes later, under `key`, on the
+    queue of parked results."""
+
+    key: tuple[int, int]
+
+
+class Parking:
+    """In a worker process while the network's process starts (JAX's import and the model's load
+    take about a second, during which every worker would wait with its first batch mapped up to
+    the network): a batch that would wait is parked instead. It goes on on a thread of its own,
+    which waits for the network and then finishes it, and the worker answers Parked at once and
+    takes the next batch, whose seeds, windows and DP are thus done while the network starts. At
+    most `limit` batches are parked in a worker at once (each holds its windows and alignments:
+    a few MB); past that, and once the network has answered, batches are mapped as usual. A parked
+    batch's SAM (or its error) goes to the main process through `results` (a multiprocessing
+    queue), pickled here so that nothing can fail on the queue's own thread. The output is the
+    same: each batch is mapped as it would be."""
+
+    def __init__(self, limit: int, results):
+        self.limit, self.results = limit, results
+        self._lock = threading.Lock()
+        self._parked = 0
+        self._count = 0
+
+    def wanted(self, remote) -> bool:
+        return not remote.ready and self._parked < self.limit
+
+    def run(self, work, *args):
+        """`work(*args)` on a thread of its own: its result, or Parked if the thread is about to
+        wait for the network's first answer first (then the result goes to `results`)."""
+        self._count += 1
+        key = (os.getpid(), self._count)
+        box: dict = {}
+        decided = threading.Event()
+
+        def park() -> None:  # in the batch's thread, before it waits for the network
+            with self._lock:
+                if "parked" not in box:
+                    box["parked"] = True
+                    self._parked += 1
+            decided.set()
+
+        def body() -> None:
+            on_first_wait(park)
+            try:
+                outcome = (True, work(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed on: raised where the batch is written
+                outcome = (False, exc)
+            with self._lock:
+                parked = box.get("parked", False)
+                if parked:
+                    self._parked -= 1
+                else:
+                    box["outcome"] = outcome
+            decided.set()
+            if parked:
+                trace.event("parked-done")
+                self.results.put((key, _pickled(outcome)))
+
+        threading.Thread(target=body, name="neuromap-parked", daemon=True).start()
+        decided.wait()
+        with self._lock:  # either the batch was done before it had to wait, or it is parked for good
+            outcome = box.get("outcome")
+        if outcome is not None:
+            ok, value = outcome
+            if ok:
+                return value
+            raise value
+        trace.event("parked")
+        return Parked(key)
+
+
+def _pickled(outcome: tuple) -> bytes:
+    """(ok, value) pickled; an error that cannot be pickled becomes a NeuromapError with its text."""
+    try:
+        return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001
+        ok, value = outcome
+        return pickle.dumps((False, NeuromapError(f"a parked batch failed: {value!r}")), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+_PARKING: Parking | None = None
+
+
+def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, parent: int, tokens=None,
+                 parked_results=None) -> None:
     """A worker process: its own view of the memory-mapped index (the pages are shared through the
     page cache) and its own kernels. The network is in the model's process (model_process.ModelServer),
     which scores the worker's pairs over a pipe of its own (model.RemoteModel): no JAX here.
     `tokens`: with spare workers, the semaphore of `opts.threads` compute tokens the workers share
-    (threads.computing)."""
-    global _WORKER_STATE
+    (threads.computing). `parked_results`: where batches parked while the network starts are
+    answered (Parking; None: none are parked)."""
+    global _WORKER_STATE, _PARKING
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and cleans up
     limit_malloc_arenas(1)
     exit_with_parent(parent)
@@ -606,6 +727,8 @@ def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, 
         use_server(opts.server, opts.weights_dir)
     elif opts.neural:
         use_remote(model_pipes[slots.get()])
+        if parked_results is not None and opts.park_batches > 0:
+            _PARKING = Parking(opts.park_batches, parked_results)
 
 
 def _pack_batch(records, paired: bool):
@@ -619,6 +742,13 @@ def _pack_batch(records, paired: bool):
 
 
 def _work_in_worker(packed, model=None):
+    remote = current_remote()
+    if _PARKING is not None and remote is not None and _PARKING.wanted(remote):
+        return _PARKING.run(_map_in_worker, packed, model)
+    return _map_in_worker(packed, model)
+
+
+def _map_in_worker(packed, model=None):
     assert _WORKER_STATE is not None
     index, opts = _WORKER_STATE
     with computing():  # one of the compute tokens, with spare workers
@@ -632,6 +762,104 @@ def _work_in_worker(packed, model=None):
         else:
             records = list(zip(unpack(packed[0]), unpack(packed[1]))) if opts.paired else unpack(packed)
         return _work(records, index, opts, model)
+
+
+class ParkedAnswers:
+    """The main process's side of Parking: each batch a worker answered Parked for gets its SAM
+    (or its error) later on `queue`, which a thread of its own reads. `follow` gives, for the
+    pool's future of a batch, a future of its SAM either way; `parked` counts the batches parked
+    and not yet answered, which align_records lets be in flight beyond its usual bound. A worker
+    that dies (killed, out of memory) with batches parked ends the wait for them with
+    BrokenProcessPool, as it ends the pool's own futures."""
+
+    def __init__(self, queue):
+        self.queue = queue
+        self.pool: ProcessPoolExecutor | None = None
+        self.parked = 0
+        self._changed = threading.Condition()
+        self._futures: dict = {}  # key -> the future of a batch parked, its SAM not yet here
+        self._early: dict = {}  # key -> a SAM that came before the worker's Parked answer
+        self._reader = threading.Thread(target=self._read, name="neuromap-parked-answers", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                item = self.queue.get()
+            except (EOFError, OSError):
+                return
+            if item is None:
+                return
+            key, payload = item
+            with self._changed:
+                future = self._futures.pop(key, None)
+                if future is None:
+                    self._early[key] = payload
+                else:
+                    self.parked -= 1
+            if future is not None:
+                self._settle(future, payload)
+
+    def _settle(self, future: Future, payload: bytes) -> None:
+        ok, value = pickle.loads(payload)
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def _notify(self, _=None) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def follow(self, submitted: Future) -> Future:
+        final: Future = Future()
+        final.add_done_callback(self._notify)
+
+        def answered(f: Future) -> None:
+            try:
+                result = f.result()
+            except BaseException as exc:  # noqa: BLE001 - raised where the batch is written
+                final.set_exception(exc)
+                return
+            if not isinstance(result, Parked):
+                final.set_result(result)
+                return
+            with self._changed:
+                payload = self._early.pop(result.key, None)
+                if payload is None:
+                    self._futures[result.key] = final
+                    self.parked += 1
+                    self._changed.notify_all()
+            if payload is not None:
+                self._settle(final, payload)
+
+        submitted.add_done_callback(answered)
+        return final
+
+    def _check_pool(self) -> None:
+        if self.pool is not None and getattr(self.pool, "_broken", False):
+            raise BrokenProcessPool("a worker process ended")
+
+    def wait_for(self, predicate) -> bool:
+        """Wait until `predicate()` holds; its value then."""
+        with self._changed:
+            while not predicate():
+                self._check_pool()
+                self._changed.wait(0.25)
+        return predicate()
+
+    def result(self, future: Future):
+        """`future.result()`, or BrokenProcessPool where its worker died with it parked."""
+        self.wait_for(future.done)
+        return future.result()
+
+    def close(self) -> None:
+        try:
+            self.queue.put(None)
+        except (OSError, ValueError):
+            pass
+        self._reader.join(timeout=5)
+        self.queue.close()
 
 
 def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert=None,
@@ -686,7 +914,11 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     use_shared = opts.processes and BatchSlots.available()
     spare = opts.spare_workers if opts.processes and opts.neural and opts.threads > 1 else 0
     in_flight = 2 * opts.threads + spare  # a batch waiting for each computing worker, besides the workers' own
-    sent = 0  # batches sent through slots: the b-th travels in slot b % in_flight
+    # Batches the workers may park while the network's process starts (Parking): beyond in_flight.
+    park = opts.park_batches if opts.processes and opts.neural and not opts.server and opts.threads > 1 else 0
+    most_in_flight = in_flight + park * (opts.threads + spare)
+    answers: ParkedAnswers | None = None
+    sent = 0  # batches sent through slots: the b-th travels in slot b % most_in_flight
 
     def submit(recs, *args):
         nonlocal shared, sent, use_shared
@@ -700,12 +932,14 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
                 packed = _pack_batch(recs, opts.paired)
                 if use_shared and shared is None and isinstance(packed, (RawBatch, RawPairs)):
                     try:
-                        shared = BatchSlots(in_flight, packed, opts.batch_size)
+                        shared = BatchSlots(most_in_flight, packed, opts.batch_size)
                     except OSError:  # no shared memory to be had: the pipes, as without memfd
                         use_shared = False
                 if shared is not None and isinstance(packed, (RawBatch, RawPairs)):
                     packed = shared.send(sent % shared.spec.count, packed)
                     sent += 1
+                if answers is not None:
+                    return answers.follow(pool.submit(_work_in_worker, packed, *args))
                 return pool.submit(_work_in_worker, packed, *args)
         return pool.submit(_work, recs, index, opts, *args)
 
@@ -727,15 +961,24 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             for slot in range(len(pipes)):
                 slots.put(slot)
             tokens = context.BoundedSemaphore(opts.threads) if spare else None
+            if park and pipes:
+                answers = ParkedAnswers(context.Queue())
+                cleanup.callback(answers.close)
             pool = ProcessPoolExecutor(opts.threads + spare, mp_context=context, initializer=_init_worker,
-                                       initargs=(index.path, opts, pipes, slots, os.getpid(), tokens))
+                                       initargs=(index.path, opts, pipes, slots, os.getpid(), tokens,
+                                                 None if answers is None else answers.queue))
+            if answers is not None:
+                answers.pool = pool
         elif opts.threads > 1:
             pool = ThreadPoolExecutor(opts.threads, thread_name_prefix="neuromap-map")
         pending: deque = deque()
 
         def done(future: Future) -> tuple:
-            text, stats = future.result()
+            text, stats = future.result() if answers is None else answers.result(future)
             return (text if shared is None else shared.receive(text)), stats
+
+        def full() -> bool:  # as many batches in flight as may be, the parked ones beyond in_flight
+            return len(pending) >= (in_flight if answers is None else min(in_flight + answers.parked, most_in_flight))
 
         for recs in batches:
             if opts.paired and model is None:
@@ -747,7 +990,11 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
                     on_insert(model, len(samples))
             trace.event("submit")
             pending.append(submit(recs, model))
-            if len(pending) >= in_flight:
+            while full():
+                if answers is not None:
+                    answers.wait_for(lambda: pending[0].done() or not full())
+                    if not pending[0].done():
+                        continue  # room for another batch: one in flight was parked
                 yield done(pending.popleft())
                 trace.event("written")
         while pending:

@@ -126,45 +126,44 @@ def exit_with_parent(parent: int) -> None:
 # Worker processes beyond -t (`align --processes` with the network on a GPU): each worker holds
 # one of -t compute tokens while it computes and gives it back while it waits for the network, so
 # at most -t workers compute at once and a waiting worker's core goes to another worker's batch.
-# One batch at a time in a worker process, so the token it holds is this module's.
+# A worker process maps one batch at a time, but while the network starts a batch may be parked on
+# a thread of its own (pipeline.Parking): so each thread holds its own token.
 _TOKENS = None  # the workers' shared semaphore of -t tokens, or None (no spare workers)
-_HELD = False
+_HELD = threading.local()  # .token: this thread holds one
 
 
 def use_compute_tokens(tokens) -> None:
     """In a worker process: compute only while holding one of `tokens` (a semaphore shared by the
     workers; None: no limit)."""
-    global _TOKENS, _HELD
-    _TOKENS, _HELD = tokens, False
+    global _TOKENS
+    _TOKENS = tokens
 
 
 @contextlib.contextmanager
 def computing() -> Iterator[None]:
-    """While it lasts this worker holds a compute token (if the workers share any)."""
-    global _HELD
-    if _TOKENS is None or _HELD:
+    """While it lasts this thread holds a compute token (if the workers share any)."""
+    if _TOKENS is None or getattr(_HELD, "token", False):
         yield
         return
     _TOKENS.acquire()
-    _HELD = True
+    _HELD.token = True
     try:
         yield
     finally:
-        _HELD = False
+        _HELD.token = False
         _TOKENS.release()
 
 
 @contextlib.contextmanager
 def waiting() -> Iterator[None]:
-    """While it lasts (a wait for the network) this worker's token is another's to take."""
-    global _HELD
-    if _TOKENS is None or not _HELD:
+    """While it lasts (a wait for the network) this thread's token is another's to take."""
+    if _TOKENS is None or not getattr(_HELD, "token", False):
         yield
         return
     _TOKENS.release()
-    _HELD = False
+    _HELD.token = False
     try:
         yield
     finally:
         _TOKENS.acquire()
-        _HELD = True
+        _HELD.token = True
