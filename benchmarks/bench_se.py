@@ -215,6 +215,12 @@ WARM_NOTE = ("the network's exported and compiled program was in the cache (NEUR
              "as for every run after a machine's first (`warm_up`: one untimed run on 9,000 reads or 4,500 pairs)")
 
 
+def count_reads(path: str) -> int:
+    """Records in a FASTQ file (its lines / 4)."""
+    with open(path, "rb") as fh:
+        return sum(1 for _ in fh) // 4
+
+
 def head_fastq(path: str, records: int, out: str) -> str:
     """The first `records` records of the FASTQ `path` (four lines each) copied to `out`; returns `out`."""
     with open(path, "rb") as src, open(out, "wb") as dst:

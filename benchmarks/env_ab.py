@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from bench_se import machine_lines, run_measured, version_of  # noqa: E402
+from bench_se import count_reads, machine_lines, run_measured, version_of  # noqa: E402
 
 from neuromap import __version__  # noqa: E402
 
@@ -42,11 +42,6 @@ def parse_variant(text: str) -> dict[str, str]:
             sys.exit(f"--variant {text!r}: expected NAME=VALUE items")
         env[name] = value
     return env
-
-
-def count_reads(path: str) -> int:
-    with open(path, "rb") as fh:
-        return sum(1 for _ in fh) // 4
 
 
 def main() -> None:

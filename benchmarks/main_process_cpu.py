@@ -29,7 +29,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench_se import machine_lines  # noqa: E402
+from bench_se import count_reads, machine_lines  # noqa: E402
 
 from neuromap import __version__  # noqa: E402
 
@@ -65,11 +65,6 @@ def one_run(args, env_extra: dict, tree: str = ROOT) -> tuple[float, int, int, f
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env, cwd=tree)  # `python -c` imports the tree's neuromap
         cpu, faults, rss_kb, wall = fh.read().split()
     return float(cpu), int(faults), int(rss_kb), float(wall)
-
-
-def count_reads(path: str) -> int:
-    with open(path, "rb") as fh:
-        return sum(1 for _ in fh) // 4
 
 
 def main() -> None:
