@@ -7,7 +7,7 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server batch spy pe-scale latency pe-why;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server batch spy pe-scale latency pe-why python-start;
 #    BATCH_SIZES="4000 16000 32000" sets the -K values of the batch row;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
@@ -175,7 +175,7 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server || wants batch || wants spy || wants pe-why; then
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server || wants batch || wants spy || wants pe-why || wants python-start; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
@@ -318,6 +318,31 @@ if wants pe-scale; then
           timeout 400 "$PY" benchmarks/bench_server.py --workdir "$PE10" --pe-workdir "$PE10" --threads "$THREADS" --sizes --pairs $((10 * PE_PAIRS)) \
               --repeats 2 --processes ) > "$OUT/RESULTS-gpu-pe-scale$suffix.md"; cat "$OUT/RESULTS-gpu-pe-scale$suffix.md"
     done
+fi
+# Why the network's process takes 0.3-0.45 s from its start to its first line of neuromap on this
+# machine (the sixth to eighth leases' timelines; about 0.1 s for the same import alone on 2
+# cores): Python's own start with and without site (.pth files), the imports before JAX and JAX's,
+# and a traced run's milestones.
+if wants python-start; then
+    {
+        echo "# Python's start ($(date -u '+%Y-%m-%d %H:%M UTC'), $("$PY" --version 2>&1))"; echo
+        echo "| command | wall s |"; echo "|---|---|"
+        for how in "|pass" "-S|pass" "-I|pass" "|import neuromap.model_process" "|import jax"; do
+            flag=${how%%|*}; code=${how#*|}
+            for run in 1 2; do echo "| python $flag -c '$code' (run $run) | $( { time "$PY" $flag -c "$code"; } 2>&1 ) |"; done
+        done
+        echo; echo "site-packages and their .pth files:"; echo
+        "$PY" -c "import glob, os, site; [print(d, sorted(os.path.basename(p) for p in glob.glob(os.path.join(d, '*.pth')))) for d in site.getsitepackages() + [site.getusersitepackages()]]"
+        echo; echo "## -X importtime, the 15 slowest (cumulative µs): neuromap.model_process, then jax"; echo
+        "$PY" -X importtime -c "import neuromap.model_process" 2>&1 | sort -t'|' -k2 -n | tail -15
+        echo
+        "$PY" -X importtime -c "import jax" 2>&1 | sort -t'|' -k2 -n | tail -15
+        make_big
+        rm -f "$WORK"/tl.*
+        NEUROMAP_TRACE="$WORK/tl" "$PY" -m neuromap align --quiet --processes -t "$THREADS" "$G" <(head -n 16000 "$R") > /dev/null
+        echo; "$PY" benchmarks/timeline.py "$WORK/tl" | awk 'NR <= 26'
+    } > "$OUT/RESULTS-gpu-python-start.md" 2>&1
+    cat "$OUT/RESULTS-gpu-python-start.md"
 fi
 # Why a mate costs about 1.4 x a single-end read on this machine (the eighth lease) where on 2 cores
 # it costs about 1.15 x: 1M pairs and 4M single-end reads, each timed once beside minimap2, traced
