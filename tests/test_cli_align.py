@@ -931,9 +931,13 @@ def test_batches_parked_while_the_network_starts_change_nothing(data_dir, tmp_pa
     assert json.loads(stats.read_text())["workers"] == "2 processes, up to 4 batches each parked while the network starts"
     import glob
 
-    events = [line.split("\t")[3] for path in glob.glob(f"{prefix}.*") for line in open(path).read().splitlines()]
+    timeline = sorted((float(t), name) for path in glob.glob(f"{prefix}.*") for t, _, _, name, _ in
+                      (line.split("\t") for line in open(path).read().splitlines()))
+    events = [name for _, name in timeline]
     assert 1 <= events.count("parked") == events.count("parked-done") <= 2 * 4
     assert events.count("batch") == (10 if paired else 15)
+    # Before the network first answered, more batches went out than the 2 x -t in flight without parking.
+    assert events[: events.index("answered")].count("submit") > 2 * 2
 
 
 def test_park_batches_setting_must_be_a_number(data_dir):
