@@ -124,6 +124,39 @@ static void running_extremes(const uint64_t *values, int64_t n, int64_t width, i
     }
 }
 
+/* The selected k-mers of (rows, n_kmers) arrays in row-major order, as flat arrays: their row,
+ * position, hash and strand (sketch_rows; numpy's flatnonzero, divmod and indexing gave the same).
+ * The mask is read eight bytes at a time, each 0/1 byte folded into one bit, and only the set
+ * bits are visited. Returns how many were written (as many as `selected` has set). */
+EXPORT int64_t nm_compact(const uint8_t *selected, int64_t rows, int64_t n_kmers, const uint64_t *hashes, const uint8_t *is_reverse,
+                          int64_t *row, int64_t *pos, uint64_t *hash_out, uint8_t *reverse_out) {
+    int64_t n = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t base = r * n_kmers;
+        int64_t m = 0;
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__  /* (the bit trick reads bytes in memory order) */
+        for (; m + 8 <= n_kmers; m += 8) {
+            uint64_t word;
+            memcpy(&word, selected + base + m, 8);
+            /* bytes are 0 or 1: bit i of `bits` is byte i's */
+            unsigned bits = (unsigned)(((word & 0x0101010101010101ULL) * 0x0102040810204080ULL) >> 56);
+            while (bits) {
+                const int64_t at = m + __builtin_ctz(bits);
+                row[n] = r, pos[n] = at, hash_out[n] = hashes[base + at], reverse_out[n] = is_reverse[base + at];
+                n++;
+                bits &= bits - 1;
+            }
+        }
+#endif
+        for (; m < n_kmers; m++) {
+            if (!selected[base + m]) continue;
+            row[n] = r, pos[n] = m, hash_out[n] = hashes[base + m], reverse_out[n] = is_reverse[base + m];
+            n++;
+        }
+    }
+    return n;
+}
+
 /* selected[r, m]: k-mer m is the smallest of some window of w consecutive k-mers (sketch.py). */
 EXPORT int nm_select(const uint64_t *hashes, int64_t rows, int64_t n_kmers, int64_t w, uint8_t *selected) {
     const int64_t width = min64(w, n_kmers);
@@ -991,6 +1024,14 @@ EXPORT void nm_encode_rows(const uint8_t *data, const int64_t *start, const int6
         const int64_t m = min64(length[i], width);
         for (int64_t j = 0; j < m; j++) dst[j] = table[src[j]];
         for (int64_t j = m; j < width; j++) dst[j] = (uint8_t)pad;
+    }
+}
+
+/* Row r's first lengths[r] bytes of buf (rows, width), one after another into out (Texts.rows). */
+EXPORT void nm_pack_rows(const uint8_t *buf, int64_t rows, int64_t width, const int64_t *lengths, uint8_t *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        memcpy(out, buf + r * width, (size_t)lengths[r]);
+        out += lengths[r];
     }
 }
 

@@ -21,6 +21,7 @@ from neuromap.errors import NeuromapError
 _SIGNATURES = {
     "nm_hash_rows": ("u1", "i", "i", "i", "u8", "b"),
     "nm_select": ("u8", "i", "i", "i", "b"),
+    "nm_compact": ("b", "i", "i", "u8", "b", "i8", "i8", "u8", "b"),
     "nm_seed": ("i8", "i8", "u8", "b", "i", "i8", "i", "u8", "i", "any", "i", "i", "any", "i", "b",
                 "i", "i", "i", "i", "i", "i", "i", "b", "i8", "b", "i4", "i4"),
     "nm_orient": ("u1", "i", "i8", "i8", "b", "i", "u1", "u1"),
@@ -35,6 +36,7 @@ _SIGNATURES = {
     "nm_fastq_plain": ("u1", "i", "i", "i", "i8", "i8", "i8", "i8", "i8"),
     "nm_encode_rows": ("u1", "i8", "i8", "i", "i", "u1", "i", "u1"),
     "nm_texts_equal": ("u1", "i8", "i8", "i8", "i8", "i"),
+    "nm_pack_rows": ("u1", "i", "i", "i8", "u1"),
     "nm_ref_spans": ("u1", "i8", "i8", "i", "i8"),
     "nm_same_placement": ("f8", "i8", "b", "b", "i", "i", "i"),
     "nm_unscored": ("f8", "b", "i8", "i", "i", "i", "f8"),
@@ -46,7 +48,7 @@ _SIGNATURES = {
 }
 _DTYPES = {"u1": np.uint8, "u2": np.uint16, "u8": np.uint64, "i4": np.int32, "i8": np.int64, "f8": np.float64, "b": np.bool_}
 _RETURNS_STATUS = {"nm_hash_rows", "nm_select", "nm_seed", "nm_dp", "nm_traceback", "nm_same_placement", "nm_unscored", "nm_rescue_vote"}
-_RETURNS_LENGTH = {"nm_format_sam", "nm_newlines", "nm_fastq_plain", "nm_texts_equal"}  # a length or a value
+_RETURNS_LENGTH = {"nm_format_sam", "nm_newlines", "nm_fastq_plain", "nm_texts_equal", "nm_compact"}  # a length or a value
 
 
 @lru_cache(maxsize=1)

@@ -48,10 +48,14 @@ def minimizer_mask(hashes: np.ndarray, w: int) -> np.ndarray:
 def sketch_rows(codes: np.ndarray, k: int, w: int):
     """Minimizers of each row: (row, position, hash, is_reverse) flat arrays, row-major order."""
     hashes, is_reverse = kmer_hashes(codes, k)
-    selected = minimizer_mask(hashes, w)
-    flat = np.flatnonzero(selected)  # 3 x faster than a 2-D nonzero and indexing, the same arrays
-    row, pos = np.divmod(flat, max(selected.shape[1], 1))
-    return row, pos, hashes.ravel()[flat], is_reverse.ravel()[flat]
+    selected = np.ascontiguousarray(minimizer_mask(hashes, w))
+    n = int(np.count_nonzero(selected))
+    row, pos = np.empty(n, np.int64), np.empty(n, np.int64)
+    picked, picked_reverse = np.empty(n, np.uint64), np.empty(n, np.bool_)
+    # Compiled: np.flatnonzero, divmod and indexing gave the same arrays (tests/reference_sketch.py).
+    kernels.call("nm_compact", selected, selected.shape[0], selected.shape[1], np.ascontiguousarray(hashes, dtype=np.uint64),
+                 np.ascontiguousarray(is_reverse, dtype=np.bool_), row, pos, picked, picked_reverse)
+    return row, pos, picked, picked_reverse
 
 
 def sketch_sequence(codes: np.ndarray, k: int, w: int, chunk: int = 1 << 22, progress=None):

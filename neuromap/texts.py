@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from neuromap import kernels
+
 
 class Texts(Sequence):
     """A sequence of strings, string i being buf[start[i] : end[i]] (ASCII); indexing with an
@@ -51,10 +53,14 @@ class Texts(Sequence):
     def rows(buf: np.ndarray, lengths: np.ndarray) -> "Texts":
         """Row r's first lengths[r] bytes of a (rows, width) uint8 array (a kernel's text output,
         rows as wide as the longest text could be), copied into a buffer of their own."""
-        lengths = np.asarray(lengths, dtype=np.int64)
-        width = int(lengths.max()) if len(lengths) else 0
+        lengths = np.ascontiguousarray(lengths, dtype=np.int64)
+        rows, width = buf.shape
+        if len(lengths) != rows or (rows and not 0 <= lengths.min() <= lengths.max() <= width):
+            raise ValueError(f"Texts.rows: lengths of {len(lengths)} texts for ({rows}, {width}) bytes")
         end = np.cumsum(lengths)
-        return Texts(buf[:, :width][np.arange(width)[None, :] < lengths[:, None]], end - lengths, end)
+        out = np.empty(int(end[-1]) if rows else 0, dtype=np.uint8)
+        kernels.call("nm_pack_rows", np.ascontiguousarray(buf, dtype=np.uint8), rows, width, lengths, out)
+        return Texts(out, end - lengths, end)
 
     @staticmethod
     def gather(n: int, default: str, parts: list[tuple[np.ndarray, "Texts"]]) -> "Texts":

@@ -465,3 +465,24 @@ def test_rescue_need_matches_numpy(slots, anchors, low, high):
     partner = np.concatenate([np.arange(n, 2 * n), np.arange(n)])
     searchable = valid[partner, :anchors] & (lengths[:, None] >= 11)
     assert (searchable & want).sum() > n // 20 and (searchable & ~want).sum() > n // 20  # both answers are exercised
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_texts_rows_match_the_numpy_original(seed):
+    """Texts.rows (nm_pack_rows) against the boolean mask it replaced: row r's first lengths[r]
+    bytes, one after another; empty texts, full rows and no rows at all included."""
+    from neuromap.texts import Texts
+
+    rng = np.random.default_rng(500 + seed)
+    rows, width = int(rng.integers(0, 60)), int(rng.integers(0, 40))
+    buf = rng.integers(33, 127, (rows, width)).astype(np.uint8)
+    lengths = rng.integers(0, width + 1, rows).astype(np.int64)
+    if rows > 1:
+        lengths[0], lengths[-1] = 0, width
+    texts = Texts.rows(buf, lengths)
+    top = int(lengths.max()) if rows else 0
+    expected = buf[:, :top][np.arange(top)[None, :] < lengths[:, None]]
+    assert texts.buf.tobytes() == expected.tobytes()
+    assert list(texts) == [bytes(buf[r, : lengths[r]]).decode("ascii") for r in range(rows)]
+    with pytest.raises(ValueError, match="Texts.rows"):
+        Texts.rows(np.zeros((2, 3), np.uint8), np.array([1, 4]))
