@@ -5,8 +5,9 @@
 
 Maps the first batch of 4,000 reads (seeds + DP) to get its real arrays, then times, on those
 arrays, in turn: the minimizers' compaction of sketch_rows (nm_compact against np.flatnonzero,
-divmod and indexing) and Texts.rows on the batch's MD rows from the traceback (nm_pack_rows against
-a boolean mask). Checks that both give the same arrays. Medians of `--repeats` calls, in turn in
+divmod and indexing), Texts.rows on the batch's MD rows from the traceback (nm_pack_rows against
+a boolean mask) and the choice of one placement per read in pipeline.place (nm_choose against its
+numpy). Checks that each gives the same arrays. Medians of `--repeats` calls, in turn in
 rounds of ten, so that a busy moment of this shared machine hits both.
 """
 
@@ -26,10 +27,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench_se import machine_lines  # noqa: E402
 
-from neuromap import __version__, align, sketch  # noqa: E402
+from neuromap import __version__, align, kernels, sketch  # noqa: E402
+from neuromap.align import NEG  # noqa: E402
 from neuromap.index import open_index  # noqa: E402
 from neuromap.io.fastx import fastq_batches, parse_raw_batch  # noqa: E402
-from neuromap.pipeline import AlignOptions, map_batch  # noqa: E402
+from neuromap.pipeline import AlignOptions, map_batch, place  # noqa: E402
 from neuromap.texts import Texts  # noqa: E402
 
 
@@ -43,6 +45,25 @@ def rows_numpy(buf, lengths):
     width = int(lengths.max()) if len(lengths) else 0
     end = np.cumsum(lengths)
     return Texts(buf[:, :width][np.arange(width)[None, :] < lengths[:, None]], end - lengths, end)
+
+
+def choose_numpy(placement, slot_score, ll, min_score, one_mismatch):
+    alignable = placement & (slot_score >= min_score)
+    choosable = np.where(alignable.any(axis=1)[:, None], alignable, placement)
+    best_score = np.where(choosable, slot_score, NEG).max(axis=1)
+    pickable = choosable & (slot_score > best_score[:, None] - one_mismatch)
+    masked = np.where(pickable, ll, -np.inf)
+    best_ll = masked.max(axis=1)
+    chosen = np.where(np.isfinite(best_ll), masked.argmax(axis=1), 0)
+    ties = pickable & (masked == best_ll[:, None])
+    return choosable, chosen, ties, ties.sum(axis=1) > 1
+
+
+def choose_kernel(placement, slot_score, ll, min_score, one_mismatch):
+    n, slots = placement.shape
+    out = (np.empty((n, slots), np.bool_), np.empty(n, np.int64), np.empty((n, slots), np.bool_), np.empty(n, np.bool_))
+    kernels.call("nm_choose", placement, slot_score, ll, n, slots, min_score, one_mismatch, NEG, *out)
+    return out
 
 
 def timed_in_turn(calls: dict, repeats: int) -> dict:
@@ -89,6 +110,12 @@ def main() -> None:
         finally:
             sketch.kmer_hashes, sketch.minimizer_mask = kmer_hashes, minimizer_mask
 
+    opts = AlignOptions(neural=False)
+    pl = place(batch, index, opts)
+    choice = (np.ascontiguousarray(pl.valid), np.ascontiguousarray(pl.slot_score), np.ascontiguousarray(pl.ll), opts.min_score,
+              opts.scoring.match + opts.scoring.mismatch)
+    for x, y in zip(choose_kernel(*choice), choose_numpy(*choice)):
+        assert np.array_equal(x, y)
     kmer_hashes, minimizer_mask = sketch.kmer_hashes, sketch.minimizer_mask
     for x, y in zip(compact_kernel(), compact_numpy(selected, hashes, is_reverse)):
         assert np.array_equal(x, y) and x.dtype == y.dtype
@@ -98,6 +125,8 @@ def main() -> None:
         "compact kernel": compact_kernel,
         "rows numpy": lambda: rows_numpy(buf, lengths),
         "rows kernel": lambda: Texts.rows(buf, lengths),
+        "choice numpy": lambda: choose_numpy(*choice),
+        "choice kernel": lambda: choose_kernel(*choice),
     }, args.repeats)
     print("# Kernels against the numpy they replaced, on one batch\n")
     print(machine_lines())
@@ -106,9 +135,10 @@ def main() -> None:
           f"{int(selected.sum()):,} minimizers; the largest MD rows of its traceback: {buf.shape[0]:,} x {buf.shape[1]:,} bytes\n")
     print("| step | numpy ms | kernel ms | kernel / numpy |")
     print("|---|---|---|---|")
-    for step in ("compact", "rows"):
+    for step in ("compact", "rows", "choice"):
         a, b = ms[f"{step} numpy"], ms[f"{step} kernel"]
-        name = {"compact": "minimizers compacted (sketch_rows: nm_compact)", "rows": "MD rows packed (Texts.rows: nm_pack_rows)"}[step]
+        name = {"compact": "minimizers compacted (sketch_rows: nm_compact)", "rows": "MD rows packed (Texts.rows: nm_pack_rows)",
+                "choice": f"one placement chosen a read, {pl.valid.shape[1]} slots (place: nm_choose)"}[step]
         print(f"| {name} | {a:.3f} | {b:.3f} | {b / a:.2f} |")
 
 

@@ -18,6 +18,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #endif
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -762,6 +763,53 @@ static inline int ll_before(double a, double b) {  /* does slot a's ll come befo
     if (ka != ka) return 0;
     if (kb != kb) return 1;
     return ka < kb;
+}
+
+/* One placement chosen per read (pipeline.place), from `placement` (n x slots: valid windows the
+ * alignment has not decided against), their alignment scores and log-likelihoods:
+ * - choosable: the placements where the read aligns (score >= min_score), or all of them where
+ *   it aligns nowhere;
+ * - pickable: the choosable ones within one mismatch (score > best - one_mismatch) of the best
+ *   choosable score;
+ * - chosen: the first pickable slot of the highest ll (slot 0 where that is not finite: none
+ *   pickable, or an infinite or NaN ll, NaN winning the maximum as in numpy);
+ * - ties: the pickable slots whose ll equals that highest; tied[r]: more than one.
+ * The numpy it replaced is tests/reference_place.py's choose_numpy. */
+EXPORT void nm_choose(const uint8_t *placement, const int64_t *score, const double *ll, int64_t n, int64_t slots, int64_t min_score,
+                      int64_t one_mismatch, int64_t neg, uint8_t *choosable, int64_t *chosen, uint8_t *ties, uint8_t *tied) {
+    for (int64_t r = 0; r < n; r++) {
+        const uint8_t *pl = placement + r * slots;
+        const int64_t *sc = score + r * slots;
+        const double *lr = ll + r * slots;
+        uint8_t *ch = choosable + r * slots, *ti = ties + r * slots;
+        int aligns = 0;
+        for (int64_t j = 0; j < slots; j++) aligns |= pl[j] && sc[j] >= min_score;
+        int64_t best_score = neg;
+        for (int64_t j = 0; j < slots; j++) {
+            ch[j] = (uint8_t)(pl[j] && (!aligns || sc[j] >= min_score));
+            if (ch[j] && sc[j] > best_score) best_score = sc[j];
+        }
+        double best = -INFINITY;
+        int64_t first = 0, any_nan = 0;
+        for (int64_t j = 0; j < slots; j++) {
+            if (!(ch[j] && sc[j] > best_score - one_mismatch)) continue;
+            if (lr[j] != lr[j]) { /* NaN: numpy's max is NaN, and argmax the first NaN */
+                if (!any_nan) first = j;
+                any_nan = 1;
+            } else if (!any_nan && lr[j] > best) {
+                best = lr[j], first = j;
+            }
+        }
+        if (any_nan) best = NAN;
+        chosen[r] = isfinite(best) ? first : 0;
+        int64_t count = 0;
+        for (int64_t j = 0; j < slots; j++) {
+            const double value = (ch[j] && sc[j] > best_score - one_mismatch) ? lr[j] : -INFINITY;
+            ti[j] = (uint8_t)((ch[j] && sc[j] > best_score - one_mismatch) && value == best);
+            count += ti[j];
+        }
+        tied[r] = count > 1;
+    }
 }
 
 /* The same placement found twice (pipeline.place): per read, its slots in order of falling ll

@@ -244,21 +244,21 @@ def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates 
     # low-complexity read can look likelier to the network in a junk window than in its true one).
     placement = valid.copy()  # windows the alignment has not decided against (see DECIDED_GAP)
     placement[pairs.read[decided], pairs.slot[decided]] = False
-    alignable = placement & (slot_score >= opts.min_score)
-    choosable = np.where(alignable.any(axis=1)[:, None], alignable, placement)
-    # The choice is among the windows where the read aligns within one mismatch of its best (P
-    # is still taken over all choosable windows). On held-out reads the network preferred a window
-    # a mismatch or more behind 24 times in 60,000 and was wrong all 24 times; over the 400,000
+    # Choosable: the placements where the read aligns (the others where it aligns nowhere). The
+    # choice is among those within one mismatch of its best alignment (P is still taken over all
+    # choosable windows), by likelihood. On held-out reads the network preferred a window a
+    # mismatch or more behind 24 times in 60,000 and was wrong all 24 times; over the 400,000
     # benchmark reads one of them had MAPQ 40 (benchmarks/README.md). With a mate, the pair's
-    # evidence may still overrule the alignment (pairing.choose_pairs).
-    one_mismatch = opts.scoring.match + opts.scoring.mismatch
-    best_score = np.where(choosable, slot_score, NEG).max(axis=1) if n_slots else np.zeros(n, np.int64)
-    pickable = choosable & (slot_score > best_score[:, None] - one_mismatch)
-    masked = np.where(pickable, ll, -np.inf)
-    best_ll = masked.max(axis=1)
-    chosen = np.where(np.isfinite(best_ll), masked.argmax(axis=1), 0)
-    ties = pickable & (masked == best_ll[:, None])
-    tie_rows = np.flatnonzero(ties.sum(axis=1) > 1)
+    # evidence may still overrule the alignment (pairing.choose_pairs). Equal likelihoods: by a
+    # hash of the read's name (tie_break). Compiled: nm_choose (tests/reference_place.py keeps the
+    # numpy it replaced).
+    choosable = np.empty((n, n_slots), dtype=np.bool_)
+    ties = np.empty((n, n_slots), dtype=np.bool_)
+    chosen = np.empty(n, dtype=np.int64)
+    tied = np.empty(n, dtype=np.bool_)
+    kernels.call("nm_choose", placement, np.ascontiguousarray(slot_score, dtype=np.int64), np.ascontiguousarray(ll, dtype=np.float64),
+                 n, n_slots, opts.min_score, opts.scoring.match + opts.scoring.mismatch, NEG, choosable, chosen, ties, tied)
+    tie_rows = np.flatnonzero(tied)
     if len(tie_rows):
         chosen[tie_rows] = tie_break(batch.names, tie_rows, ties[tie_rows])
     extra = np.maximum(cands.n_clusters - opts.seed.max_candidates, 0)

@@ -46,3 +46,16 @@ def unscored_numpy(values: np.ndarray, valid: np.ndarray, chosen: np.ndarray, se
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows
                 middle[many] = np.nanmedian(values[many], axis=1)
     return np.where(np.isfinite(middle), middle, 0.0)
+
+
+def choose_numpy(placement: np.ndarray, slot_score: np.ndarray, ll: np.ndarray, min_score: int, one_mismatch: int, neg: int):
+    """pipeline.place's choice as numpy before nm_choose: (choosable, chosen, ties, tied rows)."""
+    alignable = placement & (slot_score >= min_score)
+    choosable = np.where(alignable.any(axis=1)[:, None], alignable, placement)
+    best_score = np.where(choosable, slot_score, neg).max(axis=1)
+    pickable = choosable & (slot_score > best_score[:, None] - one_mismatch)
+    masked = np.where(pickable, ll, -np.inf)
+    best_ll = masked.max(axis=1)
+    chosen = np.where(np.isfinite(best_ll), masked.argmax(axis=1), 0)
+    ties = pickable & (masked == best_ll[:, None])
+    return choosable, chosen, ties, ties.sum(axis=1) > 1

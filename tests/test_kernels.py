@@ -18,7 +18,7 @@ from neuromap.windows import gather_windows, oriented_reads
 from reference_align import (banded_align_numpy, gather_windows_numpy, reverse_complement_codes_numpy, traceback_numpy, ungapped_description_numpy,
                              ungapped_numpy)
 from reference_pairing import rescue_need_numpy, vote_numpy
-from reference_place import same_placement_numpy, unscored_numpy
+from reference_place import choose_numpy, same_placement_numpy, unscored_numpy
 from reference_seed import find_candidates_numpy
 from reference_sketch import kmer_hashes_numpy, sketch_rows_numpy
 
@@ -486,3 +486,29 @@ def test_texts_rows_match_the_numpy_original(seed):
     assert list(texts) == [bytes(buf[r, : lengths[r]]).decode("ascii") for r in range(rows)]
     with pytest.raises(ValueError, match="Texts.rows"):
         Texts.rows(np.zeros((2, 3), np.uint8), np.array([1, 4]))
+
+
+@pytest.mark.parametrize("slots", [1, 8, 16])
+def test_choice_matches_numpy(slots):
+    """nm_choose (pipeline.place's choice) against the numpy it replaced, on random rows with
+    scores around min_score, equal likelihoods, -inf, +inf and NaN among them, and rows with no
+    placement at all."""
+    from neuromap.align import NEG
+
+    rng = np.random.default_rng(700 + slots)
+    n = 3000
+    placement = rng.random((n, slots)) < 0.7
+    placement[: n // 20] = False
+    score = rng.integers(20, 40, (n, slots)).astype(np.int64)
+    score[rng.random((n, slots)) < 0.05] = NEG
+    ll = np.round(rng.normal(0, 2, (n, slots)), 1)  # rounded: many equal likelihoods
+    special = rng.random((n, slots))
+    ll[special < 0.05] = -np.inf
+    ll[(special >= 0.05) & (special < 0.06)] = np.inf
+    ll[(special >= 0.06) & (special < 0.07)] = np.nan
+    choosable, chosen, ties, tied = (np.empty((n, slots), np.bool_), np.empty(n, np.int64), np.empty((n, slots), np.bool_),
+                                     np.empty(n, np.bool_))
+    kernels.call("nm_choose", placement, score, ll, n, slots, 30, 5, NEG, choosable, chosen, ties, tied)
+    for got, want in zip((choosable, chosen, ties, tied), choose_numpy(placement, score, ll, 30, 5, NEG)):
+        assert np.array_equal(got, want)
+    assert (tied.any() or slots == 1) and (~np.isfinite(ll)).any()
