@@ -24,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 from bench_se import machine_lines  # noqa: E402
 
@@ -33,6 +34,7 @@ from neuromap.index import open_index  # noqa: E402
 from neuromap.io.fastx import fastq_batches, parse_raw_batch  # noqa: E402
 from neuromap.pipeline import AlignOptions, map_batch, place  # noqa: E402
 from neuromap.texts import Texts  # noqa: E402
+from reference_place import choose_numpy  # noqa: E402  (the numpy nm_choose replaced, kept with the tests)
 
 
 def compact_numpy(selected, hashes, is_reverse):
@@ -45,18 +47,6 @@ def rows_numpy(buf, lengths):
     width = int(lengths.max()) if len(lengths) else 0
     end = np.cumsum(lengths)
     return Texts(buf[:, :width][np.arange(width)[None, :] < lengths[:, None]], end - lengths, end)
-
-
-def choose_numpy(placement, slot_score, ll, min_score, one_mismatch):
-    alignable = placement & (slot_score >= min_score)
-    choosable = np.where(alignable.any(axis=1)[:, None], alignable, placement)
-    best_score = np.where(choosable, slot_score, NEG).max(axis=1)
-    pickable = choosable & (slot_score > best_score[:, None] - one_mismatch)
-    masked = np.where(pickable, ll, -np.inf)
-    best_ll = masked.max(axis=1)
-    chosen = np.where(np.isfinite(best_ll), masked.argmax(axis=1), 0)
-    ties = pickable & (masked == best_ll[:, None])
-    return choosable, chosen, ties, ties.sum(axis=1) > 1
 
 
 def choose_kernel(placement, slot_score, ll, min_score, one_mismatch):
@@ -114,7 +104,7 @@ def main() -> None:
     pl = place(batch, index, opts)
     choice = (np.ascontiguousarray(pl.valid), np.ascontiguousarray(pl.slot_score), np.ascontiguousarray(pl.ll), opts.min_score,
               opts.scoring.match + opts.scoring.mismatch)
-    for x, y in zip(choose_kernel(*choice), choose_numpy(*choice)):
+    for x, y in zip(choose_kernel(*choice), choose_numpy(*choice, NEG)):
         assert np.array_equal(x, y)
     kmer_hashes, minimizer_mask = sketch.kmer_hashes, sketch.minimizer_mask
     for x, y in zip(compact_kernel(), compact_numpy(selected, hashes, is_reverse)):
@@ -125,7 +115,7 @@ def main() -> None:
         "compact kernel": compact_kernel,
         "rows numpy": lambda: rows_numpy(buf, lengths),
         "rows kernel": lambda: Texts.rows(buf, lengths),
-        "choice numpy": lambda: choose_numpy(*choice),
+        "choice numpy": lambda: choose_numpy(*choice, NEG),
         "choice kernel": lambda: choose_kernel(*choice),
     }, args.repeats)
     print("# Kernels against the numpy they replaced, on one batch\n")
