@@ -804,8 +804,7 @@ EXPORT void nm_choose(const uint8_t *placement, const int64_t *score, const doub
         chosen[r] = isfinite(best) ? first : 0;
         int64_t count = 0;
         for (int64_t j = 0; j < slots; j++) {
-            const double value = (ch[j] && sc[j] > best_score - one_mismatch) ? lr[j] : -INFINITY;
-            ti[j] = (uint8_t)((ch[j] && sc[j] > best_score - one_mismatch) && value == best);
+            ti[j] = (uint8_t)(ch[j] && sc[j] > best_score - one_mismatch && lr[j] == best);
             count += ti[j];
         }
         tied[r] = count > 1;

@@ -553,15 +553,11 @@ class ServerModel:
 _REMOTE: RemoteModel | ServerModel | None = None
 
 
-def current_remote() -> RemoteModel | None:
-    """This worker process's RemoteModel (None: the model is here, or behind a server)."""
-    return _REMOTE if isinstance(_REMOTE, RemoteModel) else None
-
-
-def use_remote(conn) -> None:
-    """In a worker process: score with the model's process over `conn` (see RemoteModel)."""
+def use_remote(conn) -> RemoteModel:
+    """In a worker process: score with the model's process over `conn` (see RemoteModel); returns it."""
     global _REMOTE
     _REMOTE = RemoteModel(conn)
+    return _REMOTE
 
 
 def use_server(path: str | None, weights_dir: str | None = None) -> ServerModel | None:

@@ -143,24 +143,26 @@ class ModelServer:
 SCHEDULE_FLAGS = {None: 0, "spin": 0x01, "yield": 0x02, "blocking_sync": 0x04}
 
 
+def _count_setting(name: str, what: str) -> int:
+    """A whole number from the environment variable `name` (unset or empty: 0)."""
+    value = os.environ.get(name, "").strip() or "0"
+    if not value.isdigit():
+        raise NeuromapError(f"{name}={value!r}: expected a whole number of {what} (0: none)")
+    return int(value)
+
+
 def spare_workers() -> int:
     """Worker processes beyond -t for `align --processes` with the network (pipeline.align_records):
     NEUROMAP_SPARE_WORKERS, none by default. They are for a network on a GPU, where a worker that
     waits for it leaves its core idle; on the CPU the network needs the cores itself. Not yet the
     default on a GPU: not yet measured there (benchmarks/README.md)."""
-    value = os.environ.get("NEUROMAP_SPARE_WORKERS", "").strip() or "0"
-    if not value.isdigit():
-        raise NeuromapError(f"NEUROMAP_SPARE_WORKERS={value!r}: expected a whole number of workers (0: none)")
-    return int(value)
+    return _count_setting("NEUROMAP_SPARE_WORKERS", "workers")
 
 
 def park_batches() -> int:
     """Batches a worker process of `align --processes` may park while the network's process
     starts (pipeline.Parking): NEUROMAP_PARK_BATCHES, none by default."""
-    value = os.environ.get("NEUROMAP_PARK_BATCHES", "").strip() or "0"
-    if not value.isdigit():
-        raise NeuromapError(f"NEUROMAP_PARK_BATCHES={value!r}: expected a whole number of batches (0: none)")
-    return int(value)
+    return _count_setting("NEUROMAP_PARK_BATCHES", "batches")
 
 
 def start_device_early():

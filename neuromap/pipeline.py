@@ -29,7 +29,7 @@ from neuromap.index import Index, load_index
 from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, make_batch, pack, parse_raw_batch, parse_raw_pairs_batch, unpack
 from neuromap.io.sam import sam_records
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
-from neuromap.model import calibration_scale, current_remote, max_window, model_device, on_first_wait, score_pairs, use_remote, use_server
+from neuromap.model import calibration_scale, max_window, model_device, on_first_wait, score_pairs, use_remote, use_server
 from neuromap.model_process import ModelServer
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
@@ -608,8 +608,8 @@ def keep_freed_buffers() -> None:
     batch buffers (the FASTQ read, the SAM taken out of shared memory: 1-2 MB each) for the next
     batch instead of handing it back to the kernel and faulting fresh zeroed pages in again (up to
     16 MB a block from the heap, up to 64 MB free at its top). On 1M reads with -t 2 this took the
-    main process's page faults from about 54,000 to 9,000 and its CPU time by about a sixth, at
-    the same peak RSS (benchmarks/README.md): with many workers that process hands out and takes
+    main process's page faults from about 60,000 to 9,000 and its CPU time by a fifth, at the same
+    peak RSS (benchmarks/RESULTS-main-process-cpu.md): with many workers that process hands out and takes
     back every batch. (Setting one of the two alone is worse than neither: glibc then stops
     adapting the other.) A MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_ or GLIBC_TUNABLES in the
     environment is left to decide."""
@@ -642,14 +642,14 @@ class Parking:
     queue), pickled here so that nothing can fail on the queue's own thread. The output is the
     same: each batch is mapped as it would be."""
 
-    def __init__(self, limit: int, results):
-        self.limit, self.results = limit, results
+    def __init__(self, limit: int, results, remote):
+        self.limit, self.results, self.remote = limit, results, remote  # remote: this worker's model.RemoteModel
         self._lock = threading.Lock()
         self._parked = 0
         self._count = 0
 
-    def wanted(self, remote) -> bool:
-        return not remote.ready and self._parked < self.limit
+    def wanted(self) -> bool:
+        return not self.remote.ready and self._parked < self.limit
 
     def run(self, work, *args):
         """`work(*args)` on a thread of its own: its result, or Parked if the thread is about to
@@ -726,9 +726,9 @@ def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, 
     if opts.neural and opts.server:
         use_server(opts.server, opts.weights_dir)
     elif opts.neural:
-        use_remote(model_pipes[slots.get()])
+        remote = use_remote(model_pipes[slots.get()])
         if parked_results is not None and opts.park_batches > 0:
-            _PARKING = Parking(opts.park_batches, parked_results)
+            _PARKING = Parking(opts.park_batches, parked_results, remote)
 
 
 def _pack_batch(records, paired: bool):
@@ -742,8 +742,7 @@ def _pack_batch(records, paired: bool):
 
 
 def _work_in_worker(packed, model=None):
-    remote = current_remote()
-    if _PARKING is not None and remote is not None and _PARKING.wanted(remote):
+    if _PARKING is not None and _PARKING.wanted():
         return _PARKING.run(_map_in_worker, packed, model)
     return _map_in_worker(packed, model)
 
@@ -840,13 +839,12 @@ class ParkedAnswers:
         if self.pool is not None and getattr(self.pool, "_broken", False):
             raise BrokenProcessPool("a worker process ended")
 
-    def wait_for(self, predicate) -> bool:
-        """Wait until `predicate()` holds; its value then."""
+    def wait_for(self, predicate) -> None:
+        """Wait until `predicate()` holds (BrokenProcessPool where a worker died meanwhile)."""
         with self._changed:
             while not predicate():
                 self._check_pool()
                 self._changed.wait(0.25)
-        return predicate()
 
     def result(self, future: Future):
         """`future.result()`, or BrokenProcessPool where its worker died with it parked."""
@@ -961,7 +959,7 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             for slot in range(len(pipes)):
                 slots.put(slot)
             tokens = context.BoundedSemaphore(opts.threads) if spare else None
-            if park and pipes:
+            if park:  # (so the network's process is this run's: the pipes above)
                 answers = ParkedAnswers(context.Queue())
                 cleanup.callback(answers.close)
             pool = ProcessPoolExecutor(opts.threads + spare, mp_context=context, initializer=_init_worker,
