@@ -7,7 +7,8 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab dp server batch spy pe-scale latency pe-why python-start;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab ab-scale dp server batch spy pe-scale latency pe-why python-start;
+#    AB_VARIANTS, AB_ROUNDS: the variants (and rounds) of the ab and ab-scale rows;
 #    BATCH_SIZES="4000 16000 32000" sets the -K values of the batch row;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
@@ -73,11 +74,11 @@ if [ -d .whl ] && ! "$PY" -c "from flax import nnx; nnx.List" 2>/dev/null; then
 fi
 # The kernels for this machine's Python: the extension if setuptools can build it, else the same C
 # file as a plain library (no Python headers needed), else one carried in .bin/ (built on the
-# workstation: gcc -O3 -shared -fPIC -DNEUROMAP_NO_PYTHON neuromap/_kernels.c -o .bin/neuromap_kernels.so).
+# workstation: gcc -O3 -std=gnu11 -fno-math-errno -shared -fPIC -DNEUROMAP_NO_PYTHON neuromap/_kernels.c -o .bin/neuromap_kernels.so).
 if ! "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('neuromap._kernels') is None)"; then
     EXT=$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
     "$PY" setup.py -q build_ext --inplace ||
-        gcc -O3 -std=gnu11 -shared -fPIC -DNEUROMAP_NO_PYTHON neuromap/_kernels.c -o "neuromap/_kernels$EXT" ||
+        gcc -O3 -std=gnu11 -fno-math-errno -shared -fPIC -DNEUROMAP_NO_PYTHON neuromap/_kernels.c -o "neuromap/_kernels$EXT" ||
         cp .bin/neuromap_kernels.so "neuromap/_kernels$EXT" || { echo "phase 1 failed: no kernels for this Python"; exit 1; }
 fi
 # Byte-compiled modules, as an installed copy has them: with PYTHONDONTWRITEBYTECODE set (as on the
@@ -175,11 +176,11 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server || wants batch || wants spy || wants pe-why || wants python-start; then
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server || wants batch || wants spy || wants pe-why || wants ab-scale || wants python-start; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
-    if wants pe || wants ab || wants server || wants pe-scale || wants pe-why; then
+    if wants pe || wants ab || wants server || wants pe-scale || wants pe-why || wants ab-scale; then
         "$PY" benchmarks/bench_pe.py --prepare-only --size "$SIZE" --pairs "$PE_PAIRS" --workdir "$WORK/pe" &
         PREPARATIONS+=($!)
     fi
@@ -384,33 +385,42 @@ fi
 # new-blocking"). Wall seconds, SAM to /dev/null, -t $THREADS --processes, in turn twice on 10 x
 # the SE reads, once on the SE reads and once on the PE pairs, then each variant traced once on
 # the SE reads.
-if wants ab; then
-    make_big
-    OLD_TREE=${OLD_TREE:-$PWD/.old}
-    [ -d "$OLD_TREE/neuromap" ] && cp neuromap/_kernels*.so "$OLD_TREE/neuromap/"
-    variant() {  # NAME, then align's arguments
-        local name=$1; shift
-        case $name in
-            old) (cd "$OLD_TREE" && "$PY" -m neuromap align --quiet "$@") ;;
-            new) "$PY" -m neuromap align --quiet "$@" ;;
-            new-late) NEUROMAP_DEVICE_EARLY=0 "$PY" -m neuromap align --quiet "$@" ;;
-            new-blocking) TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync "$PY" -m neuromap align --quiet "$@" ;;
-            new-spare) NEUROMAP_SPARE_WORKERS=$THREADS "$PY" -m neuromap align --quiet "$@" ;;
-            new-glibc) GLIBC_TUNABLES=glibc.malloc.check=0 "$PY" -m neuromap align --quiet "$@" ;;
-            new-park*) NEUROMAP_PARK_BATCHES=${name#new-park} "$PY" -m neuromap align --quiet "$@" ;;
-            new-avx512) (cd "$AVX_TREE" && "$PY" -m neuromap align --quiet "$@") ;;
+# A variant of neuromap for the A/B rows: "old" (the package in $OLD_TREE), "new" (this tree), or
+# "new-" and parts joined by "-", each an environment or a tree (new-avx512-park4: both).
+OLD_TREE=${OLD_TREE:-$PWD/.old}
+AVX_TREE="$WORK/avx512-tree"
+variant() {  # NAME, then align's arguments
+    local name=$1 tree=$PWD part; shift
+    local -a envs=()
+    if [ "$name" = old ]; then (cd "$OLD_TREE" && "$PY" -m neuromap align --quiet "$@"); return; fi
+    for part in $(tr '-' ' ' <<< "${name#new}"); do
+        case $part in
+            late) envs+=(NEUROMAP_DEVICE_EARLY=0) ;;
+            blocking) envs+=(TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync) ;;
+            spare) envs+=(NEUROMAP_SPARE_WORKERS=$THREADS) ;;
+            glibc) envs+=(GLIBC_TUNABLES=glibc.malloc.check=0) ;;
+            park*) envs+=(NEUROMAP_PARK_BATCHES=${part#park}) ;;
+            avx512) tree=$AVX_TREE ;;
+            *) echo "unknown variant part: $part" >&2; return 2 ;;
         esac
-    }
-    VARIANTS=${AB_VARIANTS:-new new-blocking}; [ -d "$OLD_TREE/neuromap" ] && VARIANTS="old $VARIANTS"
-    AVX_TREE="$WORK/avx512-tree"
-    if [[ " $VARIANTS " == *" new-avx512 "* ]]; then
+    done
+    (cd "$tree" && env "${envs[@]}" "$PY" -m neuromap align --quiet "$@")
+}
+prepare_variants() {  # VARIANTS: the trees they need (.old's kernels, the AVX-512 tree)
+    [ -d "$OLD_TREE/neuromap" ] && cp neuromap/_kernels*.so "$OLD_TREE/neuromap/"
+    if [[ " $1 " == *avx512* ]] && [ ! -d "$AVX_TREE/neuromap" ]; then
         rm -rf "$AVX_TREE"; mkdir -p "$AVX_TREE/benchmarks"; cp -r neuromap "$AVX_TREE/"; rm -f "$AVX_TREE"/neuromap/_kernels*.so
         cp benchmarks/profile_align.py "$AVX_TREE/benchmarks/"
         EXT=$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
-        gcc -O3 -std=gnu11 -shared -fPIC -DNEUROMAP_NO_PYTHON -DNEUROMAP_AVX512 neuromap/_kernels.c -o "$AVX_TREE/neuromap/_kernels$EXT" ||
+        gcc -O3 -std=gnu11 -fno-math-errno -shared -fPIC -DNEUROMAP_NO_PYTHON -DNEUROMAP_AVX512 neuromap/_kernels.c -o "$AVX_TREE/neuromap/_kernels$EXT" ||
             cp .bin/neuromap_kernels_avx512.so "$AVX_TREE/neuromap/_kernels$EXT"
         "$PY" -m compileall -q "$AVX_TREE/neuromap" > /dev/null
     fi
+}
+if wants ab; then
+    make_big
+    VARIANTS=${AB_VARIANTS:-new new-blocking}; [ -d "$OLD_TREE/neuromap" ] && VARIANTS="old $VARIANTS"
+    prepare_variants "$VARIANTS"
     {
         echo "# A/B ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS --processes, SAM to /dev/null): wall seconds"
         P1="$WORK/pe/r1.fq"; P2="$WORK/pe/r2.fq"; PG="$WORK/pe/genome.fa"
@@ -448,6 +458,46 @@ if wants ab; then
         done
     } > "$OUT/RESULTS-gpu-ab.md" 2>&1
     cat "$OUT/RESULTS-gpu-ab.md"
+fi
+# A/B at scale: AB_VARIANTS (default "new new-avx512") over 4M single-end reads (the SE reads 10
+# times over) and 1M pairs (the PE pairs 10 times over), AB_ROUNDS rounds (default 3), each round
+# the variants in a rotated order and then minimap2 (its index built before), -t $THREADS
+# --processes, SAM to /dev/null; then each variant's median seconds and median ratio to minimap2
+# over the rounds (ab_scale_summary.py). A variant with its own tree (avx512) is first checked
+# to write new's SAM, record for record, on the SE reads and the PE pairs.
+if wants ab-scale; then
+    make_big; make_pe10
+    VARIANTS=${AB_VARIANTS:-new new-avx512}; prepare_variants "$VARIANTS"
+    for genome in "$G" "$PE10/genome.fa"; do [ -s "${genome%.fa}.why.mmi" ] || minimap2 -x sr -d "${genome%.fa}.why.mmi" "$genome" 2> /dev/null; done
+    TIMES="$WORK/ab-scale.tsv"; : > "$TIMES"
+    {
+        echo "# A/B at scale ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS --processes, SAM to /dev/null): wall seconds"; echo
+        echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) cores; AVX-512: $(grep -q avx512bw /proc/cpuinfo && echo yes || echo no)"
+        echo "- neuromap $(git rev-parse --short HEAD 2>/dev/null || echo "(no git here)"), $("$PY" --version 2>&1), minimap2 $(minimap2 --version)"
+        for v in $VARIANTS; do
+            variant "$v" --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null  # the index in the page cache, the network's program kept
+            [[ "$v" == *avx512* ]] || continue
+            same=yes
+            for inputs in "$G $R" "$WORK/pe/genome.fa $WORK/pe/r1.fq $WORK/pe/r2.fq"; do
+                variant new --processes -t "$THREADS" $inputs | grep -v '^@PG' > "$WORK/ab-a.sam"
+                variant "$v" --processes -t "$THREADS" $inputs | grep -v '^@PG' > "$WORK/ab-b.sam"
+                grep -qv '^@' "$WORK/ab-a.sam" && cmp -s "$WORK/ab-a.sam" "$WORK/ab-b.sam" || same=no
+            done
+            [ $same = yes ] && echo "- $v's SAM is new's, record for record, on the SE reads and the PE pairs" || echo "- $v's SAM DIFFERS from new's (or no records)"
+        done
+        read -ra order <<< "$VARIANTS"
+        for round in $(seq 1 "${AB_ROUNDS:-3}"); do
+            for v in "${order[@]}"; do
+                echo -e "$round\t$v\tse\t$( { time variant "$v" --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 )" >> "$TIMES"
+                echo -e "$round\t$v\tpe\t$( { time variant "$v" --processes -t "$THREADS" "$PE10/genome.fa" "$PE10/r1.fq" "$PE10/r2.fq" > /dev/null; } 2>&1 )" >> "$TIMES"
+            done
+            echo -e "$round\tminimap2\tse\t$( { time minimap2 -a -x sr -t "$THREADS" "${G%.fa}.why.mmi" "$BIG" > /dev/null 2>/dev/null; } 2>&1 )" >> "$TIMES"
+            echo -e "$round\tminimap2\tpe\t$( { time minimap2 -a -x sr -t "$THREADS" "$PE10/genome.why.mmi" "$PE10/r1.fq" "$PE10/r2.fq" > /dev/null 2>/dev/null; } 2>&1 )" >> "$TIMES"
+            order=("${order[@]:1}" "${order[0]}")  # the next round starts with the next variant
+        done
+        echo; "$PY" benchmarks/ab_scale_summary.py "$TIMES" --se "$(( $(wc -l < "$BIG") / 4 )) reads" --pe "$(( $(wc -l < "$PE10/r1.fq") / 4 )) pairs"
+    } > "$OUT/RESULTS-gpu-ab-scale.md" 2>&1
+    cat "$OUT/RESULTS-gpu-ab-scale.md"
 fi
 # The banded DP on the GPU (JAX, bit for bit the C kernel's) against the C kernel on one core: is a device DP worth building?
 wants dp && timeout 180 "$PY" benchmarks/dp_device.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --sizes 512 2048 8192 32768 \
