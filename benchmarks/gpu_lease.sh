@@ -469,7 +469,7 @@ if wants ab-scale; then
     make_big; make_pe10
     VARIANTS=${AB_VARIANTS:-new new-avx512}; prepare_variants "$VARIANTS"
     for genome in "$G" "$PE10/genome.fa"; do [ -s "${genome%.fa}.why.mmi" ] || minimap2 -x sr -d "${genome%.fa}.why.mmi" "$genome" 2> /dev/null; done
-    TIMES="$WORK/ab-scale.tsv"; : > "$TIMES"
+    TIMES="$OUT/ab-scale.tsv"; : > "$TIMES"  # in $OUT: back even if the lease is cut short
     {
         echo "# A/B at scale ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS --processes, SAM to /dev/null): wall seconds"; echo
         echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) cores; AVX-512: $(grep -q avx512bw /proc/cpuinfo && echo yes || echo no)"
