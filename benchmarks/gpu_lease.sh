@@ -376,9 +376,9 @@ fi
 # .old), and "new" with an environment: new-late (NEUROMAP_DEVICE_EARLY=0), new-blocking (the
 # network's host threads block while the GPU works instead of spinning:
 # TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE=blocking_sync), new-spare (as many spare worker processes
-# as -t: NEUROMAP_SPARE_WORKERS=$THREADS), new-avx512 (this tree with the kernels built with
-# -DNEUROMAP_AVX512: AVX-512 clones of the SIMD loops, or .bin/neuromap_kernels_avx512.so, in a
-# copy of the package, and both trees' seconds per kernel), new-glibc (the main process with
+# as -t: NEUROMAP_SPARE_WORKERS=$THREADS), new-avx2 (this tree with the kernels built with
+# -DNEUROMAP_NO_AVX512: no AVX-512 clones of the SIMD loops, as before the tenth lease, or
+# .bin/neuromap_kernels_avx2.so, in a copy of the package, and both trees' seconds per kernel), new-glibc (the main process with
 # glibc's own malloc thresholds: a GLIBC_TUNABLES in the environment leaves them, see
 # pipeline.keep_freed_buffers), new-parkN (each worker parks up to N batches while the network
 # starts: NEUROMAP_PARK_BATCHES=N); AB_VARIANTS picks (default "new
@@ -386,9 +386,9 @@ fi
 # the SE reads, once on the SE reads and once on the PE pairs, then each variant traced once on
 # the SE reads.
 # A variant of neuromap for the A/B rows: "old" (the package in $OLD_TREE), "new" (this tree), or
-# "new-" and parts joined by "-", each an environment or a tree (new-avx512-park4: both).
+# "new-" and parts joined by "-", each an environment or a tree (new-avx2-park4: both).
 OLD_TREE=${OLD_TREE:-$PWD/.old}
-AVX_TREE="$WORK/avx512-tree"
+AVX2_TREE="$WORK/avx2-tree"
 variant() {  # NAME, then align's arguments
     local name=$1 tree=$PWD part; shift
     local -a envs=()
@@ -400,21 +400,21 @@ variant() {  # NAME, then align's arguments
             spare) envs+=(NEUROMAP_SPARE_WORKERS=$THREADS) ;;
             glibc) envs+=(GLIBC_TUNABLES=glibc.malloc.check=0) ;;
             park*) envs+=(NEUROMAP_PARK_BATCHES=${part#park}) ;;
-            avx512) tree=$AVX_TREE ;;
+            avx2) tree=$AVX2_TREE ;;
             *) echo "unknown variant part: $part" >&2; return 2 ;;
         esac
     done
     (cd "$tree" && env "${envs[@]}" "$PY" -m neuromap align --quiet "$@")
 }
-prepare_variants() {  # VARIANTS: the trees they need (.old's kernels, the AVX-512 tree)
+prepare_variants() {  # VARIANTS: the trees they need (.old's kernels, the AVX2-only tree)
     [ -d "$OLD_TREE/neuromap" ] && cp neuromap/_kernels*.so "$OLD_TREE/neuromap/"
-    if [[ " $1 " == *avx512* ]] && [ ! -d "$AVX_TREE/neuromap" ]; then
-        rm -rf "$AVX_TREE"; mkdir -p "$AVX_TREE/benchmarks"; cp -r neuromap "$AVX_TREE/"; rm -f "$AVX_TREE"/neuromap/_kernels*.so
-        cp benchmarks/profile_align.py "$AVX_TREE/benchmarks/"
+    if [[ " $1 " == *avx2* ]] && [ ! -d "$AVX2_TREE/neuromap" ]; then
+        rm -rf "$AVX2_TREE"; mkdir -p "$AVX2_TREE/benchmarks"; cp -r neuromap "$AVX2_TREE/"; rm -f "$AVX2_TREE"/neuromap/_kernels*.so
+        cp benchmarks/profile_align.py "$AVX2_TREE/benchmarks/"
         EXT=$("$PY" -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
-        gcc -O3 -std=gnu11 -fno-math-errno -shared -fPIC -DNEUROMAP_NO_PYTHON -DNEUROMAP_AVX512 neuromap/_kernels.c -o "$AVX_TREE/neuromap/_kernels$EXT" ||
-            cp .bin/neuromap_kernels_avx512.so "$AVX_TREE/neuromap/_kernels$EXT"
-        "$PY" -m compileall -q "$AVX_TREE/neuromap" > /dev/null
+        gcc -O3 -std=gnu11 -fno-math-errno -shared -fPIC -DNEUROMAP_NO_PYTHON -DNEUROMAP_NO_AVX512 neuromap/_kernels.c -o "$AVX2_TREE/neuromap/_kernels$EXT" ||
+            cp .bin/neuromap_kernels_avx2.so "$AVX2_TREE/neuromap/_kernels$EXT"
+        "$PY" -m compileall -q "$AVX2_TREE/neuromap" > /dev/null
     fi
 }
 if wants ab; then
@@ -440,14 +440,14 @@ if wants ab; then
         for v in $VARIANTS; do echo "| neuromap $v | ${T1[$v]} | ${T2[$v]} | ${T3[$v]} | ${T4[$v]} |"; done
         echo "| neuromap new --no-neural | $( { time "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 ) | | | $( { time "$PY" -m neuromap align --quiet --no-neural --processes -t "$THREADS" "$PG" "$P1" "$P2" > /dev/null 2>/dev/null; } 2>&1 ) |"
         echo "| minimap2 -x sr | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$BIG" > /dev/null 2>/dev/null; } 2>&1 ) | | $( { time minimap2 -a -x sr -t "$THREADS" "$G" "$R" > /dev/null 2>/dev/null; } 2>&1 ) | $( { time minimap2 -a -x sr -t "$THREADS" "$PG" "$P1" "$P2" > /dev/null 2>/dev/null; } 2>&1 ) |"
-        if [[ " $VARIANTS " == *" new-avx512 "* ]]; then
+        if [[ " $VARIANTS " == *" new-avx2 "* ]]; then
             echo
-            grep -q avx512bw /proc/cpuinfo && echo "- this CPU has AVX-512 (new-avx512 runs its clones)" || echo "- this CPU has no AVX-512: new-avx512 runs the AVX2 code"
-            cmp -s <(variant new --processes -t "$THREADS" "$G" "$R" | grep -v '^@PG') <(variant new-avx512 --processes -t "$THREADS" "$G" "$R" | grep -v '^@PG') &&
-                cmp -s <(variant new --processes -t "$THREADS" "$PG" "$P1" "$P2" | grep -v '^@PG') <(variant new-avx512 --processes -t "$THREADS" "$PG" "$P1" "$P2" | grep -v '^@PG') &&
-                echo "- new-avx512's SAM is new's, record for record, on the reads and the pairs" || echo "- new-avx512's SAM DIFFERS from new's"
-            for tree in "$PWD" "$AVX_TREE"; do
-                echo; echo "Seconds per kernel, one process, $( [ "$tree" = "$PWD" ] && echo new || echo new-avx512):"; echo
+            grep -q avx512bw /proc/cpuinfo && echo "- this CPU has AVX-512 (new runs its clones, new-avx2 the AVX2 ones)" || echo "- this CPU has no AVX-512: both run the AVX2 code"
+            cmp -s <(variant new --processes -t "$THREADS" "$G" "$R" | grep -v '^@PG') <(variant new-avx2 --processes -t "$THREADS" "$G" "$R" | grep -v '^@PG') &&
+                cmp -s <(variant new --processes -t "$THREADS" "$PG" "$P1" "$P2" | grep -v '^@PG') <(variant new-avx2 --processes -t "$THREADS" "$PG" "$P1" "$P2" | grep -v '^@PG') &&
+                echo "- new-avx2's SAM is new's, record for record, on the reads and the pairs" || echo "- new-avx2's SAM DIFFERS from new's"
+            for tree in "$PWD" "$AVX2_TREE"; do
+                echo; echo "Seconds per kernel, one process, $( [ "$tree" = "$PWD" ] && echo new || echo new-avx2):"; echo
                 "$PY" "$tree/benchmarks/profile_align.py" "$G" "$R" --reads $((10 * 4000)) --kernels | sed -n '3,12p'
             done
         fi
@@ -459,15 +459,15 @@ if wants ab; then
     } > "$OUT/RESULTS-gpu-ab.md" 2>&1
     cat "$OUT/RESULTS-gpu-ab.md"
 fi
-# A/B at scale: AB_VARIANTS (default "new new-avx512") over 4M single-end reads (the SE reads 10
+# A/B at scale: AB_VARIANTS (default "new new-avx2") over 4M single-end reads (the SE reads 10
 # times over) and 1M pairs (the PE pairs 10 times over), AB_ROUNDS rounds (default 3), each round
 # the variants in a rotated order and then minimap2 (its index built before), -t $THREADS
 # --processes, SAM to /dev/null; then each variant's median seconds and median ratio to minimap2
-# over the rounds (ab_scale_summary.py). A variant with its own tree (avx512) is first checked
+# over the rounds (ab_scale_summary.py). A variant with its own tree (avx2) is first checked
 # to write new's SAM, record for record, on the SE reads and the PE pairs.
 if wants ab-scale; then
     make_big; make_pe10
-    VARIANTS=${AB_VARIANTS:-new new-avx512}; prepare_variants "$VARIANTS"
+    VARIANTS=${AB_VARIANTS:-new new-avx2}; prepare_variants "$VARIANTS"
     for genome in "$G" "$PE10/genome.fa"; do [ -s "${genome%.fa}.why.mmi" ] || minimap2 -x sr -d "${genome%.fa}.why.mmi" "$genome" 2> /dev/null; done
     TIMES="$OUT/ab-scale.tsv"; : > "$TIMES"  # in $OUT: back even if the lease is cut short
     {
@@ -476,7 +476,7 @@ if wants ab-scale; then
         echo "- neuromap $(git rev-parse --short HEAD 2>/dev/null || echo "(no git here)"), $("$PY" --version 2>&1), minimap2 $(minimap2 --version)"
         for v in $VARIANTS; do
             variant "$v" --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null  # the index in the page cache, the network's program kept
-            [[ "$v" == *avx512* ]] || continue
+            [[ "$v" == *avx2* ]] || continue
             same=yes
             for inputs in "$G $R" "$WORK/pe/genome.fa $WORK/pe/r1.fq $WORK/pe/r2.fq"; do
                 variant new --processes -t "$THREADS" $inputs | grep -v '^@PG' > "$WORK/ab-a.sam"

@@ -24,14 +24,15 @@
 #include <string.h>
 
 #define EXPORT __attribute__((visibility("default")))
-/* An AVX2 clone of the DP row, picked when the library loads (ifunc), where the toolchain can:
- * x86-64 Linux with GCC or clang. Elsewhere (aarch64, macOS) the portable build alone.
- * -DNEUROMAP_AVX512 adds an AVX-512 clone (16 int32 lanes instead of 8), for the GPU machine's
- * Xeon: not yet the default, its gain not yet measured (benchmarks/gpu_lease.sh, ab variant
- * new-avx512). */
+/* Clones of the SIMD loops (the DP row, the k-mer hashes), the one for this CPU picked when the
+ * library loads (ifunc), where the toolchain can: x86-64 Linux with GCC or clang. Elsewhere
+ * (aarch64, macOS) the portable build alone. An AVX-512 clone (arch=x86-64-v4: 16 int32 lanes
+ * instead of AVX2's 8) where the compiler can dispatch to it (GCC 12 on): on the GPU machine's
+ * Xeon it made whole runs 4-10 % faster, the same SAM (benchmarks/README.md, tenth lease).
+ * -DNEUROMAP_NO_AVX512 leaves it out (the AVX2 and portable clones only). */
 #if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#ifdef NEUROMAP_AVX512
+#if !defined(NEUROMAP_NO_AVX512) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
 #define DP_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define DP_CLONES __attribute__((target_clones("avx2", "default")))

@@ -353,15 +353,27 @@ def test_the_c_file_also_builds_as_a_plain_library(tmp_path):
     assert all(hasattr(plain, name) for name in kernels._SIGNATURES)
 
 
-def test_the_avx512_build_compiles_and_gives_the_same_hashes(tmp_path):
-    """-DNEUROMAP_AVX512 (an arch=x86-64-v4 clone of the SIMD loops, for benchmarks/gpu_lease.sh's
-    new-avx512 variant) builds, loads and computes what the default build does, with whichever
-    clone this CPU picks (AVX-512 where it has it)."""
+def test_the_default_build_has_an_avx512_clone_and_the_build_without_it_agrees(tmp_path):
+    """The SIMD loops have an AVX-512 clone (arch=x86-64-v4) in the default build where GCC 12 or
+    later compiles it (the GPU machine's Xeon picks it; on this CPU, whichever clone it picks),
+    and -DNEUROMAP_NO_AVX512 builds without it and computes the same."""
     import platform
+    import re
+    import shutil
+    import subprocess
 
     if platform.machine() != "x86_64":
         pytest.skip("x86-64 only")
-    assert _hashes_agree(_build_plain(tmp_path / "avx512.so", "-DNEUROMAP_AVX512"), 50, 150, 21, seed=7)
+    default = _build_plain(tmp_path / "default.so")
+    assert _hashes_agree(default, 50, 150, 21, seed=7)
+    assert _hashes_agree(_build_plain(tmp_path / "avx2.so", "-DNEUROMAP_NO_AVX512"), 50, 150, 21, seed=7)
+    version = subprocess.run(["gcc", "-dumpversion"], capture_output=True, text=True).stdout
+    if shutil.which("nm") is None or not re.match(r"\d+", version) or int(re.match(r"\d+", version).group()) < 12:
+        pytest.skip("no nm, or a GCC before 12 (no AVX-512 clone)")
+    symbols = subprocess.run(["nm", str(tmp_path / "default.so")], capture_output=True, text=True, check=True).stdout
+    without = subprocess.run(["nm", str(tmp_path / "avx2.so")], capture_output=True, text=True, check=True).stdout
+    assert re.search(r"dp_row\.arch_x86_64_v4", symbols), "no AVX-512 clone of the DP row in the default build"
+    assert "arch_x86_64_v4" not in without and re.search(r"dp_row\.avx2", without)
 
 
 @pytest.mark.parametrize("slots", [1, 2, 8, 70])
