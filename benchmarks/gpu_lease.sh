@@ -176,7 +176,7 @@ for m in $MODELS; do
 done
 PREPARATIONS=()
 if [ "${BENCH:-1}" = 1 ]; then
-    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server || wants batch || wants spy || wants pe-why || wants ab-scale || wants python-start; then
+    if [ -n "$MODELS" ] || wants se || wants scaling || wants profile || wants startup || wants workers || wants timeline || wants ab || wants dp || wants server || wants batch || wants spy || wants pe-why || { wants ab-scale && [[ "${AB_INPUTS:-se pe}" == *se* ]]; } || wants python-start; then
         "$PY" benchmarks/bench_se.py --prepare-only --size "$SIZE" --reads "$SE_READS" --workdir "$WORK/se" &
         PREPARATIONS+=($!)
     fi
@@ -391,7 +391,7 @@ OLD_TREE=${OLD_TREE:-$PWD/.old}
 AVX2_TREE="$WORK/avx2-tree"
 variant() {  # NAME, then align's arguments
     local name=$1 tree=$PWD part; shift
-    local -a envs=()
+    local -a envs=() extra=()
     if [ "$name" = old ]; then (cd "$OLD_TREE" && "$PY" -m neuromap align --quiet "$@"); return; fi
     for part in $(tr '-' ' ' <<< "${name#new}"); do
         case $part in
@@ -401,10 +401,11 @@ variant() {  # NAME, then align's arguments
             glibc) envs+=(GLIBC_TUNABLES=glibc.malloc.check=0) ;;
             park*) envs+=(NEUROMAP_PARK_BATCHES=${part#park}) ;;
             avx2) tree=$AVX2_TREE ;;
+            K[0-9]*) extra+=(-K "${part#K}") ;;
             *) echo "unknown variant part: $part" >&2; return 2 ;;
         esac
     done
-    (cd "$tree" && env "${envs[@]}" "$PY" -m neuromap align --quiet "$@")
+    (cd "$tree" && env "${envs[@]}" "$PY" -m neuromap align --quiet "${extra[@]}" "$@")
 }
 prepare_variants() {  # VARIANTS: the trees they need (.old's kernels, the AVX2-only tree)
     [ -d "$OLD_TREE/neuromap" ] && cp neuromap/_kernels*.so "$OLD_TREE/neuromap/"
@@ -460,22 +461,29 @@ if wants ab; then
     cat "$OUT/RESULTS-gpu-ab.md"
 fi
 # A/B at scale: AB_VARIANTS (default "new new-avx2") over 4M single-end reads (the SE reads 10
-# times over) and 1M pairs (the PE pairs 10 times over), AB_ROUNDS rounds (default 3), each round
+# times over) and 1M pairs (the PE pairs 10 times over; AB_INPUTS="pe": the pairs alone, "se": the
+# single-end reads alone), AB_ROUNDS rounds (default 3), each round
 # the variants in a rotated order and then minimap2 (its index built before), -t $THREADS
 # --processes, SAM to /dev/null; then each variant's median seconds and median ratio to minimap2
 # over the rounds (ab_scale_summary.py). A variant with its own tree (avx2) is first checked
 # to write new's SAM, record for record, on the SE reads and the PE pairs.
 if wants ab-scale; then
-    make_big; make_pe10
+    INPUTS=" ${AB_INPUTS:-se pe} "
+    [[ "$INPUTS" == *" se "* ]] && make_big
+    [[ "$INPUTS" == *" pe "* ]] && make_pe10
     VARIANTS=${AB_VARIANTS:-new new-avx2}; prepare_variants "$VARIANTS"
-    for genome in "$G" "$PE10/genome.fa"; do [ -s "${genome%.fa}.why.mmi" ] || minimap2 -x sr -d "${genome%.fa}.why.mmi" "$genome" 2> /dev/null; done
+    for genome in $([[ "$INPUTS" == *" se "* ]] && echo "$G") $([[ "$INPUTS" == *" pe "* ]] && echo "$PE10/genome.fa"); do [ -s "${genome%.fa}.why.mmi" ] || minimap2 -x sr -d "${genome%.fa}.why.mmi" "$genome" 2> /dev/null; done
     TIMES="$OUT/ab-scale.tsv"; : > "$TIMES"  # in $OUT: back even if the lease is cut short
     {
         echo "# A/B at scale ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS --processes, SAM to /dev/null): wall seconds"; echo
         echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) cores; AVX-512: $(grep -q avx512bw /proc/cpuinfo && echo yes || echo no)"
         echo "- neuromap $(git rev-parse --short HEAD 2>/dev/null || echo "(no git here)"), $("$PY" --version 2>&1), minimap2 $(minimap2 --version)"
         for v in $VARIANTS; do
-            variant "$v" --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null  # the index in the page cache, the network's program kept
+            if [[ "$INPUTS" == *" se "* ]]; then  # the index in the page cache, the network's program kept
+                variant "$v" --processes -t "$THREADS" "$G" <(head -n 36000 "$R") > /dev/null
+            else
+                variant "$v" --processes -t "$THREADS" "$PE10/genome.fa" <(head -n 16000 "$PE10/r1.fq") <(head -n 16000 "$PE10/r2.fq") > /dev/null
+            fi
             [[ "$v" == *avx2* ]] || continue
             same=yes
             for inputs in "$G $R" "$WORK/pe/genome.fa $WORK/pe/r1.fq $WORK/pe/r2.fq"; do
@@ -488,14 +496,15 @@ if wants ab-scale; then
         read -ra order <<< "$VARIANTS"
         for round in $(seq 1 "${AB_ROUNDS:-3}"); do
             for v in "${order[@]}"; do
-                echo -e "$round\t$v\tse\t$( { time variant "$v" --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 )" >> "$TIMES"
-                echo -e "$round\t$v\tpe\t$( { time variant "$v" --processes -t "$THREADS" "$PE10/genome.fa" "$PE10/r1.fq" "$PE10/r2.fq" > /dev/null; } 2>&1 )" >> "$TIMES"
+                [[ "$INPUTS" == *" se "* ]] && echo -e "$round\t$v\tse\t$( { time variant "$v" --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 )" >> "$TIMES"
+                [[ "$INPUTS" == *" pe "* ]] && echo -e "$round\t$v\tpe\t$( { time variant "$v" --processes -t "$THREADS" "$PE10/genome.fa" "$PE10/r1.fq" "$PE10/r2.fq" > /dev/null; } 2>&1 )" >> "$TIMES"
             done
-            echo -e "$round\tminimap2\tse\t$( { time minimap2 -a -x sr -t "$THREADS" "${G%.fa}.why.mmi" "$BIG" > /dev/null 2>/dev/null; } 2>&1 )" >> "$TIMES"
-            echo -e "$round\tminimap2\tpe\t$( { time minimap2 -a -x sr -t "$THREADS" "$PE10/genome.why.mmi" "$PE10/r1.fq" "$PE10/r2.fq" > /dev/null 2>/dev/null; } 2>&1 )" >> "$TIMES"
+            [[ "$INPUTS" == *" se "* ]] && echo -e "$round\tminimap2\tse\t$( { time minimap2 -a -x sr -t "$THREADS" "${G%.fa}.why.mmi" "$BIG" > /dev/null 2>/dev/null; } 2>&1 )" >> "$TIMES"
+            [[ "$INPUTS" == *" pe "* ]] && echo -e "$round\tminimap2\tpe\t$( { time minimap2 -a -x sr -t "$THREADS" "$PE10/genome.why.mmi" "$PE10/r1.fq" "$PE10/r2.fq" > /dev/null 2>/dev/null; } 2>&1 )" >> "$TIMES"
             order=("${order[@]:1}" "${order[0]}")  # the next round starts with the next variant
         done
-        echo; "$PY" benchmarks/ab_scale_summary.py "$TIMES" --se "$(( $(wc -l < "$BIG") / 4 )) reads" --pe "$(( $(wc -l < "$PE10/r1.fq") / 4 )) pairs"
+        echo; "$PY" benchmarks/ab_scale_summary.py "$TIMES" --se "$([ -s "$BIG" ] && echo "$(( $(wc -l < "$BIG") / 4 )) reads")" \
+            --pe "$([ -s "$PE10/r1.fq" ] && echo "$(( $(wc -l < "$PE10/r1.fq") / 4 )) pairs")"
     } > "$OUT/RESULTS-gpu-ab-scale.md" 2>&1
     cat "$OUT/RESULTS-gpu-ab-scale.md"
 fi
