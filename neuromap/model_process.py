@@ -154,14 +154,16 @@ def _count_setting(name: str, what: str) -> int:
 def spare_workers() -> int:
     """Worker processes beyond -t for `align --processes` with the network (pipeline.align_records):
     NEUROMAP_SPARE_WORKERS, none by default. They are for a network on a GPU, where a worker that
-    waits for it leaves its core idle; on the CPU the network needs the cores itself. Not yet the
-    default on a GPU: not yet measured there (benchmarks/README.md)."""
+    waits for it leaves its core idle; on the CPU the network needs the cores itself. Not the
+    default: on the GPU machine they made 4M reads 15-20 % slower (benchmarks/README.md, ninth lease)."""
     return _count_setting("NEUROMAP_SPARE_WORKERS", "workers")
 
 
 def park_batches() -> int:
     """Batches a worker process of `align --processes` may park while the network's process
-    starts (pipeline.Parking): NEUROMAP_PARK_BATCHES, none by default."""
+    starts (pipeline.Parking): NEUROMAP_PARK_BATCHES, none by default. On the GPU machine 8 made
+    1M pairs 2-6 % faster and 4M single-end reads 1-6 % slower (benchmarks/README.md, tenth and
+    eleventh leases): not the default."""
     return _count_setting("NEUROMAP_PARK_BATCHES", "batches")
 
 
