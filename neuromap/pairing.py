@@ -219,6 +219,8 @@ def choose_pairs(
 
     log_p: (2n, S) log-probability scale likelihood of each placement; start: global reference
     position of each placement's first base; extra: placements found but not scored (see below);
+    single_chosen, single_p: each read's choice and P(correct) from its own placements alone,
+    which stand where its mate has no placement (single_p is read there only);
     weakest: (2n,) log-probability each unscored placement is taken to have (the aligner gives
     `pipeline.unscored_ll`: the median of the mate's other seeded candidates; default: the
     weakest valid one).

@@ -165,6 +165,12 @@ class Placements:
     choosable: np.ndarray  # (n, slots) valid placements where the read aligns (see place)
     seeded: int  # the first `seeded` slots come from seeding (after them: rescued mates)
 
+    def of_reads(self, rows: np.ndarray) -> "Placements":
+        """The per-read fields of these reads (what single_p reads), the per-pair ones left out
+        (None): each read's P(correct) depends only on its own row."""
+        return Placements(None, None, None, None, None, self.ll[rows], self.valid[rows], self.chosen[rows], self.extra[rows], None, None,
+                          [], self.slot_score[rows], self.choosable[rows], self.seeded)
+
 
 def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates | None = None) -> Placements:
     """Seed (unless `cands` are given), gather windows, score every candidate (network or DP) and
@@ -538,9 +544,16 @@ def map_pairs(batch: ReadBatch, index: Index, opts: AlignOptions, model: InsertM
     start = np.full((2 * n, slots), 0, dtype=np.int64)
     start[pl.pairs.read, pl.pairs.slot] = pl.pairs.window_start + pl.pair_start
     scale = likelihood_scale(opts)
+    # A read's P(correct) on its own placements counts only where its mate has none (choose_pairs
+    # places the other pairs jointly): a percent or two of the mates, computed for those alone.
+    placed = pl.choosable.any(axis=1)
+    alone = np.flatnonzero(~np.tile(placed[:n] & placed[n:], 2))
+    p_alone = np.zeros(2 * n)
+    if len(alone):
+        p_alone[alone] = single_p(pl.of_reads(alone), opts)
     choice = choose_pairs(
         np.where(pl.choosable, pl.ll * scale, -np.inf), pl.choosable, start, pl.cands.reverse, pl.cands.contig,
-        batch.lengths, pl.extra, pl.chosen, single_p(pl, opts), batch.names, model, int(index.contig_lengths.sum()),
+        batch.lengths, pl.extra, pl.chosen, p_alone, batch.names, model, int(index.contig_lengths.sum()),
         weakest=unscored_ll(pl) * scale,
     )
     return describe(index, opts, pl, choice.chosen, choice.p), model, samples

@@ -436,6 +436,25 @@ def test_score_bounds_by_score_is_p_correct_over_every_read(data_dir):
     assert 0 < (want < 1).sum() < len(want)  # both kinds of read are there
 
 
+@pytest.mark.parametrize("neural", [True, False])
+def test_single_p_of_some_reads_is_theirs_from_the_whole_batch(data_dir, neural):
+    """map_pairs computes a mate's own P(correct) only where its partner has no placement
+    (Placements.of_reads): over test-data's reads, unique and repeated, each read's P is the
+    same, value for value, as in single_p over the whole batch, whichever reads are taken."""
+    from neuromap import pipeline
+    from neuromap.index import open_index
+    from neuromap.io.fastx import make_batch, read_fastx
+
+    index = open_index(str(data_dir / "ref.fa"), None)
+    opts = pipeline.AlignOptions(neural=neural)
+    pl = pipeline.place(make_batch(list(read_fastx(str(data_dir / "reads.fq")))), index, opts)
+    whole = pipeline.single_p(pl, opts)
+    assert 0 < (whole < 1).sum() < len(whole)  # reads in repeats and unique ones
+    rng = np.random.default_rng(11)
+    for rows in (np.flatnonzero(whole < 1), np.sort(rng.choice(len(whole), 97, replace=False)), np.arange(1), np.arange(len(whole))):
+        assert np.array_equal(pipeline.single_p(pl.of_reads(rows), opts), whole[rows])
+
+
 _SCORE_IN_A_FRESH_PROCESS = r"""
 import json, sys
 import numpy as np
