@@ -28,7 +28,8 @@
  * library loads (ifunc), where the toolchain can: x86-64 Linux with GCC or clang. Elsewhere
  * (aarch64, macOS) the portable build alone. An AVX-512 clone (arch=x86-64-v4: 16 int32 lanes
  * instead of AVX2's 8) where the compiler can dispatch to it (GCC 12 on): on the GPU machine's
- * Xeon it made whole runs 4-10 % faster, the same SAM (benchmarks/README.md, tenth lease).
+ * Xeon it made whole runs 4-10 % faster over 4M reads and 1-12 % over 1M pairs, the same SAM
+ * (benchmarks/README.md, tenth lease).
  * -DNEUROMAP_NO_AVX512 leaves it out (the AVX2 and portable clones only). */
 #if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
