@@ -6,8 +6,8 @@
 Maps the first batch of 4,000 reads (seeds + DP) to get its real arrays, then times, on those
 arrays, in turn: the minimizers' compaction of sketch_rows (nm_compact against np.flatnonzero,
 divmod and indexing), Texts.rows on the batch's MD rows from the traceback (nm_pack_rows against
-a boolean mask) and the choice of one placement per read in pipeline.place (nm_choose against its
-numpy). Checks that each gives the same arrays. Medians of `--repeats` calls, in turn in
+a boolean mask), the choice of one placement per read in pipeline.place (nm_choose against its
+numpy) and describe's per-read bests (nm_read_bests: a placement, the runner-up's score). Checks that each gives the same arrays. Medians of `--repeats` calls, in turn in
 rounds of ten, so that a busy moment of this shared machine hits both.
 """
 
@@ -34,7 +34,7 @@ from neuromap.index import open_index  # noqa: E402
 from neuromap.io.fastx import fastq_batches, parse_raw_batch  # noqa: E402
 from neuromap.pipeline import AlignOptions, map_batch, place  # noqa: E402
 from neuromap.texts import Texts  # noqa: E402
-from reference_place import choose_numpy  # noqa: E402  (the numpy nm_choose replaced, kept with the tests)
+from reference_place import choose_numpy, read_bests_numpy  # noqa: E402  (the numpy the kernels replaced, kept with the tests)
 
 
 def compact_numpy(selected, hashes, is_reverse):
@@ -53,6 +53,13 @@ def choose_kernel(placement, slot_score, ll, min_score, one_mismatch):
     n, slots = placement.shape
     out = (np.empty((n, slots), np.bool_), np.empty(n, np.int64), np.empty((n, slots), np.bool_), np.empty(n, np.bool_))
     kernels.call("nm_choose", placement, slot_score, ll, n, slots, min_score, one_mismatch, NEG, *out)
+    return out
+
+
+def read_bests_kernel(valid, seeded, ll, slot_score, chosen):
+    n, slots = valid.shape
+    out = (np.empty(n, np.bool_), np.empty(n, np.int64))
+    kernels.call("nm_read_bests", valid, seeded, ll, slot_score, chosen, n, slots, NEG, *out)
     return out
 
 
@@ -106,6 +113,10 @@ def main() -> None:
               opts.scoring.match + opts.scoring.mismatch)
     for x, y in zip(choose_kernel(*choice), choose_numpy(*choice, NEG)):
         assert np.array_equal(x, y)
+    bests = (np.ascontiguousarray(pl.valid), np.ascontiguousarray(pl.cands.valid, dtype=np.bool_), np.ascontiguousarray(pl.ll),
+             np.ascontiguousarray(pl.slot_score), np.ascontiguousarray(pl.chosen))
+    for x, y in zip(read_bests_kernel(*bests), read_bests_numpy(*bests, NEG)):
+        assert np.array_equal(x, y)
     kmer_hashes, minimizer_mask = sketch.kmer_hashes, sketch.minimizer_mask
     for x, y in zip(compact_kernel(), compact_numpy(selected, hashes, is_reverse)):
         assert np.array_equal(x, y) and x.dtype == y.dtype
@@ -117,6 +128,8 @@ def main() -> None:
         "rows kernel": lambda: Texts.rows(buf, lengths),
         "choice numpy": lambda: choose_numpy(*choice, NEG),
         "choice kernel": lambda: choose_kernel(*choice),
+        "bests numpy": lambda: read_bests_numpy(*bests, NEG),
+        "bests kernel": lambda: read_bests_kernel(*bests),
     }, args.repeats)
     print("# Kernels against the numpy they replaced, on one batch\n")
     print(machine_lines())
@@ -125,10 +138,11 @@ def main() -> None:
           f"{int(selected.sum()):,} minimizers; the largest MD rows of its traceback: {buf.shape[0]:,} x {buf.shape[1]:,} bytes\n")
     print("| step | numpy ms | kernel ms | kernel / numpy |")
     print("|---|---|---|---|")
-    for step in ("compact", "rows", "choice"):
+    for step in ("compact", "rows", "choice", "bests"):
         a, b = ms[f"{step} numpy"], ms[f"{step} kernel"]
         name = {"compact": "minimizers compacted (sketch_rows: nm_compact)", "rows": "MD rows packed (Texts.rows: nm_pack_rows)",
-                "choice": f"one placement chosen a read, {pl.valid.shape[1]} slots (place: nm_choose)"}[step]
+                "choice": f"one placement chosen a read, {pl.valid.shape[1]} slots (place: nm_choose)",
+                "bests": f"a placement and the runner-up's score a read, {pl.valid.shape[1]} slots (describe: nm_read_bests)"}[step]
         print(f"| {name} | {a:.3f} | {b:.3f} | {b / a:.2f} |")
 
 

@@ -813,6 +813,30 @@ EXPORT void nm_choose(const uint8_t *placement, const int64_t *score, const doub
     }
 }
 
+/* Per read, for pipeline.describe: whether it has a placement (`has`: a seeded candidate, and the
+ * highest likelihood among its valid slots finite: numpy's max over them, NaN if one is NaN,
+ * -inf if there is none) and the best alignment score among its valid slots other than the
+ * chosen one (`runner`, at least `neg`). tests/reference_place.py keeps the numpy it replaced. */
+EXPORT void nm_read_bests(const uint8_t *valid, const uint8_t *seeded, const double *ll, const int64_t *score, const int64_t *chosen,
+                          int64_t n, int64_t slots, int64_t neg, uint8_t *has, int64_t *runner) {
+    for (int64_t r = 0; r < n; r++) {
+        const uint8_t *v = valid + r * slots, *sd = seeded + r * slots;
+        const double *lr = ll + r * slots;
+        const int64_t *sc = score + r * slots;
+        int any_seeded = 0, any_finite = 0, spoiled = 0; /* spoiled: a valid NaN or +inf (the max is not finite) */
+        int64_t best = neg;
+        for (int64_t j = 0; j < slots; j++) {
+            any_seeded |= sd[j];
+            if (!v[j]) continue;
+            if (lr[j] != lr[j] || lr[j] == INFINITY) spoiled = 1;
+            else if (lr[j] != -INFINITY) any_finite = 1;
+            if (j != chosen[r] && sc[j] > best) best = sc[j];
+        }
+        has[r] = (uint8_t)(any_seeded && any_finite && !spoiled);
+        runner[r] = best;
+    }
+}
+
 /* The same placement found twice (pipeline.place): per read, its slots in order of falling ll
  * (stable); a valid slot whose start is within `gap` of an earlier valid, not itself duplicate,
  * slot on the same strand is a duplicate and loses its validity. valid (n x slots) is updated in

@@ -41,6 +41,7 @@ _SIGNATURES = {
     "nm_same_placement": ("f8", "i8", "b", "b", "i", "i", "i"),
     "nm_choose": ("b", "i8", "f8", "i", "i", "i", "i", "i", "b", "i8", "b", "b"),
     "nm_unscored": ("f8", "b", "i8", "i", "i", "i", "f8"),
+    "nm_read_bests": ("b", "b", "f8", "i8", "i8", "i", "i", "i", "b", "i8"),
     "nm_rescue_vote": ("u1", "i", "i", "u1", "i", "i8", "i", "i", "i", "i8", "i8"),
     "nm_rescue_need": ("b", "i8", "b", "i4", "i8", "i", "i", "i", "f8", "i", "b"),
     "nm_field_offsets": ("u1", "i", "i", "i8"),

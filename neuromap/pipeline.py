@@ -383,10 +383,17 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
     cands, pairs, qlen, valid = pl.cands, pl.pairs, pl.qlen, pl.valid
     pair_score, pair_start = pl.pair_score, pl.pair_start
     n_pairs = len(pairs.read)
-    best_ll = np.where(valid, pl.ll, -np.inf).max(axis=1) if n_slots else np.full(n, -np.inf)
     mapq = mapq_from_p(p)
-
-    runner = np.where(valid & (np.arange(n_slots)[None, :] != chosen[:, None]), pl.slot_score, NEG).max(axis=1)
+    # Per read: a placement (a seeded candidate, and the best likelihood of its valid slots
+    # finite), and the runner-up's score (XS). Compiled: nm_read_bests (tests/reference_place.py
+    # keeps the numpy it replaced).
+    if cands.valid.shape != valid.shape:
+        raise ValueError(f"describe: candidates of shape {cands.valid.shape} for placements of shape {valid.shape}")
+    has = np.empty(n, dtype=np.bool_)
+    runner = np.empty(n, dtype=np.int64)
+    kernels.call("nm_read_bests", np.ascontiguousarray(valid, dtype=np.bool_), np.ascontiguousarray(cands.valid, dtype=np.bool_),
+                 np.ascontiguousarray(pl.ll, dtype=np.float64), np.ascontiguousarray(pl.slot_score, dtype=np.int64),
+                 np.ascontiguousarray(chosen, dtype=np.int64), n, n_slots, NEG, has, runner)
 
     # Describe the chosen placement. Where the path's start agrees with the DP's (always without
     # the network; almost always with it) the alignment already computed is traced back; where the
@@ -394,7 +401,6 @@ def describe(index: Index, opts: AlignOptions, pl: Placements, chosen: np.ndarra
     # narrow band around the network's start, so the description follows the decision.
     slot_to_pair = np.full((n, n_slots), -1, dtype=np.int64)
     slot_to_pair[pairs.read, pairs.slot] = np.arange(n_pairs)
-    has = cands.valid.any(axis=1) & np.isfinite(best_ll)
     score = np.zeros(n, dtype=np.int64)
     pos = np.zeros(n, dtype=np.int64)
     cigars, mds = [], []  # (reads, their texts) from each way of describing them; "*" and "" elsewhere

@@ -59,3 +59,12 @@ def choose_numpy(placement: np.ndarray, slot_score: np.ndarray, ll: np.ndarray, 
     chosen = np.where(np.isfinite(best_ll), masked.argmax(axis=1), 0)
     ties = pickable & (masked == best_ll[:, None])
     return choosable, chosen, ties, ties.sum(axis=1) > 1
+
+
+def read_bests_numpy(valid: np.ndarray, seeded: np.ndarray, ll: np.ndarray, slot_score: np.ndarray, chosen: np.ndarray, neg: int):
+    """pipeline.describe's per-read bests as numpy before nm_read_bests: (has a placement, runner-up score)."""
+    n, n_slots = valid.shape
+    best_ll = np.where(valid, ll, -np.inf).max(axis=1) if n_slots else np.full(n, -np.inf)
+    runner = np.where(valid & (np.arange(n_slots)[None, :] != chosen[:, None]), slot_score, neg).max(axis=1)
+    has = seeded.any(axis=1) & np.isfinite(best_ll)
+    return has, runner

@@ -18,7 +18,7 @@ from neuromap.windows import gather_windows, oriented_reads
 from reference_align import (banded_align_numpy, gather_windows_numpy, reverse_complement_codes_numpy, traceback_numpy, ungapped_description_numpy,
                              ungapped_numpy)
 from reference_pairing import rescue_need_numpy, vote_numpy
-from reference_place import choose_numpy, same_placement_numpy, unscored_numpy
+from reference_place import choose_numpy, read_bests_numpy, same_placement_numpy, unscored_numpy
 from reference_seed import find_candidates_numpy
 from reference_sketch import kmer_hashes_numpy, sketch_rows_numpy
 
@@ -524,3 +524,28 @@ def test_choice_matches_numpy(slots):
     for got, want in zip((choosable, chosen, ties, tied), choose_numpy(placement, score, ll, 30, 5, NEG)):
         assert np.array_equal(got, want)
     assert (tied.any() or slots == 1) and (~np.isfinite(ll)).any()
+
+
+@pytest.mark.parametrize("slots", [1, 3, 8, 16])
+def test_read_bests_match_numpy(slots):
+    """describe's per-read bests (nm_read_bests) against the numpy they replaced: reads with no
+    valid slot, no seeded candidate, NaN, +inf and -inf likelihoods (valid or not), the chosen
+    slot the best-scoring one or not, and scores at NEG."""
+    from neuromap.align import NEG
+
+    rng = np.random.default_rng(slots)
+    n = 4000
+    valid = rng.random((n, slots)) < 0.6
+    valid[:50] = False  # reads without a placement
+    seeded = valid | (rng.random((n, slots)) < 0.1)
+    seeded[rng.random(n) < 0.05] = False
+    ll = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0], (n, slots))
+    ll = np.where(rng.random((n, slots)) < 0.8, rng.normal(size=(n, slots)) * 50, ll)
+    score = np.where(rng.random((n, slots)) < 0.1, NEG, rng.integers(-50, 300, (n, slots))).astype(np.int64)
+    chosen = rng.integers(0, slots, n).astype(np.int64)
+    has = np.empty(n, dtype=np.bool_)
+    runner = np.empty(n, dtype=np.int64)
+    kernels.call("nm_read_bests", valid, seeded, ll, score, chosen, n, slots, NEG, has, runner)
+    want_has, want_runner = read_bests_numpy(valid, seeded, ll, score, chosen, NEG)
+    assert np.array_equal(has, want_has) and np.array_equal(runner, want_runner)
+    assert 0 < has.sum() < n and (runner == NEG).any() and ((runner > NEG).any() or slots == 1)
