@@ -418,6 +418,18 @@ prepare_variants() {  # VARIANTS: the trees they need (.old's kernels, the AVX2-
         "$PY" -m compileall -q "$AVX2_TREE/neuromap" > /dev/null
     fi
 }
+same_sam_as_new() {  # VARIANT: a line saying whether it writes new's SAM (records, not @PG) on the SE reads and the PE pairs (those simulated)
+    local same=yes what inputs checked=""
+    for what in "the SE reads|$G $R" "the PE pairs|$WORK/pe/genome.fa $WORK/pe/r1.fq $WORK/pe/r2.fq"; do
+        inputs=${what#*|}
+        [ -s "${inputs##* }" ] || continue
+        checked="$checked ${what%%|*},"
+        variant new --processes -t "$THREADS" $inputs | grep -v '^@PG' > "$WORK/ab-a.sam"
+        variant "$1" --processes -t "$THREADS" $inputs | grep -v '^@PG' > "$WORK/ab-b.sam"
+        grep -qv '^@' "$WORK/ab-a.sam" && cmp -s "$WORK/ab-a.sam" "$WORK/ab-b.sam" || same=no
+    done
+    [ -n "$checked" ] && [ $same = yes ] && echo "- $1's SAM is new's, record for record, on${checked%,}" || echo "- $1's SAM DIFFERS from new's (or no records, or no input; checked:${checked%,})"
+}
 if wants ab; then
     make_big
     VARIANTS=${AB_VARIANTS:-new new-blocking}; [ -d "$OLD_TREE/neuromap" ] && VARIANTS="old $VARIANTS"
@@ -444,9 +456,7 @@ if wants ab; then
         if [[ " $VARIANTS " == *" new-avx2 "* ]]; then
             echo
             grep -q avx512bw /proc/cpuinfo && echo "- this CPU has AVX-512 (new runs its clones, new-avx2 the AVX2 ones)" || echo "- this CPU has no AVX-512: both run the AVX2 code"
-            cmp -s <(variant new --processes -t "$THREADS" "$G" "$R" | grep -v '^@PG') <(variant new-avx2 --processes -t "$THREADS" "$G" "$R" | grep -v '^@PG') &&
-                cmp -s <(variant new --processes -t "$THREADS" "$PG" "$P1" "$P2" | grep -v '^@PG') <(variant new-avx2 --processes -t "$THREADS" "$PG" "$P1" "$P2" | grep -v '^@PG') &&
-                echo "- new-avx2's SAM is new's, record for record, on the reads and the pairs" || echo "- new-avx2's SAM DIFFERS from new's"
+            same_sam_as_new new-avx2
             for tree in "$PWD" "$AVX2_TREE"; do
                 echo; echo "Seconds per kernel, one process, $( [ "$tree" = "$PWD" ] && echo new || echo new-avx2):"; echo
                 "$PY" "$tree/benchmarks/profile_align.py" "$G" "$R" --reads $((10 * 4000)) --kernels | sed -n '3,12p'
@@ -484,14 +494,7 @@ if wants ab-scale; then
             else
                 variant "$v" --processes -t "$THREADS" "$PE10/genome.fa" <(head -n 16000 "$PE10/r1.fq") <(head -n 16000 "$PE10/r2.fq") > /dev/null
             fi
-            [[ "$v" == *avx2* ]] || continue
-            same=yes
-            for inputs in "$G $R" "$WORK/pe/genome.fa $WORK/pe/r1.fq $WORK/pe/r2.fq"; do
-                variant new --processes -t "$THREADS" $inputs | grep -v '^@PG' > "$WORK/ab-a.sam"
-                variant "$v" --processes -t "$THREADS" $inputs | grep -v '^@PG' > "$WORK/ab-b.sam"
-                grep -qv '^@' "$WORK/ab-a.sam" && cmp -s "$WORK/ab-a.sam" "$WORK/ab-b.sam" || same=no
-            done
-            [ $same = yes ] && echo "- $v's SAM is new's, record for record, on the SE reads and the PE pairs" || echo "- $v's SAM DIFFERS from new's (or no records)"
+            [[ "$v" == *avx2* ]] && same_sam_as_new "$v"
         done
         read -ra order <<< "$VARIANTS"
         for round in $(seq 1 "${AB_ROUNDS:-3}"); do

@@ -25,14 +25,8 @@ from neuromap import __version__  # noqa: E402
 from neuromap.index import open_index  # noqa: E402
 from neuromap.io.fastx import fastq_pair_batches  # noqa: E402
 from neuromap.pairing import add_rescued  # noqa: E402
-from neuromap.pipeline import AlignOptions, _parse, find_candidates, insert_from_seeds, mates_alone_p, place, single_p  # noqa: E402
-
-
-def _partner_unplaced(pl) -> np.ndarray:
-    """Per mate: its partner has no placement (where mates_alone_p computes single_p)."""
-    n = len(pl.chosen) // 2
-    placed = pl.choosable.any(axis=1)
-    return ~np.tile(placed[:n] & placed[n:], 2)
+from neuromap.pipeline import (AlignOptions, _parse, find_candidates, insert_from_seeds, mates_alone_p, partner_unplaced,  # noqa: E402
+                               place, single_p)
 
 
 def main() -> None:
@@ -66,7 +60,7 @@ def main() -> None:
                 for pl in placements:
                     way(pl)
                 times[name].append((time.perf_counter() - start) / len(placements) * 1e3)
-        alone = np.mean([_partner_unplaced(pl).mean() for pl in placements])
+        alone = np.mean([partner_unplaced(pl).mean() for pl in placements])
         mates = np.mean([len(pl.chosen) for pl in placements])
         print(f"| {'network' if neural else 'seeds + DP'} | {mates:,.0f} | {alone:.2%} | {np.median(times['every'][1:]):.2f} | "
               f"{np.median(times['alone'][1:]):.2f} |")

@@ -17,7 +17,7 @@ import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -168,8 +168,9 @@ class Placements:
     def of_reads(self, rows: np.ndarray) -> "Placements":
         """The per-read fields of these reads (what single_p reads), the per-pair ones left out
         (None): each read's P(correct) depends only on its own row."""
-        return Placements(None, None, None, None, None, self.ll[rows], self.valid[rows], self.chosen[rows], self.extra[rows], None, None,
-                          [], self.slot_score[rows], self.choosable[rows], self.seeded)
+        return replace(self, ll=self.ll[rows], valid=self.valid[rows], chosen=self.chosen[rows], extra=self.extra[rows],
+                       slot_score=self.slot_score[rows], choosable=self.choosable[rows],
+                       cands=None, pairs=None, qlen=None, pair_score=None, pair_start=None, exact=None, pair_diag=None, traced=[])
 
 
 def place(batch: ReadBatch, index: Index, opts: AlignOptions, cands: Candidates | None = None) -> Placements:
@@ -563,13 +564,19 @@ def mates_alone_p(pl: Placements, opts: AlignOptions) -> np.ndarray:
     mate's P(correct) from its own placements counts only there (choose_pairs places the other
     pairs jointly, and overwrote it): computed for those mates alone, 1.4 ms a batch of 4,000 mates
     less without the network and 2.8 ms with it (benchmarks/pairs_p_alone.py)."""
-    n = len(pl.chosen) // 2
-    placed = pl.choosable.any(axis=1)
-    alone = np.flatnonzero(~np.tile(placed[:n] & placed[n:], 2))
-    p = np.zeros(2 * n)
+    alone = np.flatnonzero(partner_unplaced(pl))
+    p = np.zeros(len(pl.chosen))
     if len(alone):
         p[alone] = single_p(pl.of_reads(alone), opts)
     return p
+
+
+def partner_unplaced(pl: Placements) -> np.ndarray:
+    """For 2n mates (mate 1 of pair i is read i, mate 2 read n + i): whether the pair has a mate
+    without a choosable placement (the mates choose_pairs does not place jointly)."""
+    n = len(pl.chosen) // 2
+    placed = pl.choosable.any(axis=1)
+    return ~np.tile(placed[:n] & placed[n:], 2)
 
 
 def _parse(records, paired: bool) -> ReadBatch:
