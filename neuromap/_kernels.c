@@ -922,18 +922,19 @@ EXPORT int nm_unscored(const double *values, const uint8_t *valid, const int64_t
     return 0;
 }
 
-static int cmp_int64(const void *a, const void *b) {
-    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
 /* k-mer codes of row[0..width) into out[0..width-k]: -1 where a base is not A/C/G/T. */
 static void kmer_codes(const uint8_t *row, int64_t width, int64_t k, int64_t *out) {
-    for (int64_t i = 0; i + k <= width; i++) {
-        int64_t value = 0;
-        for (int64_t j = 0; j < k && value >= 0; j++)
-            value = row[i + j] < 4 ? value * 4 + row[i + j] : -1;
-        out[i] = value;
+    const uint64_t keep = k >= 32 ? ~0ull : (1ull << (2 * k)) - 1;
+    uint64_t value = 0;
+    int64_t run = 0;  /* A/C/G/T bases ending at column j */
+    for (int64_t j = 0; j < width; j++) {
+        if (row[j] < 4) {
+            value = (value << 2 | row[j]) & keep;
+            run++;
+        } else {
+            run = 0;
+        }
+        if (j + 1 >= k) out[j + 1 - k] = run >= k ? (int64_t)value : -1;
     }
 }
 
@@ -975,37 +976,53 @@ EXPORT void nm_rescue_need(const uint8_t *valid, const int64_t *diagonal, const 
 /* Mate rescue's search (pairing._vote): per task, the diagonals (target column of query column 0)
  * with the most exact k-mer hits of the query in its target window, `hits` of them at least
  * `separation` apart; among equal votes the one nearest to expect[t] first. A query k-mer counts
- * its first 64 places in the target (low complexity). diags/votes: (n_tasks, hits). */
+ * its first 64 places in the target (low complexity). diags/votes: (n_tasks, hits).
+ * The query's k-mers go into a small open-addressing table (each with its query places chained
+ * and how often the target has shown it so far); the target is then read once, left to right:
+ * each k-mer found votes from each of its query places while the target has shown it fewer than
+ * 64 times (what sorting the target's k-mers and counting the first 64 of each gave, in a
+ * quarter of the time: benchmarks/kernel_micro.py). */
 EXPORT int nm_rescue_vote(const uint8_t *query, int64_t n_tasks, int64_t q_width, const uint8_t *target, int64_t t_width,
                           const int64_t *expect, int64_t k, int64_t hits, int64_t separation, int64_t *diags, int64_t *votes) {
     const int64_t n_diag = t_width + q_width, qk_n = q_width >= k ? q_width - k + 1 : 0, tk_n = t_width >= k ? t_width - k + 1 : 0;
+    int64_t size = 16;
+    while (size < 2 * (qk_n + 1)) size *= 2;
     int64_t *qk = malloc((qk_n + 1) * sizeof(int64_t)), *tk = malloc((tk_n + 1) * sizeof(int64_t));
-    int64_t *keys = malloc((tk_n + 1) * sizeof(int64_t)), *tally = malloc((n_diag + 1) * sizeof(int64_t));
-    if (!qk || !tk || !keys || !tally) {
-        free(qk); free(tk); free(keys); free(tally);
+    int64_t *tally = malloc((n_diag + 1) * sizeof(int64_t)), *next_q = malloc((qk_n + 1) * sizeof(int64_t));
+    int64_t *slot_kmer = malloc(size * sizeof(int64_t)), *slot_first = malloc(size * sizeof(int64_t)), *slot_seen = malloc(size * sizeof(int64_t));
+    if (!qk || !tk || !tally || !next_q || !slot_kmer || !slot_first || !slot_seen) {
+        free(qk); free(tk); free(tally); free(next_q); free(slot_kmer); free(slot_first); free(slot_seen);
         return 1;
     }
-    const int64_t stride = t_width + 1;  /* key = k-mer * stride + target position: sorts by k-mer, then position */
+    const uint64_t mask = (uint64_t)size - 1;
     int64_t total = 0;
     for (int64_t t = 0; t < n_tasks; t++) {
         kmer_codes(query + t * q_width, q_width, k, qk);
         kmer_codes(target + t * t_width, t_width, k, tk);
-        int64_t n_keys = 0;
-        for (int64_t i = 0; i < tk_n; i++)
-            if (tk[i] >= 0) keys[n_keys++] = tk[i] * stride + i;
-        qsort(keys, n_keys, sizeof(int64_t), cmp_int64);
-        for (int64_t d = 0; d <= n_diag; d++) tally[d] = 0;
+        for (int64_t i = 0; i < size; i++) slot_kmer[i] = -1;
+        /* Each query place chained after the later ones of its k-mer: a target place then votes
+         * from the query's places in falling order, as the tally does not care. */
         for (int64_t q = 0; q < qk_n; q++) {
             if (qk[q] < 0) continue;
-            const int64_t want = qk[q] * stride;
-            int64_t lo = 0, hi = n_keys;  /* first key >= want */
-            while (lo < hi) {
-                const int64_t mid = (lo + hi) / 2;
-                if (keys[mid] < want) lo = mid + 1;
-                else hi = mid;
+            uint64_t h = ((uint64_t)qk[q] * 0x9E3779B97F4A7C15ull) >> 32 & mask;
+            while (slot_kmer[h] >= 0 && slot_kmer[h] != qk[q]) h = (h + 1) & mask;
+            if (slot_kmer[h] < 0) {
+                slot_kmer[h] = qk[q];
+                slot_first[h] = -1;
+                slot_seen[h] = 0;
             }
-            for (int64_t i = lo, taken = 0; i < n_keys && keys[i] / stride == qk[q] && taken < 64; i++, taken++) {
-                tally[keys[i] % stride - q + q_width]++;
+            next_q[q] = slot_first[h];
+            slot_first[h] = q;
+        }
+        for (int64_t d = 0; d <= n_diag; d++) tally[d] = 0;
+        for (int64_t i = 0; i < tk_n; i++) {
+            if (tk[i] < 0) continue;
+            uint64_t h = ((uint64_t)tk[i] * 0x9E3779B97F4A7C15ull) >> 32 & mask;
+            while (slot_kmer[h] >= 0 && slot_kmer[h] != tk[i]) h = (h + 1) & mask;
+            if (slot_kmer[h] < 0 || slot_seen[h] >= 64) continue;
+            slot_seen[h]++;
+            for (int64_t q = slot_first[h]; q >= 0; q = next_q[q]) {
+                tally[i - q + q_width]++;
                 total++;
             }
         }
@@ -1029,7 +1046,7 @@ EXPORT int nm_rescue_vote(const uint8_t *query, int64_t n_tasks, int64_t q_width
     }
     if (total == 0)  /* no hit in any task: every diagonal 0, as the numpy this replaced gives */
         for (int64_t i = 0; i < n_tasks * hits; i++) diags[i] = 0;
-    free(qk); free(tk); free(keys); free(tally);
+    free(qk); free(tk); free(tally); free(next_q); free(slot_kmer); free(slot_first); free(slot_seen);
     return 0;
 }
 
