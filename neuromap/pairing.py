@@ -140,23 +140,15 @@ def _vote(query: np.ndarray, target: np.ndarray, expect: np.ndarray) -> tuple[np
 
 
 def add_rescued(cands: Candidates, codes: np.ndarray, lengths: np.ndarray, n: int, index: Index, model: InsertModel) -> Candidates:
-    """Candidates with RESCUE_ANCHORS x RESCUE_HITS more slots per read, filled where a search of
-    the window the insert size points to (from one of the partner's top placements) finds the read."""
+    """Candidates with the placements that a search of the window the insert size points to
+    (from one of the partner's top RESCUE_ANCHORS placements) finds, up to RESCUE_HITS per
+    anchor, in slots after the seeded ones: each read's in the order of its anchors, then of
+    their votes, and only as many more slots as the batch's read with the most needs (none when
+    nothing is found; RESCUE_ANCHORS x RESCUE_HITS in batches with a mate in a tandem repeat)."""
     n_reads, slots = cands.valid.shape
     anchors = min(RESCUE_ANCHORS, slots)
-    columns = slots + anchors * RESCUE_HITS
-    out = Candidates(
-        valid=np.zeros((n_reads, columns), bool),
-        diagonal=np.zeros((n_reads, columns), np.int64),
-        reverse=np.zeros((n_reads, columns), bool),
-        contig=np.zeros((n_reads, columns), np.int32),
-        support=np.zeros((n_reads, columns), np.int32),
-        n_clusters=cands.n_clusters,
-    )
-    for field in ("valid", "diagonal", "reverse", "contig", "support"):
-        getattr(out, field)[:, :slots] = getattr(cands, field)
     if n == 0 or anchors == 0:
-        return out
+        return cands
     length = lengths.astype(np.int64)
     # For read r and anchor slot j of its partner p: is the anchor a placement, and has r no
     # candidate at a concordant distance from it (FR, one contig, insert within the model's range)?
@@ -166,7 +158,7 @@ def add_rescued(cands: Candidates, codes: np.ndarray, lengths: np.ndarray, n: in
                  anchors, np.array([model.low, model.high], np.float64), RESCUE_K, need)
     read, j = np.nonzero(need)
     if len(read) == 0:
-        return out
+        return cands
     partner = np.where(read < n, read + n, read - n)
     a_diag, a_rev, a_ctg, a_len = cands.diagonal[partner, j], cands.reverse[partner, j], cands.contig[partner, j], length[partner]
     r_len = length[read]
@@ -183,9 +175,23 @@ def add_rescued(cands: Candidates, codes: np.ndarray, lengths: np.ndarray, n: in
     query = oriented_reads(codes, lengths, read, rev)
     expect = np.where(a_rev, a_diag + a_len - int(model.mean), a_diag + int(model.mean) - r_len) - win_lo
     diag, votes = _vote(query, target, expect)
-    task, h = np.nonzero(votes >= RESCUE_MIN_VOTES)
-    col = slots + j[task] * RESCUE_HITS + h
+    task, h = np.nonzero(votes >= RESCUE_MIN_VOTES)  # by read, then anchor, then falling votes
+    if len(task) == 0:
+        return cands
     rd = read[task]
+    rank = np.arange(len(rd)) - np.searchsorted(rd, rd)  # the hit's place among its read's
+    columns = slots + int(rank.max()) + 1
+    out = Candidates(
+        valid=np.zeros((n_reads, columns), bool),
+        diagonal=np.zeros((n_reads, columns), np.int64),
+        reverse=np.zeros((n_reads, columns), bool),
+        contig=np.zeros((n_reads, columns), np.int32),
+        support=np.zeros((n_reads, columns), np.int32),
+        n_clusters=cands.n_clusters,
+    )
+    for field in ("valid", "diagonal", "reverse", "contig", "support"):
+        getattr(out, field)[:, :slots] = getattr(cands, field)
+    col = slots + rank
     out.valid[rd, col] = True
     out.diagonal[rd, col] = win_lo[task] + diag[task, h]
     out.reverse[rd, col] = rev[task]
