@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The table of gpu_lease.sh's ab-scale row: from its TSV of wall seconds (round, variant,
-"se" or "pe", seconds; minimap2 as a variant), each run's seconds per round, then each variant's
+"se", "pe" or "pe20", seconds; minimap2 as a variant), each run's seconds per round, then each variant's
 median seconds and median ratio of minimap2's time to its own in the same round (reads/s as a
 multiple of minimap2's), on the single-end input and the pairs.
 
-    python benchmarks/ab_scale_summary.py TIMES.tsv [--se "4000000 reads"] [--pe "1000000 pairs"]
+    python benchmarks/ab_scale_summary.py TIMES.tsv [--se "4000000 reads"] [--pe "1000000 pairs"] [--pe20 "2000000 pairs"]
 """
 
 from __future__ import annotations
@@ -58,8 +58,9 @@ def main() -> None:
     parser.add_argument("times")
     parser.add_argument("--se", default="single-end reads")
     parser.add_argument("--pe", default="pairs")
+    parser.add_argument("--pe20", default="pairs (as many reads as the single-end input)")
     args = parser.parse_args()
-    print(summary(read_times(args.times), {"se": args.se, "pe": args.pe}))
+    print(summary(read_times(args.times), {"se": args.se, "pe": args.pe, "pe20": args.pe20}))
 
 
 if __name__ == "__main__":

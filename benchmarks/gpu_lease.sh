@@ -8,7 +8,7 @@
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
 #    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab ab-scale dp server batch spy pe-scale latency pe-why python-start;
-#    AB_VARIANTS, AB_ROUNDS: the variants (and rounds) of the ab and ab-scale rows;
+#    AB_VARIANTS, AB_ROUNDS: the variants (and rounds) of the ab and ab-scale rows; AB_INPUTS: the inputs of ab-scale (se pe pe20);
 #    BATCH_SIZES="4000 16000 32000" sets the -K values of the batch row;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
 #
@@ -307,6 +307,17 @@ make_pe10() {  # the PE pairs 10 times over (renamed), beside the PE genome
     wait "${copies[@]}"
     "$PY" -m neuromap index "$PE10/genome.fa" > /dev/null
 }
+PE20="$WORK/pe20"
+make_pe20() {  # the PE pairs 20 times over: as many reads as the SE reads 10 times over
+    mkdir -p "$PE20"
+    [ -s "$PE20/r2.fq" ] && return
+    make_pe10
+    ln -sf "$WORK/pe/genome.fa" "$PE20/genome.fa"
+    local copies=() mate
+    for mate in r1 r2; do { cat "$PE10/$mate.fq"; sed "1~4s/^@p/@q/" "$PE10/$mate.fq"; } > "$PE20/$mate.fq" & copies+=($!); done
+    wait "${copies[@]}"
+    "$PY" -m neuromap index "$PE20/genome.fa" > /dev/null
+}
 # Paired-end at scale: the PE pairs 10 times over (renamed), alone and through `neuromap serve`
 # beside minimap2 (bench_server.py; accuracy is the pe row's).
 if wants pe-scale; then
@@ -381,7 +392,8 @@ fi
 # .bin/neuromap_kernels_avx2.so, in a copy of the package, and both trees' seconds per kernel), new-glibc (the main process with
 # glibc's own malloc thresholds: a GLIBC_TUNABLES in the environment leaves them, see
 # pipeline.keep_freed_buffers), new-parkN (each worker parks up to N batches while the network
-# starts: NEUROMAP_PARK_BATCHES=N); AB_VARIANTS picks (default "new
+# starts: NEUROMAP_PARK_BATCHES=N), new-steadyN (and up to N at once after, each while it waits
+# for a model call: NEUROMAP_PARK_STEADY=N); AB_VARIANTS picks (default "new
 # new-blocking"). Wall seconds, SAM to /dev/null, -t $THREADS --processes, in turn twice on 10 x
 # the SE reads, once on the SE reads and once on the PE pairs, then each variant traced once on
 # the SE reads.
@@ -400,6 +412,7 @@ variant() {  # NAME, then align's arguments
             spare) envs+=(NEUROMAP_SPARE_WORKERS=$THREADS) ;;
             glibc) envs+=(GLIBC_TUNABLES=glibc.malloc.check=0) ;;
             park*) envs+=(NEUROMAP_PARK_BATCHES=${part#park}) ;;
+            steady*) envs+=(NEUROMAP_PARK_STEADY=${part#steady}) ;;
             avx2) tree=$AVX2_TREE ;;
             K[0-9]*) extra+=(-K "${part#K}") ;;
             *) echo "unknown variant part: $part" >&2; return 2 ;;
@@ -470,19 +483,29 @@ if wants ab; then
     } > "$OUT/RESULTS-gpu-ab.md" 2>&1
     cat "$OUT/RESULTS-gpu-ab.md"
 fi
-# A/B at scale: AB_VARIANTS (default "new new-avx2") over 4M single-end reads (the SE reads 10
-# times over) and 1M pairs (the PE pairs 10 times over; AB_INPUTS="pe": the pairs alone, "se": the
-# single-end reads alone), AB_ROUNDS rounds (default 3), each round
-# the variants in a rotated order and then minimap2 (its index built before), -t $THREADS
+# A/B at scale: AB_VARIANTS (default "new new-avx2") over AB_INPUTS (default "se pe"): se, 4M
+# single-end reads (the SE reads 10 times over); pe, 1M pairs (the PE pairs 10 times over); pe20,
+# 2M pairs (20 times over: as many reads as se). AB_ROUNDS rounds (default 3), each round the
+# variants in a rotated order and then minimap2 (its index built before), -t $THREADS
 # --processes, SAM to /dev/null; then each variant's median seconds and median ratio to minimap2
 # over the rounds (ab_scale_summary.py). A variant with its own tree (avx2) is first checked
 # to write new's SAM, record for record, on the SE reads and the PE pairs.
+ab_input() {  # INPUT: the reference and reads of an ab-scale input
+    case $1 in
+        se) echo "$G $BIG" ;;
+        pe) echo "$PE10/genome.fa $PE10/r1.fq $PE10/r2.fq" ;;
+        pe20) echo "$PE20/genome.fa $PE20/r1.fq $PE20/r2.fq" ;;
+        *) echo "unknown AB_INPUTS entry: $1" >&2; return 2 ;;
+    esac
+}
 if wants ab-scale; then
     INPUTS=" ${AB_INPUTS:-se pe} "
     [[ "$INPUTS" == *" se "* ]] && make_big
     [[ "$INPUTS" == *" pe "* ]] && make_pe10
+    [[ "$INPUTS" == *" pe20 "* ]] && make_pe20
     VARIANTS=${AB_VARIANTS:-new new-avx2}; prepare_variants "$VARIANTS"
-    for genome in $([[ "$INPUTS" == *" se "* ]] && echo "$G") $([[ "$INPUTS" == *" pe "* ]] && echo "$PE10/genome.fa"); do [ -s "${genome%.fa}.why.mmi" ] || minimap2 -x sr -d "${genome%.fa}.why.mmi" "$genome" 2> /dev/null; done
+    for what in $INPUTS; do read -ra files <<< "$(ab_input "$what")"; genome=${files[0]}
+        [ -s "${genome%.fa}.why.mmi" ] || minimap2 -x sr -d "${genome%.fa}.why.mmi" "$genome" 2> /dev/null; done
     TIMES="$OUT/ab-scale.tsv"; : > "$TIMES"  # in $OUT: back even if the lease is cut short
     {
         echo "# A/B at scale ($(date -u '+%Y-%m-%d %H:%M UTC'), -t $THREADS --processes, SAM to /dev/null): wall seconds"; echo
@@ -499,15 +522,16 @@ if wants ab-scale; then
         read -ra order <<< "$VARIANTS"
         for round in $(seq 1 "${AB_ROUNDS:-3}"); do
             for v in "${order[@]}"; do
-                [[ "$INPUTS" == *" se "* ]] && echo -e "$round\t$v\tse\t$( { time variant "$v" --processes -t "$THREADS" "$G" "$BIG" > /dev/null; } 2>&1 )" >> "$TIMES"
-                [[ "$INPUTS" == *" pe "* ]] && echo -e "$round\t$v\tpe\t$( { time variant "$v" --processes -t "$THREADS" "$PE10/genome.fa" "$PE10/r1.fq" "$PE10/r2.fq" > /dev/null; } 2>&1 )" >> "$TIMES"
+                for what in $INPUTS; do read -ra files <<< "$(ab_input "$what")"
+                    echo -e "$round\t$v\t$what\t$( { time variant "$v" --processes -t "$THREADS" "${files[@]}" > /dev/null; } 2>&1 )" >> "$TIMES"; done
             done
-            [[ "$INPUTS" == *" se "* ]] && echo -e "$round\tminimap2\tse\t$( { time minimap2 -a -x sr -t "$THREADS" "${G%.fa}.why.mmi" "$BIG" > /dev/null 2>/dev/null; } 2>&1 )" >> "$TIMES"
-            [[ "$INPUTS" == *" pe "* ]] && echo -e "$round\tminimap2\tpe\t$( { time minimap2 -a -x sr -t "$THREADS" "$PE10/genome.why.mmi" "$PE10/r1.fq" "$PE10/r2.fq" > /dev/null 2>/dev/null; } 2>&1 )" >> "$TIMES"
+            for what in $INPUTS; do read -ra files <<< "$(ab_input "$what")"; files[0]="${files[0]%.fa}.why.mmi"
+                echo -e "$round\tminimap2\t$what\t$( { time minimap2 -a -x sr -t "$THREADS" "${files[@]}" > /dev/null 2>/dev/null; } 2>&1 )" >> "$TIMES"; done
             order=("${order[@]:1}" "${order[0]}")  # the next round starts with the next variant
         done
         echo; "$PY" benchmarks/ab_scale_summary.py "$TIMES" --se "$([ -s "$BIG" ] && echo "$(( $(wc -l < "$BIG") / 4 )) reads")" \
-            --pe "$([ -s "$PE10/r1.fq" ] && echo "$(( $(wc -l < "$PE10/r1.fq") / 4 )) pairs")"
+            --pe "$([ -s "$PE10/r1.fq" ] && echo "$(( $(wc -l < "$PE10/r1.fq") / 4 )) pairs")" \
+            --pe20 "$([ -s "$PE20/r1.fq" ] && echo "$(( $(wc -l < "$PE20/r1.fq") / 4 )) pairs")"
     } > "$OUT/RESULTS-gpu-ab-scale.md" 2>&1
     cat "$OUT/RESULTS-gpu-ab-scale.md"
 fi

@@ -121,6 +121,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
                               (--processes with the network; default 0; for a GPU: try -t)
       NEUROMAP_PARK_BATCHES   batches a worker process may set aside, mapped up to the network, while
                               the network's process starts (--processes with the network; default 0)
+      NEUROMAP_PARK_STEADY    the same once it has started: batches set aside, each waiting for a model
+                              call's answer, while the worker maps the next (default 0)
       NEUROMAP_SERVER         SOCKET or auto: as --server
       NEUROMAP_SERVER_IDLE_EXIT  seconds an auto server waits for another run before it ends (300)
       NEUROMAP_TRACE          PREFIX: each process writes a timeline to PREFIX.PID (benchmarks/timeline.py)
@@ -134,12 +136,13 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     server = None
     server_path = server_path or None
     if processes and not no_neural:
-        from neuromap.model_process import park_batches, spare_workers
+        from neuromap.model_process import park_batches, park_steady, spare_workers
 
         spare = spare_workers()  # worker processes beyond -t that compute while others wait for the network
         park = park_batches()  # batches a worker may park while the network's process starts
+        steady = park_steady()  # and while it waits for a model call, after
     else:
-        spare = park = 0
+        spare = park = steady = 0
     if not no_neural and server_path:
         # The network is in a `neuromap serve` (with `auto`, this user's for this model, started
         # now if none runs): check now that it answers and can run this model.
@@ -209,6 +212,7 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
         server=server_path if not no_neural else None,
         spare_workers=spare,
         park_batches=park,
+        park_steady=steady,
     )
     limit_malloc_arenas(threads)  # before the first thread starts
     if processes:
@@ -262,7 +266,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
     seconds = time.perf_counter() - started
     summary = run_summary(totals, seconds, opts.neural)
     summary["workers"] = (f"{threads} {'processes' if processes else 'threads'}" + (f" (+{spare} spare)" if spare else "")
-                          + (f", up to {park} batches each parked while the network starts" if park and not opts.server else ""))
+                          + (f", up to {park} batches each parked while the network starts" if park and not opts.server else "")
+                          + (f", up to {steady} parked while waiting for the network" if steady and not opts.server else ""))
     if progress is not False:
         click.echo(
             f"neuromap: {summary['reads']} reads, {summary['mapped_pct']:.2f} % mapped, "

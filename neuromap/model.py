@@ -483,7 +483,7 @@ class RemoteModel:
     def info(self) -> tuple:
         """(read_length, reference_window, calibration scale, device name, pairs per call)"""
         if self._info is None:
-            before = getattr(_FIRST_WAIT, "hook", None)
+            before = getattr(_BEFORE_WAIT, "hook", None)
             if before is not None:  # this thread is about to wait for the network to start
                 before()
             if not self._info_lock.acquire(blocking=False):
@@ -497,18 +497,22 @@ class RemoteModel:
         return self._info
 
     def call(self, codes: np.ndarray, lens: np.ndarray, windows: np.ndarray, read_width: int, padded_width: int) -> np.ndarray:
+        if getattr(_BEFORE_WAIT, "calls", False):  # this thread is about to wait for a model call
+            _BEFORE_WAIT.hook()
         return self._ask("call", codes, lens, windows, read_width, padded_width)
 
 
 # Per thread: called once the thread is about to wait for the network's first answer
-# (RemoteModel.info), which comes once the model is loaded (pipeline.Parking).
-_FIRST_WAIT = threading.local()
+# (RemoteModel.info), which comes once the model is loaded, and with `calls` before each model
+# call's answer too (pipeline.Parking).
+_BEFORE_WAIT = threading.local()
 
 
-def on_first_wait(hook) -> None:
+def on_wait(hook, calls: bool = False) -> None:
     """Call `hook()` (None: nothing) in this thread when it is about to wait for a RemoteModel's
-    first answer."""
-    _FIRST_WAIT.hook = hook
+    first answer, and with `calls` for each of its model calls' too."""
+    _BEFORE_WAIT.hook = hook
+    _BEFORE_WAIT.calls = calls and hook is not None
 
 
 class ServerModel:

@@ -167,6 +167,14 @@ def park_batches() -> int:
     return _count_setting("NEUROMAP_PARK_BATCHES", "batches")
 
 
+def park_steady() -> int:
+    """Batches a worker process of `align --processes` may park at once, once the network's
+    process has started, each while it waits for a model call's answer (pipeline.Parking):
+    NEUROMAP_PARK_STEADY, none by default. For a network on a GPU, where a worker waiting for an
+    answer leaves its core idle; not measured there yet."""
+    return _count_setting("NEUROMAP_PARK_STEADY", "batches")
+
+
 def start_device_early():
     """Start CUDA's driver and the first GPU's primary context on a thread of its own, while this
     process imports numpy and JAX (about 0.7 s on the GPU machine), instead of after. XLA uses

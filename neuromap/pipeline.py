@@ -29,7 +29,7 @@ from neuromap.index import Index, load_index
 from neuromap.io.fastx import RawBatch, RawPairs, ReadBatch, make_batch, pack, parse_raw_batch, parse_raw_pairs_batch, unpack
 from neuromap.io.sam import sam_records
 from neuromap.mapq import mapq_from_p, p_correct, tie_break
-from neuromap.model import calibration_scale, max_window, model_device, on_first_wait, score_pairs, use_remote, use_server
+from neuromap.model import calibration_scale, max_window, model_device, on_wait, score_pairs, use_remote, use_server
 from neuromap.model_process import ModelServer
 from neuromap.pairing import InsertModel, add_rescued, choose_pairs, estimate_insert, seed_inserts
 from neuromap.seed import Candidates, SeedParams, find_candidates
@@ -59,6 +59,7 @@ class AlignOptions:
     server: str | None = None  # the socket of a `neuromap serve` that runs the network (None: this run loads it)
     spare_workers: int = 0  # with processes: workers beyond `threads`, computing while others wait for the network
     park_batches: int = 0  # with processes and the network's process: batches a worker may park while it starts (Parking)
+    park_steady: int = 0  # the same, once it has started: while the worker waits for a model call (Parking)
 
 
 # Alignment points (two mismatches with the default scoring) by which the description at the
@@ -673,16 +674,23 @@ class Parking:
     a few MB); past that, and once the network has answered, batches are mapped as usual. A parked
     batch's SAM (or its error) goes to the main process through `results` (a multiprocessing
     queue), pickled here so that nothing can fail on the queue's own thread. The output is the
-    same: each batch is mapped as it would be."""
+    same: each batch is mapped as it would be.
 
-    def __init__(self, limit: int, results, remote):
+    With `steady` (NEUROMAP_PARK_STEADY), once the network has started too: up to that many
+    batches parked at once, each when it is about to wait for a model call's answer, so that the
+    worker maps the next batch meanwhile instead of leaving its core idle for the answer (on the
+    GPU machine a worker waited about 9 ms a batch of 4,000 reads so, besides the network's
+    start: benchmarks/RESULTS-gpu-pe-why-lease9.md)."""
+
+    def __init__(self, limit: int, results, remote, steady: int = 0):
         self.limit, self.results, self.remote = limit, results, remote  # remote: this worker's model.RemoteModel
+        self.steady = steady
         self._lock = threading.Lock()
         self._parked = 0
         self._count = 0
 
     def wanted(self) -> bool:
-        return not self.remote.ready and self._parked < self.limit
+        return self._parked < (self.steady if self.remote.ready else self.limit)
 
     def run(self, work, *args):
         """`work(*args)` on a thread of its own: its result, or Parked if the thread is about to
@@ -700,7 +708,7 @@ class Parking:
             decided.set()
 
         def body() -> None:
-            on_first_wait(park)
+            on_wait(park, calls=self.steady > 0)
             try:
                 outcome = (True, work(*args))
             except BaseException as exc:  # noqa: BLE001 - handed on: raised where the batch is written
@@ -760,8 +768,8 @@ def _init_worker(index_path: str, opts: AlignOptions, model_pipes: list, slots, 
         use_server(opts.server, opts.weights_dir)
     elif opts.neural:
         remote = use_remote(model_pipes[slots.get()])
-        if parked_results is not None and opts.park_batches > 0:
-            _PARKING = Parking(opts.park_batches, parked_results, remote)
+        if parked_results is not None and (opts.park_batches > 0 or opts.park_steady > 0):
+            _PARKING = Parking(opts.park_batches, parked_results, remote, opts.park_steady)
 
 
 def _pack_batch(records, paired: bool):
@@ -945,8 +953,9 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
     use_shared = opts.processes and BatchSlots.available()
     spare = opts.spare_workers if opts.processes and opts.neural and opts.threads > 1 else 0
     in_flight = 2 * opts.threads + spare  # a batch waiting for each computing worker, besides the workers' own
-    # Batches the workers may park while the network's process starts (Parking): beyond in_flight.
-    park = opts.park_batches if opts.processes and opts.neural and not opts.server and opts.threads > 1 else 0
+    # Batches the workers may park while the network's process starts, or after (Parking): beyond in_flight.
+    parking = opts.processes and opts.neural and not opts.server and opts.threads > 1
+    park = max(opts.park_batches, opts.park_steady) if parking else 0
     most_in_flight = in_flight + park * (opts.threads + spare)
     answers: ParkedAnswers | None = None
     sent = 0  # batches sent through slots: the b-th travels in slot b % most_in_flight

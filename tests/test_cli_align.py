@@ -739,13 +739,14 @@ def _align_and_kill_a_child(args, pick=lambda pid: True, settle: float = 0.0, ca
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the workers with pgrep")
-@pytest.mark.parametrize("how", ["no-neural", "spares", "parked"])
+@pytest.mark.parametrize("how", ["no-neural", "spares", "parked", "steady"])
 def test_a_killed_worker_process_is_a_clean_error(data_dir, tmp_path, monkeypatch, how):
     """--processes: a worker killed mid-run (the OOM killer) ends the run with one line that says
     so (not "internal error, please report it"), status 1, and no output file; also with the
     network and spare workers, where the killed one may hold a compute token that the others then
     wait for, and with batches parked while the network starts (NEUROMAP_PARK_BATCHES), whose SAM
-    the killed one will never send: the run must not wait for it."""
+    the killed one will never send: the run must not wait for it; the same with batches parked
+    while waiting for a model call (NEUROMAP_PARK_STEADY)."""
     many = tmp_path / "many.fq"
     many.write_bytes((data_dir / "reads.fq").read_bytes() * 20)
     out = tmp_path / "out.sam"
@@ -753,21 +754,25 @@ def test_a_killed_worker_process_is_a_clean_error(data_dir, tmp_path, monkeypatc
         monkeypatch.setenv("NEUROMAP_SPARE_WORKERS", "2")
     if how == "parked":  # killed 0.3 s after it starts: the network is still starting, batches are parked
         monkeypatch.setenv("NEUROMAP_PARK_BATCHES", "8")
+    if how == "steady":  # killed 1 s after it starts: the network answers, batches are parked while they wait for it
+        monkeypatch.setenv("NEUROMAP_PARK_STEADY", "2")
     options = ["--no-neural"] if how == "no-neural" else []
     status, err = _align_and_kill_a_child([*options, "-t", "2", "--processes", "-K", "500", "-o", out, data_dir / "ref.fa", many],
-                                          settle={"no-neural": 0.0, "spares": 1.0, "parked": 0.3}[how])
+                                          settle={"no-neural": 0.0, "spares": 1.0, "parked": 0.3, "steady": 1.0}[how])
     assert status == 1, err
     assert err.strip().splitlines() == ["neuromap: error: a worker process ended before finishing its batch (out of memory, or killed?)"], err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["many.fq"]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-@pytest.mark.parametrize("park", ["0", "8"])
-def test_a_killed_network_process_is_a_clean_error(data_dir, tmp_path, monkeypatch, park):
+@pytest.mark.parametrize("park, steady", [("0", "0"), ("8", "0"), ("0", "2")])
+def test_a_killed_network_process_is_a_clean_error(data_dir, tmp_path, monkeypatch, park, steady):
     """--processes: if the network's process dies (the OOM killer), the workers waiting on it
     report it, and the run ends with one line, no traceback, and no output file; also where the
-    workers have parked batches while it started (the error comes from a parked batch's thread)."""
+    workers have parked batches while it started or while they wait for its answers (the error
+    comes from a parked batch's thread)."""
     monkeypatch.setenv("NEUROMAP_PARK_BATCHES", park)
+    monkeypatch.setenv("NEUROMAP_PARK_STEADY", steady)
     many = tmp_path / "many.fq"
     many.write_bytes((data_dir / "reads.fq").read_bytes() * 20)
     out = tmp_path / "out.sam"
@@ -938,6 +943,42 @@ def test_batches_parked_while_the_network_starts_change_nothing(data_dir, tmp_pa
     assert events.count("batch") == (10 if paired else 15)
     # Before the network first answered, more batches went out than the 2 x -t in flight without parking.
     assert events[: events.index("answered")].count("submit") > 2 * 2
+
+
+@pytest.mark.parametrize("paired", [False, True])
+def test_batches_parked_while_waiting_for_a_model_call_change_nothing(data_dir, tmp_path, paired):
+    """NEUROMAP_PARK_STEADY=N: once the network has started, a worker process parks a batch that
+    is about to wait for a model call's answer (its thread finishes it) and maps the next one
+    meanwhile, up to N parked at once. Batches are parked only after the network's first answer
+    (none while it starts, without NEUROMAP_PARK_BATCHES), and the output is the same record for
+    record; also with both settings and with spare workers."""
+    import glob
+
+    reads = [data_dir / "reads_1.fq", data_dir / "reads_2.fq"] if paired else [data_dir / "reads.fq"]
+    prefix = tmp_path / "tl"
+    args = ["align", "-t", "2", "--processes", "-K", "200", data_dir / "ref.fa", *reads]
+    alone = run_cli(args, env={**os.environ, "NEUROMAP_PARK_STEADY": "0"})
+    stats = tmp_path / "run.json"
+    steady = run_cli([*args, "--stats", stats], env={**os.environ, "NEUROMAP_PARK_STEADY": "2", "NEUROMAP_TRACE": str(prefix)})
+    both = run_cli(args, env={**os.environ, "NEUROMAP_PARK_STEADY": "1", "NEUROMAP_PARK_BATCHES": "2", "NEUROMAP_SPARE_WORKERS": "1"})
+    assert alone.returncode == 0 and steady.returncode == 0 and both.returncode == 0, alone.stderr + steady.stderr + both.stderr
+    assert records(steady.stdout) == records(alone.stdout) == records(both.stdout)
+    assert len(records(alone.stdout)) == (2000 if paired else 3000)
+    assert json.loads(stats.read_text())["workers"] == "2 processes, up to 2 parked while waiting for the network"
+    timeline = sorted((float(t), name, detail) for path in glob.glob(f"{prefix}.*") for t, _, _, name, detail in
+                      (line.split("\t") for line in open(path).read().splitlines()))
+    events = [name for _, name, _ in timeline]
+    first_answer = next(i for i, (_, name, detail) in enumerate(timeline) if name == "answered" and detail == "info")
+    assert "parked" not in events[:first_answer]
+    assert 1 <= events.count("parked") == events.count("parked-done")
+    assert events.count("batch") == (10 if paired else 15)
+
+
+def test_park_steady_setting_must_be_a_number(data_dir):
+    res = run_cli(["align", "-t", "2", "--processes", data_dir / "ref.fa", data_dir / "reads.fq"],
+                  env={**os.environ, "NEUROMAP_PARK_STEADY": "x"})
+    assert_clean_error(res, "NEUROMAP_PARK_STEADY")
+    assert res.stdout == ""
 
 
 def test_park_batches_setting_must_be_a_number(data_dir):
