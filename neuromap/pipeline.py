@@ -679,7 +679,7 @@ class Parking:
     With `steady` (NEUROMAP_PARK_STEADY), once the network has started too: up to that many
     batches parked at once, each when it is about to wait for a model call's answer, so that the
     worker maps the next batch meanwhile instead of leaving its core idle for the answer (on the
-    GPU machine a worker waited about 9 ms a batch of 4,000 reads so, besides the network's
+    GPU machine a worker waited about 10 ms a batch of 4,000 reads so, besides the network's
     start: benchmarks/RESULTS-gpu-pe-why-lease9.md)."""
 
     def __init__(self, limit: int, results, remote, steady: int = 0):
