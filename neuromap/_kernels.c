@@ -840,7 +840,9 @@ EXPORT void nm_read_bests(const uint8_t *valid, const uint8_t *seeded, const dou
 /* The same placement found twice (pipeline.place): per read, its slots in order of falling ll
  * (stable); a valid slot whose start is within `gap` of an earlier valid, not itself duplicate,
  * slot on the same strand is a duplicate and loses its validity. valid (n x slots) is updated in
- * place. The vectorised numpy it replaced is tests/reference_place.py's. */
+ * place. The vectorised numpy it replaced is tests/reference_place.py's. Only the valid slots are
+ * ordered and compared: an invalid one neither loses anything nor makes another a duplicate, and
+ * the valid ones keep their order among themselves (most reads have one or two of 8 or 16). */
 EXPORT int nm_same_placement(const double *ll, const int64_t *start, const uint8_t *reverse, uint8_t *valid,
                              int64_t n, int64_t slots, int64_t gap) {
     int64_t order_here[64], *order = order_here;
@@ -859,24 +861,27 @@ EXPORT int nm_same_placement(const double *ll, const int64_t *start, const uint8
         const int64_t *st = start + r * slots;
         const uint8_t *rv = reverse + r * slots;
         uint8_t *v = valid + r * slots;
-        for (int64_t j = 0; j < slots; j++) {  /* stable insertion sort */
-            int64_t i = j;
+        int64_t m = 0;  /* valid slots so far */
+        for (int64_t j = 0; j < slots; j++) {  /* stable insertion sort of the valid slots */
+            if (!v[j]) continue;
+            int64_t i = m++;
             while (i > 0 && ll_before(l[j], l[order[i - 1]])) {
                 order[i] = order[i - 1];
                 i--;
             }
             order[i] = j;
         }
-        for (int64_t j = 0; j < slots; j++) {
+        dup[0] = 0;
+        for (int64_t j = 1; j < m; j++) {
             const int64_t b = order[j];
             dup[j] = 0;
             for (int64_t i = 0; i < j && !dup[j]; i++) {
                 const int64_t a = order[i];
                 const int64_t d = st[a] - st[b];
-                dup[j] = v[a] && !dup[i] && (d <= gap && -d <= gap) && rv[a] == rv[b];
+                dup[j] = !dup[i] && (d <= gap && -d <= gap) && rv[a] == rv[b];
             }
         }
-        for (int64_t j = 0; j < slots; j++)
+        for (int64_t j = 1; j < m; j++)
             if (dup[j]) v[order[j]] = 0;
     }
     if (order != order_here) {
