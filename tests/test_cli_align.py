@@ -916,6 +916,28 @@ def test_spare_workers_compute_only_while_others_wait_for_the_network(data_dir, 
     assert max(running) <= 2
 
 
+def _parking_runs(data_dir, tmp_path, paired: bool, traced_env: dict, both_env: dict):
+    """`align -t 2 --processes -K 200` on test-data's pairs or single-end reads without parking,
+    with `traced_env` (and a timeline and --stats) and with `both_env`: checks that the three
+    write the same records, and returns the traced run's --stats and its timeline, (time, event,
+    detail) in time order."""
+    import glob
+
+    reads = [data_dir / "reads_1.fq", data_dir / "reads_2.fq"] if paired else [data_dir / "reads.fq"]
+    prefix = tmp_path / "tl"
+    args = ["align", "-t", "2", "--processes", "-K", "200", data_dir / "ref.fa", *reads]
+    alone = run_cli(args, env={**os.environ, "NEUROMAP_PARK_BATCHES": "0", "NEUROMAP_PARK_STEADY": "0"})
+    stats = tmp_path / "run.json"
+    traced = run_cli([*args, "--stats", stats], env={**os.environ, **traced_env, "NEUROMAP_TRACE": str(prefix)})
+    both = run_cli(args, env={**os.environ, **both_env})
+    assert alone.returncode == 0 and traced.returncode == 0 and both.returncode == 0, alone.stderr + traced.stderr + both.stderr
+    assert records(traced.stdout) == records(alone.stdout) == records(both.stdout)
+    assert len(records(alone.stdout)) == (2000 if paired else 3000)
+    timeline = sorted((float(t), name, detail) for path in glob.glob(f"{prefix}.*") for t, _, _, name, detail in
+                      (line.split("\t") for line in open(path).read().splitlines()))
+    return json.loads(stats.read_text()), timeline
+
+
 @pytest.mark.parametrize("paired", [False, True])
 def test_batches_parked_while_the_network_starts_change_nothing(data_dir, tmp_path, paired):
     """NEUROMAP_PARK_BATCHES=N: while the network's process starts, a worker process that would
@@ -923,22 +945,10 @@ def test_batches_parked_while_the_network_starts_change_nothing(data_dir, tmp_pa
     network answers) and maps the next one up to the network. Batches are parked (the timeline
     says so), more are in flight than without, and the output is the same record for record;
     also with spare workers, whose compute tokens the parked batches' threads then hold in turn."""
-    reads = [data_dir / "reads_1.fq", data_dir / "reads_2.fq"] if paired else [data_dir / "reads.fq"]
-    prefix = tmp_path / "tl"
-    args = ["align", "-t", "2", "--processes", "-K", "200", data_dir / "ref.fa", *reads]
-    alone = run_cli(args, env={**os.environ, "NEUROMAP_PARK_BATCHES": "0"})
-    stats = tmp_path / "run.json"
-    parked = run_cli([*args, "--stats", stats], env={**os.environ, "NEUROMAP_PARK_BATCHES": "4", "NEUROMAP_TRACE": str(prefix)})
-    both = run_cli(args, env={**os.environ, "NEUROMAP_PARK_BATCHES": "2", "NEUROMAP_SPARE_WORKERS": "1"})
-    assert alone.returncode == 0 and parked.returncode == 0 and both.returncode == 0, alone.stderr + parked.stderr + both.stderr
-    assert records(parked.stdout) == records(alone.stdout) == records(both.stdout)
-    assert len(records(alone.stdout)) == (2000 if paired else 3000)
-    assert json.loads(stats.read_text())["workers"] == "2 processes, up to 4 batches each parked while the network starts"
-    import glob
-
-    timeline = sorted((float(t), name) for path in glob.glob(f"{prefix}.*") for t, _, _, name, _ in
-                      (line.split("\t") for line in open(path).read().splitlines()))
-    events = [name for _, name in timeline]
+    stats, timeline = _parking_runs(data_dir, tmp_path, paired, {"NEUROMAP_PARK_BATCHES": "4"},
+                                    {"NEUROMAP_PARK_BATCHES": "2", "NEUROMAP_SPARE_WORKERS": "1"})
+    assert stats["workers"] == "2 processes, up to 4 batches each parked while the network starts"
+    events = [name for _, name, _ in timeline]
     assert 1 <= events.count("parked") == events.count("parked-done") <= 2 * 4
     assert events.count("batch") == (10 if paired else 15)
     # Before the network first answered, more batches went out than the 2 x -t in flight without parking.
@@ -952,21 +962,9 @@ def test_batches_parked_while_waiting_for_a_model_call_change_nothing(data_dir, 
     meanwhile, up to N parked at once. Batches are parked only after the network's first answer
     (none while it starts, without NEUROMAP_PARK_BATCHES), and the output is the same record for
     record; also with both settings and with spare workers."""
-    import glob
-
-    reads = [data_dir / "reads_1.fq", data_dir / "reads_2.fq"] if paired else [data_dir / "reads.fq"]
-    prefix = tmp_path / "tl"
-    args = ["align", "-t", "2", "--processes", "-K", "200", data_dir / "ref.fa", *reads]
-    alone = run_cli(args, env={**os.environ, "NEUROMAP_PARK_STEADY": "0"})
-    stats = tmp_path / "run.json"
-    steady = run_cli([*args, "--stats", stats], env={**os.environ, "NEUROMAP_PARK_STEADY": "2", "NEUROMAP_TRACE": str(prefix)})
-    both = run_cli(args, env={**os.environ, "NEUROMAP_PARK_STEADY": "1", "NEUROMAP_PARK_BATCHES": "2", "NEUROMAP_SPARE_WORKERS": "1"})
-    assert alone.returncode == 0 and steady.returncode == 0 and both.returncode == 0, alone.stderr + steady.stderr + both.stderr
-    assert records(steady.stdout) == records(alone.stdout) == records(both.stdout)
-    assert len(records(alone.stdout)) == (2000 if paired else 3000)
-    assert json.loads(stats.read_text())["workers"] == "2 processes, up to 2 parked while waiting for the network"
-    timeline = sorted((float(t), name, detail) for path in glob.glob(f"{prefix}.*") for t, _, _, name, detail in
-                      (line.split("\t") for line in open(path).read().splitlines()))
+    stats, timeline = _parking_runs(data_dir, tmp_path, paired, {"NEUROMAP_PARK_STEADY": "2"},
+                                    {"NEUROMAP_PARK_STEADY": "1", "NEUROMAP_PARK_BATCHES": "2", "NEUROMAP_SPARE_WORKERS": "1"})
+    assert stats["workers"] == "2 processes, up to 2 parked while waiting for the network"
     events = [name for _, name, _ in timeline]
     first_answer = next(i for i, (_, name, detail) in enumerate(timeline) if name == "answered" and detail == "info")
     assert "parked" not in events[:first_answer]
