@@ -489,7 +489,9 @@ fi
 # variants in a rotated order and then minimap2 (its index built before), -t $THREADS
 # --processes, SAM to /dev/null; then each variant's median seconds and median ratio to minimap2
 # over the rounds (ab_scale_summary.py). A variant with its own tree (avx2) is first checked
-# to write new's SAM, record for record, on the SE reads and the PE pairs.
+# to write new's SAM, record for record, on the SE reads and the PE pairs. AB_TRACE=INPUT (one of
+# AB_INPUTS): then each variant once more on it, traced (timeline.py: the start's milestones, each
+# worker's time computing and waiting, the network's calls and how long they took).
 ab_input() {  # INPUT: the reference and reads of an ab-scale input
     case $1 in
         se) echo "$G $BIG" ;;
@@ -529,6 +531,16 @@ if wants ab-scale; then
                 echo -e "$round\tminimap2\t$what\t$( { time minimap2 -a -x sr -t "$THREADS" "${files[@]}" > /dev/null 2>/dev/null; } 2>&1 )" >> "$TIMES"; done
             order=("${order[@]:1}" "${order[0]}")  # the next round starts with the next variant
         done
+        if [ -n "${AB_TRACE:-}" ]; then
+            read -ra files <<< "$(ab_input "$AB_TRACE")"
+            for v in $VARIANTS; do
+                rm -f "$WORK"/tl.*
+                NEUROMAP_TRACE="$WORK/tl" variant "$v" --processes -t "$THREADS" "${files[@]}" > /dev/null
+                echo; echo "## $v, traced on $AB_TRACE"; echo
+                [[ "$v" == *steady* || "$v" == *park* ]] && echo "(parked batches: a worker's threads compute and wait at once, so its columns overlap)" && echo
+                "$PY" benchmarks/timeline.py "$WORK/tl" | awk '/^workers per slice/ {exit} NR >= 3'
+            done
+        fi
         echo; "$PY" benchmarks/ab_scale_summary.py "$TIMES" --se "$([ -s "$BIG" ] && echo "$(( $(wc -l < "$BIG") / 4 )) reads")" \
             --pe "$([ -s "$PE10/r1.fq" ] && echo "$(( $(wc -l < "$PE10/r1.fq") / 4 )) pairs")" \
             --pe20 "$([ -s "$PE20/r1.fq" ] && echo "$(( $(wc -l < "$PE20/r1.fq") / 4 )) pairs")"
