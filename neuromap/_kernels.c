@@ -985,8 +985,8 @@ EXPORT void nm_rescue_need(const uint8_t *valid, const int64_t *diagonal, const 
  * The query's k-mers go into a small open-addressing table (each with its query places chained
  * and how often the target has shown it so far); the target is then read once, left to right:
  * each k-mer found votes from each of its query places while the target has shown it fewer than
- * 64 times (what sorting the target's k-mers and counting the first 64 of each gave, in a
- * quarter of the time: benchmarks/kernel_micro.py). */
+ * 64 times: what sorting the target's k-mers and counting the first 64 of each gave, in a
+ * seventh of the time (benchmarks/RESULTS-pe-batch-19.md). */
 EXPORT int nm_rescue_vote(const uint8_t *query, int64_t n_tasks, int64_t q_width, const uint8_t *target, int64_t t_width,
                           const int64_t *expect, int64_t k, int64_t hits, int64_t separation, int64_t *diags, int64_t *votes) {
     const int64_t n_diag = t_width + q_width, qk_n = q_width >= k ? q_width - k + 1 : 0, tk_n = t_width >= k ? t_width - k + 1 : 0;
