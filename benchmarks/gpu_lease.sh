@@ -7,7 +7,7 @@
 #   MODELS="B C" STEPS=5000 BENCH=0 bash benchmarks/gpu_lease.sh   # only train (and calibrate) these
 #   TRAIN=0 BF16=0 bash benchmarks/gpu_lease.sh                      # only the end-to-end benchmarks
 #   (SE_OVERRIDE / PE_OVERRIDE set the number of single-end reads / pairs; PROCESSES=0 leaves out the rows of `neuromap align --processes`;
-#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab ab-scale dp server batch spy pe-scale latency pe-why python-start;
+#    ROWS="pe" runs only those of phase 4's benchmarks: any of model se pe scaling profile startup workers timeline ab ab-scale dp server batch spy pe-scale latency pe-why python-start independence;
 #    AB_VARIANTS, AB_ROUNDS: the variants (and rounds) of the ab and ab-scale rows; AB_INPUTS: the inputs of ab-scale (se pe pe20);
 #    BATCH_SIZES="4000 16000 32000" sets the -K values of the batch row;
 #    SCALING="400000 2000000 4000000" sets the input sizes of the scaling row)
@@ -547,6 +547,11 @@ if wants ab-scale; then
     } > "$OUT/RESULTS-gpu-ab-scale.md" 2>&1
     cat "$OUT/RESULTS-gpu-ab-scale.md"
 fi
+# Does a pair's score depend on the other pairs in its model call, or on the call's shape? Merging
+# several workers' calls into one (half as many calls) would keep the output only if it does not.
+wants independence && timeout 180 "$PY" benchmarks/call_independence.py --bucket 1024 > "$OUT/RESULTS-gpu-call-independence.md" &&
+    { echo; timeout 120 "$PY" benchmarks/call_independence.py --bucket 1024 --dtype bfloat16 | tail -n +4; } >> "$OUT/RESULTS-gpu-call-independence.md"
+wants independence && cat "$OUT/RESULTS-gpu-call-independence.md"
 # The banded DP on the GPU (JAX, bit for bit the C kernel's) against the C kernel on one core: is a device DP worth building?
 wants dp && timeout 180 "$PY" benchmarks/dp_device.py "$WORK/se/genome.fa" "$WORK/se/reads.fq" --reads "$PROFILE_READS" --sizes 512 2048 8192 32768 \
     > "$OUT/RESULTS-gpu-dp.md" && cat "$OUT/RESULTS-gpu-dp.md"
