@@ -180,15 +180,7 @@ def add_rescued(cands: Candidates, codes: np.ndarray, lengths: np.ndarray, n: in
         return cands
     rd = read[task]
     rank = np.arange(len(rd)) - np.searchsorted(rd, rd)  # the hit's place among its read's
-    columns = slots + int(rank.max()) + 1
-    out = Candidates(
-        valid=np.zeros((n_reads, columns), bool),
-        diagonal=np.zeros((n_reads, columns), np.int64),
-        reverse=np.zeros((n_reads, columns), bool),
-        contig=np.zeros((n_reads, columns), np.int32),
-        support=np.zeros((n_reads, columns), np.int32),
-        n_clusters=cands.n_clusters,
-    )
+    out = Candidates.empty(n_reads, slots + int(rank.max()) + 1, cands.n_clusters)
     for field in ("valid", "diagonal", "reverse", "contig", "support"):
         getattr(out, field)[:, :slots] = getattr(cands, field)
     col = slots + rank

@@ -671,10 +671,10 @@ class Parking:
     which waits for the network and then finishes it, and the worker answers Parked at once and
     takes the next batch, whose seeds, windows and DP are thus done while the network starts. At
     most `limit` batches are parked in a worker at once (each holds its windows and alignments:
-    a few MB); past that, and once the network has answered, batches are mapped as usual. A parked
-    batch's SAM (or its error) goes to the main process through `results` (a multiprocessing
-    queue), pickled here so that nothing can fail on the queue's own thread. The output is the
-    same: each batch is mapped as it would be.
+    a few MB); past that, and once the network has answered (unless `steady`, below), batches are
+    mapped as usual. A parked batch's SAM (or its error) goes to the main process through
+    `results` (a multiprocessing queue), pickled here so that nothing can fail on the queue's own
+    thread. The output is the same: each batch is mapped as it would be.
 
     With `steady` (NEUROMAP_PARK_STEADY), once the network has started too: up to that many
     batches parked at once, each when it is about to wait for a model call's answer, so that the

@@ -37,6 +37,19 @@ class Candidates:
     support: np.ndarray  # int32 distinct read minimizers supporting the placement
     n_clusters: np.ndarray  # (n_reads,) int32 all placements found, kept or not
 
+    @classmethod
+    def empty(cls, n_reads: int, columns: int, n_clusters: np.ndarray | None = None) -> "Candidates":
+        """No placement in any of `columns` slots of `n_reads` reads (`n_clusters`: none found
+        unless given)."""
+        return cls(
+            valid=np.zeros((n_reads, columns), bool),
+            diagonal=np.zeros((n_reads, columns), np.int64),
+            reverse=np.zeros((n_reads, columns), bool),
+            contig=np.zeros((n_reads, columns), np.int32),
+            support=np.zeros((n_reads, columns), np.int32),
+            n_clusters=np.zeros(n_reads, np.int32) if n_clusters is None else n_clusters,
+        )
+
 
 def _is_uint32(table: np.ndarray) -> bool:
     """The index stores positions and bucket offsets as uint32 below 4 Gb, int64 above."""
@@ -57,14 +70,7 @@ def find_candidates(codes: np.ndarray, lengths: np.ndarray, index: Index, params
     positions in it; clusters are ranked by support, then leftmost, then forward."""
     n_reads = codes.shape[0]
     n_keep = params.max_candidates
-    out = Candidates(
-        valid=np.zeros((n_reads, n_keep), bool),
-        diagonal=np.zeros((n_reads, n_keep), np.int64),
-        reverse=np.zeros((n_reads, n_keep), bool),
-        contig=np.zeros((n_reads, n_keep), np.int32),
-        support=np.zeros((n_reads, n_keep), np.int32),
-        n_clusters=np.zeros(n_reads, np.int32),
-    )
+    out = Candidates.empty(n_reads, n_keep)
     if n_reads == 0:
         return out
     row, pos, hashes, read_rev = sketch_rows(codes, index.k, index.w)
