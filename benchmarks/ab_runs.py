@@ -12,7 +12,8 @@ aligned `--rounds` times by minimap2 -x sr, the old and the new neuromap, with t
 --processes, in turn, at the same -t, SAM to /dev/null; the network's cache is warmed for both
 first. Prints the median wall seconds of each, each neuromap's reads/s as a ratio to minimap2's,
 and the new over the old. The old tree gets this
-checkout's compiled kernels, and both are byte-compiled first (see bench_se.compile_package).
+checkout's compiled kernels (with --old-kernels it keeps its own), and both are byte-compiled
+first (see bench_se.compile_package).
 """
 
 from __future__ import annotations
@@ -53,12 +54,18 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-neural", action="store_true", help="time align --no-neural instead of the network")
+    ap.add_argument("--old-kernels", action="store_true",
+                    help="keep the compiled kernels the old folder holds (built from its own _kernels.c), to compare kernel changes")
     args = ap.parse_args()
     old = os.path.abspath(args.old)
     if not os.path.isfile(os.path.join(old, "neuromap", "__init__.py")):
         sys.exit(f"{old}: no neuromap/ package there (git archive COMMIT neuromap | tar -x -C {old})")
-    for kernels in glob.glob(os.path.join(ROOT, "neuromap", "_kernels*.so")):
-        shutil.copy(kernels, os.path.join(old, "neuromap"))
+    if args.old_kernels:
+        if not glob.glob(os.path.join(old, "neuromap", "_kernels*.so")):
+            sys.exit(f"{old}/neuromap: no compiled kernels there (python setup.py build_ext --inplace in that tree)")
+    else:
+        for kernels in glob.glob(os.path.join(ROOT, "neuromap", "_kernels*.so")):
+            shutil.copy(kernels, os.path.join(old, "neuromap"))
     compile_package()
     compileall.compile_dir(os.path.join(old, "neuromap"), quiet=1)
     genome = os.path.join(args.workdir, "genome.fa")
