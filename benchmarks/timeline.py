@@ -54,7 +54,7 @@ def main() -> None:
     for key in ("align", "start-model-process", "model-process", "load-model", "jax-imported", "device-started-early", "params-on-device", "executable-loaded", "executable-kept",
                 "executable-unusable", "model-loaded", "worker",
                 "batch", "ask info", "answered info", "ask call", "serve call", "answered call", "batch-done", "submit",
-                "written", "committed"):
+                "written", "all-written", "workers-ended", "model-process-ended", "committed", "exit"):
         if key in first:
             print(f"| {key} | {first[key]:.3f} |")
     # Workers: intervals computing (batch .. batch-done, less model waits) and waiting on the model.

@@ -983,7 +983,7 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
                 return pool.submit(_work_in_worker, packed, *args)
         return pool.submit(_work, recs, index, opts, *args)
 
-    interrupted = False
+    interrupted = finished = False
     cleanup = contextlib.ExitStack()
     try:  # the pool is started in here, so that `finally` stops whatever of it has started
         if opts.neural and opts.server and not (opts.threads > 1 and opts.processes):
@@ -1039,8 +1039,10 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
                 trace.event("written")
         while pending:
             yield done(pending.popleft())
+        trace.event("all-written")
         if opts.paired and model is None and on_insert is not None:
             on_insert(None, len(samples))
+        finished = True
     except BrokenProcessPool:  # SIGKILL, the OOM killer (seen by result() or by the next submit): not a bug of ours
         raise NeuromapError("a worker process ended before finishing its batch (out of memory, or killed?)") from None
     except (KeyboardInterrupt, Terminated):
@@ -1052,8 +1054,12 @@ def align_records(batches: Iterable, index: Index, opts: AlignOptions, on_insert
             # its start): were this process to end first, they would print tracebacks. Ctrl-C and
             # SIGTERM stop at once (they reach the workers too, as a process group).
             pool.shutdown(wait=not interrupted, cancel_futures=True)
-        if server is not None:
+            trace.event("workers-ended")
+        if server is not None and finished and pool is not None:
+            server.release()  # every batch is written and every worker has ended: not waited for
+        elif server is not None:
             server.close(wait=not interrupted)
+            trace.event("model-process-ended")
         if shared is not None:
             shared.close()
         cleanup.close()

@@ -390,6 +390,44 @@ def test_workers_end_when_the_main_process_is_killed(data_dir, tmp_path):
     assert not alive, "worker processes outlived the main process"
 
 
+def model_processes_of(pid: int) -> list[int]:
+    """The network's processes started by the `align` run `pid` (their command line names it as
+    the parent they end with: model_process.ModelServer), wherever they now hang."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    args = fh.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if any("neuromap.model_process import main" in arg for arg in args) and str(pid) in args:
+                found.append(int(entry))
+    return found
+
+
+def test_processes_end_with_complete_output_and_leave_nothing(data_dir, tmp_path):
+    """`align --processes` with the network ends once its output is complete: it does not wait
+    for the network's process to end (on a GPU, the device's teardown), which ends by itself, and
+    it skips the interpreter's teardown after its exit functions. The SAM is whole and the same
+    as with threads, stderr holds the summary alone (no leaked semaphore or shared memory
+    reported), and nothing of the run is left behind a moment later."""
+    reads = [data_dir / "ref.fa", data_dir / "reads_1.fq", data_dir / "reads_2.fq"]
+    threads = run_cli(["align", "-t", "2", "--no-processes", *reads])
+    assert threads.returncode == 0, threads.stderr
+    proc = subprocess.Popen([sys.executable, "-m", "neuromap", "align", "-t", "2", "--processes", *map(str, reads)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    body = lambda text: [l for l in text.splitlines() if not l.startswith("@PG")]  # noqa: E731
+    assert body(out) == body(threads.stdout)
+    assert [l for l in err.splitlines() if not l.startswith("neuromap: ")] == [], err
+    deadline = time.time() + 20
+    while model_processes_of(proc.pid) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not model_processes_of(proc.pid), "the network's process outlived the run"
+
+
 def test_worker_processes_load_no_jax(data_dir):
     """With --processes the network runs in one process of its own: the workers, which map
     batches with the network on, have no JAX library in memory (on a GPU, each would hold a CUDA
