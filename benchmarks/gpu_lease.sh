@@ -393,7 +393,8 @@ fi
 # glibc's own malloc thresholds: a GLIBC_TUNABLES in the environment leaves them, see
 # pipeline.keep_freed_buffers), new-parkN (each worker parks up to N batches while the network
 # starts: NEUROMAP_PARK_BATCHES=N), new-steadyN (and up to N at once after, each while it waits
-# for a model call: NEUROMAP_PARK_STEADY=N); AB_VARIANTS picks (default "new
+# for a model call: NEUROMAP_PARK_STEADY=N), new-nopreload (each call size's compiled program
+# loaded when its first call comes, as before the twentieth session: NEUROMAP_PRELOAD_PROGRAMS=0); AB_VARIANTS picks (default "new
 # new-blocking"). Wall seconds, SAM to /dev/null, -t $THREADS --processes, in turn twice on 10 x
 # the SE reads, once on the SE reads and once on the PE pairs, then each variant traced once on
 # the SE reads.
@@ -413,6 +414,7 @@ variant() {  # NAME, then align's arguments
             glibc) envs+=(GLIBC_TUNABLES=glibc.malloc.check=0) ;;
             park*) envs+=(NEUROMAP_PARK_BATCHES=${part#park}) ;;
             steady*) envs+=(NEUROMAP_PARK_STEADY=${part#steady}) ;;
+            nopreload) envs+=(NEUROMAP_PRELOAD_PROGRAMS=0) ;;
             avx2) tree=$AVX2_TREE ;;
             K[0-9]*) extra+=(-K "${part#K}") ;;
             *) echo "unknown variant part: $part" >&2; return 2 ;;

@@ -101,6 +101,24 @@ def _use_jax_cache(directory: str) -> None:
 _LOADING = threading.Lock()
 
 
+# Compiled calls loaded ahead by ExportedScorer.preload: a run has at most three sizes of call
+# (call_size), for one or two read widths.
+PRELOAD_LIMIT = 4
+
+
+def preload_programs() -> bool:
+    """Whether a model's load also loads the compiled calls earlier runs kept
+    (ExportedScorer.preload): NEUROMAP_PRELOAD_PROGRAMS=1 or 0, by default off a CPU only. On a
+    CPU a run makes calls of one size, and a program loaded for nothing takes a core from the
+    workers."""
+    setting = os.environ.get("NEUROMAP_PRELOAD_PROGRAMS", "")
+    if setting in ("0", "1"):
+        return setting == "1"
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
 def load_model(weights_dir: str | None = None):
     """The shipped (or given) model, its jitted scorer and its calibration; once per process
     (threads asking at once wait for the one load)."""
@@ -162,6 +180,8 @@ def _load_model(weights_dir: str | None):
         calibration = Calibration.load(directory)
     except (OSError, ValueError) as exc:
         raise NeuromapError(f"cannot load the model: {exc}") from None
+    if preload_programs():
+        scorer.preload(pair_bucket())
     trace.event("model-loaded")
     return scorer.config, scorer, calibration
 
@@ -190,7 +210,9 @@ class ExportedScorer:
         trace.event("jax-imported")
         self.directory, self.dtype = directory, dtype
         self._lock = threading.Lock()
-        self._calls: dict = {}
+        self._build_lock = threading.Lock()
+        self._calls: dict = {}  # by the arrays' shapes and dtypes as they come: the compiled call
+        self._loaded: dict = {}  # by _call_name's shapes: [lock, the compiled call or None] (_ensure)
         self._model = None
         self._folder = None
         digest = hashlib.sha256()
@@ -224,11 +246,63 @@ class ExportedScorer:
 
     def _build(self):
         """The Flax model (only when an export is missing)."""
-        if self._model is None:
-            from neuromap.operators.mapping.neural_mapper import NeuralReadMapper
+        with self._build_lock:  # calls of two shapes may be compiled at once (_ensure)
+            if self._model is None:
+                from neuromap.operators.mapping.neural_mapper import NeuralReadMapper
 
-            self._model = NeuralReadMapper.pretrained(self.directory, compute_dtype=self.dtype)
+                self._model = NeuralReadMapper.pretrained(self.directory, compute_dtype=self.dtype)
         return self._model
+
+    def _ensure(self, shapes):
+        """The compiled call for `shapes`, loaded or compiled once (_compiled): calls of other
+        shapes are not held up meanwhile, and a preloading thread (preload) and a call that needs
+        the same shape wait for the one load."""
+        with self._lock:
+            entry = self._loaded.get(shapes)
+            if entry is None:
+                entry = self._loaded[shapes] = [threading.Lock(), None]
+        with entry[0]:
+            if entry[1] is None:
+                entry[1] = self._compiled(shapes)
+        return entry[1]
+
+    def preload(self, bucket: int, limit: int = PRELOAD_LIMIT) -> list[threading.Thread]:
+        """Load the compiled calls that earlier runs kept on this machine (`_keep_executable`)
+        for the pairs per call this run can make (`call_size` of `bucket`), the most recently
+        used first, at most `limit`, each on a thread of its own, before any call asks for them.
+        On an accelerator a run has calls of three sizes (call_size), and each shape's program was
+        loaded when its first call came, one after another: every worker's first batch waited for
+        the first size's, then for the next's (a pair's mate rescue brings a smaller call).
+        Returns the threads (model.track follows them)."""
+        if self._folder is None or not self._keeps_executables:
+            return []
+        sizes = {call_size(n, bucket) for n in (1, SMALLEST_CALL, max(1, bucket // 4), bucket)}
+        prefix = f"{self._executables}-"
+        kept = []
+        try:
+            names = os.listdir(self._folder)
+        except OSError:
+            return []
+        for name in names:
+            shapes = _call_shapes(name[len(prefix):]) if name.startswith(prefix) else None
+            if shapes is not None and shapes[0][0][0] in sizes:
+                try:
+                    kept.append((os.path.getmtime(os.path.join(self._folder, name)), name, shapes))
+                except OSError:
+                    pass
+        kept.sort(reverse=True)
+        threads = [track(threading.Thread(target=self._preload_one, args=(shapes,), name="neuromap-preload", daemon=True))
+                   for _, _, shapes in kept[:limit]]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def _preload_one(self, shapes) -> None:
+        try:
+            self._ensure(shapes)
+        except Exception:  # noqa: BLE001 - a call of this shape, if one comes, meets the error itself
+            with self._lock:
+                self._loaded.pop(shapes, None)
 
     def _read(self, name: str) -> bytes | None:
         if self._folder is None:
@@ -276,7 +350,7 @@ class ExportedScorer:
         import jax
         from jax import export
 
-        name = "score-" + "-".join("x".join(map(str, shape)) + f"-{dtype}" for shape, dtype in shapes) + ".bin"
+        name = _call_name(shapes)
         executable_name = f"{self._executables}-{name}"
         if self._keeps_executables:
             compiled = self._load_executable(executable_name, shapes)
@@ -337,7 +411,11 @@ class ExportedScorer:
             np.asarray(compiled(self._params, *self._probe(shapes)))  # its first run: a broken one fails here, not in a batch
         except Exception:  # noqa: BLE001 - damaged, or made by another jaxlib or device: compiled again
             return None
-        trace.event("executable-loaded")
+        trace.event("executable-loaded", shapes[0][0][0])
+        try:  # its time of last use, for preload's order
+            os.utime(os.path.join(self._folder, name))
+        except OSError:
+            pass
         return compiled
 
     def _keep_executable(self, name: str, call, shapes):
@@ -376,12 +454,28 @@ class ExportedScorer:
         key = (read_codes.shape, read_codes.dtype, read_mask.shape, read_mask.dtype, window_codes.shape, window_codes.dtype)
         call = self._calls.get(key)
         if call is None:
-            with self._lock:
-                call = self._calls.get(key)
-                if call is None:
-                    shapes = tuple((tuple(a.shape), str(a.dtype)) for a in (read_codes, read_mask, window_codes))
-                    call = self._calls[key] = self._compiled(shapes)
+            call = self._calls[key] = self._ensure(tuple((tuple(a.shape), str(a.dtype)) for a in (read_codes, read_mask, window_codes)))
         return call(self._params, read_codes, read_mask, window_codes)
+
+
+def _call_name(shapes) -> str:
+    """The file name of a call's export (and, after the machine's prefix, of its compiled
+    program): score-1024x160-uint8-1024x160-float32-1024x192-uint8.bin."""
+    return "score-" + "-".join("x".join(map(str, shape)) + f"-{dtype}" for shape, dtype in shapes) + ".bin"
+
+
+def _call_shapes(name: str):
+    """The shapes a `_call_name` names, or None for another name."""
+    if not (name.startswith("score-") and name.endswith(".bin")):
+        return None
+    parts = name[len("score-"):-len(".bin")].split("-")
+    if len(parts) != 6:
+        return None
+    try:
+        shapes = tuple((tuple(int(d) for d in parts[i].split("x")), parts[i + 1]) for i in range(0, 6, 2))
+    except ValueError:
+        return None
+    return shapes if _call_name(shapes) == name else None
 
 
 @lru_cache(maxsize=1)

@@ -83,6 +83,9 @@ def check_weights(weights_dir: str | None) -> None:
     bucket = os.environ.get("NEUROMAP_PAIR_BUCKET")
     if bucket and not (bucket.isdigit() and int(bucket) > 0):
         raise NeuromapError(f"NEUROMAP_PAIR_BUCKET={bucket!r}: must be a positive whole number of pairs per model call")
+    preload = os.environ.get("NEUROMAP_PRELOAD_PROGRAMS", "")
+    if preload not in ("", "0", "1"):
+        raise NeuromapError(f"NEUROMAP_PRELOAD_PROGRAMS={preload!r}: must be 1 (load the kept compiled calls with the model) or 0")
 
 
 class ModelServer:

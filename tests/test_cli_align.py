@@ -428,6 +428,23 @@ def test_processes_end_with_complete_output_and_leave_nothing(data_dir, tmp_path
     assert not model_processes_of(proc.pid), "the network's process outlived the run"
 
 
+def test_preloading_the_kept_programs_writes_the_same_records(data_dir, tmp_path):
+    """NEUROMAP_PRELOAD_PROGRAMS=1 (the default on an accelerator) loads the compiled calls that
+    earlier runs kept with the model, before the workers ask: the same records as without; a
+    value other than 0 or 1 is a clean error."""
+    reads = [data_dir / "ref.fa", data_dir / "reads_1.fq", data_dir / "reads_2.fq"]
+    runs = {}
+    for setting in ("0", "1", "1"):  # the second "1" finds the programs the first kept
+        res = run_cli(["align", "-t", "2", "--processes", *reads], env={**os.environ, "NEUROMAP_PRELOAD_PROGRAMS": setting,
+                                                                         "NEUROMAP_JAX_CACHE": str(tmp_path / "cache")})
+        assert res.returncode == 0, res.stderr
+        runs.setdefault(setting, []).append([l for l in res.stdout.splitlines() if not l.startswith("@PG")])
+    assert runs["1"][0] == runs["1"][1] == runs["0"][0]
+    res = run_cli(["align", "-t", "2", "--processes", *reads], env={**os.environ, "NEUROMAP_PRELOAD_PROGRAMS": "yes"})
+    assert_clean_error(res, "NEUROMAP_PRELOAD_PROGRAMS='yes'")
+    assert res.stdout == ""
+
+
 def test_worker_processes_load_no_jax(data_dir):
     """With --processes the network runs in one process of its own: the workers, which map
     batches with the network on, have no JAX library in memory (on a GPU, each would hold a CUDA

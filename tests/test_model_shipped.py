@@ -581,6 +581,48 @@ def test_an_export_of_other_parameters_is_not_used(tmp_path):
     assert len(os.listdir(os.path.join(cache, "exported"))) == 2
 
 
+def test_kept_programs_of_this_runs_call_sizes_are_preloaded_most_recent_first(tmp_path):
+    """A model's load can load the compiled calls earlier runs kept (ExportedScorer.preload: by
+    default on an accelerator, where a run has calls of three sizes): only those of the sizes this
+    run's pairs per call can make, the most recently used first, up to the limit, each on a thread
+    of its own; a call of a preloaded shape then takes that program, with the same numbers."""
+    from neuromap import model as model_stage
+
+    cache = str(tmp_path / "cache")
+    first = model_stage.ExportedScorer(WEIGHTS_DIR, "float32", cache)
+    rng = np.random.default_rng(3)
+    calls, scores = {}, {}
+    for pairs, width in ((16, 96), (16, 128), (32, 96)):  # 32 pairs: no call size of a 16-pair bucket
+        codes = rng.integers(0, 4, (pairs, 64)).astype(np.uint8)
+        mask = np.ones((pairs, 64), np.float32)
+        windows = rng.integers(0, 4, (pairs, width)).astype(np.uint8)
+        shapes = tuple((a.shape, str(a.dtype)) for a in (codes, mask, windows))
+        calls[shapes] = (codes, mask, windows)
+        scores[shapes] = np.asarray(first(codes, mask, windows))
+    folder = first._folder
+    kept = {model_stage._call_shapes(n[len(first._executables) + 1:]): n for n in os.listdir(folder)
+            if n.startswith(first._executables + "-")}
+    assert set(kept) == set(calls)  # each shape's program kept, and its name read back
+    assert model_stage._call_shapes("score-16x64-uint8.bin") is None and model_stage._call_shapes("config.json") is None
+    narrow, wide, other = calls
+    for age, shapes in ((300, narrow), (200, other), (100, wide)):  # wide used last
+        os.utime(os.path.join(folder, kept[shapes]), (1e9 - age, 1e9 - age))
+
+    later = model_stage.ExportedScorer(WEIGHTS_DIR, "float32", cache)
+    for thread in later.preload(16, limit=1):
+        thread.join()
+    assert set(later._loaded) == {wide}
+    again = model_stage.ExportedScorer(WEIGHTS_DIR, "float32", cache)
+    threads = again.preload(16)
+    assert len(threads) == 2
+    for thread in threads:
+        thread.join()
+    assert set(again._loaded) == {narrow, wide} and all(entry[1] is not None for entry in again._loaded.values())
+    for shapes, arrays in calls.items():
+        assert np.array_equal(np.asarray(again(*arrays)), scores[shapes])
+    assert set(again._loaded) == set(calls)
+
+
 @pytest.mark.parametrize("env", [{"NEUROMAP_DEVICE_EARLY": "0"}, {"JAX_PLATFORMS": "cpu"}, {"CUDA_VISIBLE_DEVICES": ""},
                                  {"TF_CUDA_PLATFORM_GPU_DEVICE_SCHEDULE": "sometimes"}, {}])
 def test_device_started_early_only_where_jax_would_use_cuda(monkeypatch, env):
