@@ -117,8 +117,8 @@ def align(reference, reads, mates, interleaved, insert_size, output, threads, pr
       NEUROMAP_PAIR_BUCKET    (read, window) pairs per model call (16 on a CPU, 1024 on a GPU)
       NEUROMAP_JAX_CACHE      the exported network and its compiled programs (default ~/.cache/neuromap/jax)
       NEUROMAP_DEVICE_EARLY   0: the network's process (--processes) starts CUDA only when JAX does
-      NEUROMAP_PRELOAD_PROGRAMS  1: load the compiled calls earlier runs kept with the network
-                              (default on a GPU), 0: each when its first call comes (default on a CPU)
+      NEUROMAP_PRELOAD_PROGRAMS  1: after the first call's, load the compiled calls earlier runs
+                              kept (default on a GPU), 0: each when its first call comes (on a CPU)
       NEUROMAP_SPARE_WORKERS  worker processes beyond -t that compute while others wait for the network
                               (--processes with the network; default 0; for a GPU: try -t)
       NEUROMAP_PARK_BATCHES   batches a worker process may set aside, mapped up to the network, while

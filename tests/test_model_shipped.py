@@ -582,10 +582,11 @@ def test_an_export_of_other_parameters_is_not_used(tmp_path):
 
 
 def test_kept_programs_of_this_runs_call_sizes_are_preloaded_most_recent_first(tmp_path):
-    """A model's load can load the compiled calls earlier runs kept (ExportedScorer.preload: by
-    default on an accelerator, where a run has calls of three sizes): only those of the sizes this
-    run's pairs per call can make, the most recently used first, up to the limit, each on a thread
-    of its own; a call of a preloaded shape then takes that program, with the same numbers."""
+    """A model's load can queue the compiled calls earlier runs kept (ExportedScorer.preload: by
+    default on an accelerator, where calls come in three sizes): only those of the sizes this
+    run's pairs per call can make, the most recently used first, up to the limit, loaded on a
+    thread of their own once the first call has its program; a later call of a preloaded shape
+    takes that program, with the same numbers."""
     from neuromap import model as model_stage
 
     cache = str(tmp_path / "cache")
@@ -609,14 +610,15 @@ def test_kept_programs_of_this_runs_call_sizes_are_preloaded_most_recent_first(t
         os.utime(os.path.join(folder, kept[shapes]), (1e9 - age, 1e9 - age))
 
     later = model_stage.ExportedScorer(WEIGHTS_DIR, "float32", cache)
-    for thread in later.preload(16, limit=1):
-        thread.join()
-    assert set(later._loaded) == {wide}
+    later.preload(16, limit=1)
+    assert later._loaded == {} and later.preloading is None  # nothing before the first call's own program
+    assert np.array_equal(np.asarray(later(*calls[other])), scores[other])
+    later.preloading.join()
+    assert set(later._loaded) == {other, wide}
     again = model_stage.ExportedScorer(WEIGHTS_DIR, "float32", cache)
-    threads = again.preload(16)
-    assert len(threads) == 2
-    for thread in threads:
-        thread.join()
+    again.preload(16)
+    assert np.array_equal(np.asarray(again(*calls[wide])), scores[wide])
+    again.preloading.join()
     assert set(again._loaded) == {narrow, wide} and all(entry[1] is not None for entry in again._loaded.values())
     for shapes, arrays in calls.items():
         assert np.array_equal(np.asarray(again(*arrays)), scores[shapes])
