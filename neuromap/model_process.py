@@ -114,7 +114,7 @@ class ModelServer:
         with sigint_ignored():
             # Its stdout is this process's stderr: nothing it might print can reach the SAM, and
             # a reader of `align`'s stdout sees its end when `align` ends (release).
-            self.process = subprocess.Popen(command, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=_stderr_fd())
+            self.process = subprocess.Popen(command, pass_fds=fds, stdin=subprocess.DEVNULL, stdout=_stderr_fd(), env=_network_env())
         for own, _ in self.pipes:  # the model's process holds them now
             own.close()
 
@@ -156,6 +156,17 @@ class ModelServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+def _network_env() -> dict:
+    """The environment of the network's process: this one's, with XLA_PYTHON_CLIENT_PREALLOCATE
+    false unless it is set. The network and its calls take well under 1 GB, and JAX would hold
+    75 % of a GPU's memory from its start: several runs could not share one GPU, and a run could
+    not start while the network's process of the one before it still ends (ModelServer.release).
+    The GPU benchmarks all ran this way (benchmarks/gpu_lease.sh)."""
+    env = dict(os.environ)
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    return env
 
 
 def _stderr_fd():
