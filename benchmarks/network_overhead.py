@@ -86,6 +86,25 @@ def main() -> None:
     for _ in range(args.repeats):  # the two in turn, so that a slow spell of the machine hits both
         best["--no-neural"] = min(best["--no-neural"], one_pass(plain))
         best["network, its calls replayed"] = min(best["network, its calls replayed"], one_pass(network))
+    # Where a batch's CPU falls around its model calls: before the first (what a worker parks a
+    # batch with, pipeline.Parking) and after the last (what is left once the network answers).
+    marks: list[float] = []
+
+    def marked(*a, **k):
+        marks.append(time.process_time())
+        return next(replay)
+
+    model._model_call = marked
+    before, after = [], []
+    for _ in range(args.repeats):
+        replay = iter(answers)
+        for b in batches:
+            marks.clear()
+            t = time.process_time()
+            _work(b, index, network, *extra)
+            if marks:
+                before.append(marks[0] - t)
+                after.append(time.process_time() - marks[-1])
     rows = [(name, seconds / len(batches) * 1000) for name, seconds in best.items()]
     n = len(batches)
     print(f"- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores, {platform.platform()}; "
@@ -98,6 +117,11 @@ def main() -> None:
     print("|---|---|")
     for name, ms in rows:
         print(f"| {name} | {ms:.1f} |")
+    if before:
+        import statistics
+
+        print(f"\nWith the network, a batch's CPU before its first model call: {statistics.median(before) * 1000:.1f} ms, "
+              f"after its last: {statistics.median(after) * 1000:.1f} ms (medians over the batches of every repeat)")
 
 
 if __name__ == "__main__":
