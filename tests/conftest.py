@@ -78,6 +78,21 @@ def descendants(pid: int) -> dict[int, int]:
     return found
 
 
+def pids_whose_args(wanted) -> list[int]:
+    """The pids of the processes whose command line (its arguments, a list) `wanted` accepts (Linux, from /proc)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                    args = fh.read().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if wanted(args):
+                pids.append(int(entry))
+    return pids
+
+
 def worker_pids(pid: int) -> list[int]:
     """The worker processes of the `align --processes` run `pid`: those its fork server forked."""
     return sorted(child for child, parent in descendants(pid).items() if parent != pid)

@@ -13,7 +13,7 @@ import pytest
 from neuromap.io.fastx import read_fastx
 from neuromap.io.sam import reverse_complement
 
-from conftest import assert_clean_error, descendants, run_cli, worker_pids
+from conftest import assert_clean_error, descendants, pids_whose_args, run_cli, worker_pids
 
 
 def records(sam_text):
@@ -393,17 +393,7 @@ def test_workers_end_when_the_main_process_is_killed(data_dir, tmp_path):
 def model_processes_of(pid: int) -> list[int]:
     """The network's processes started by the `align` run `pid` (their command line names it as
     the parent they end with: model_process.ModelServer), wherever they now hang."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    args = fh.read().decode(errors="replace").split("\0")
-            except OSError:
-                continue
-            if any("neuromap.model_process import main" in arg for arg in args) and str(pid) in args:
-                found.append(int(entry))
-    return found
+    return pids_whose_args(lambda args: any("neuromap.model_process import main" in arg for arg in args) and str(pid) in args)
 
 
 def test_processes_end_with_complete_output_and_leave_nothing(data_dir, tmp_path):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import assert_clean_error, run_cli
+from conftest import assert_clean_error, pids_whose_args, run_cli
 
 
 def start_server(path, *options, env=None):
@@ -248,17 +248,7 @@ def test_a_clients_own_model_and_many_workers(data_dir, server, tmp_path):
 
 def servers_under(folder):
     """The pids of the `neuromap serve` processes whose socket lies in `folder` (from /proc)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    args = fh.read().decode(errors="replace").split("\0")
-            except OSError:
-                continue
-            if "serve" in args and any(arg.startswith(str(folder)) for arg in args):
-                pids.append(int(entry))
-    return pids
+    return pids_whose_args(lambda args: "serve" in args and any(arg.startswith(str(folder)) for arg in args))
 
 
 @pytest.fixture
