@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import time
 
 import jax
 import numpy as np
@@ -200,8 +201,13 @@ def test_worker_processes_score_with_the_parents_model(tmp_path):
     for i in range(30):
         query[i, qlen[i]:] = 4
     server = ModelServer(None, 1)
-    with open(f"/proc/{server.process.pid}/environ", "rb") as fh:  # no GPU memory taken ahead (unless the user says so)
-        assert b"XLA_PYTHON_CLIENT_PREALLOCATE=" + os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "false").encode() in fh.read().split(b"\0")
+    environ, deadline = b"", time.time() + 10
+    while not environ and time.time() < deadline:  # empty for a moment while the process is being exec'd
+        with open(f"/proc/{server.process.pid}/environ", "rb") as fh:
+            environ = fh.read()
+        time.sleep(0 if environ else 0.05)
+    # No GPU memory taken ahead (unless the user says so).
+    assert b"XLA_PYTHON_CLIENT_PREALLOCATE=" + os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "false").encode() in environ.split(b"\0")
     config, _, calibration = model_stage.load_model(None)
     want = model_stage.score_pairs(query, qlen, target)
     try:
