@@ -47,6 +47,31 @@ def single_threaded_blas_children() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def this_path_for_children() -> Iterator[None]:
+    """While it lasts, Python processes started here search this process's sys.path for modules,
+    and nothing before it. The fork server is `python -c`, which puts its working directory first
+    on sys.path, and Python 3.11's ignores the sys.path multiprocessing hands it: run from a folder
+    holding another neuromap/ (a source checkout beside an installed copy, say), it and the
+    workers it forks imported that one (an installed `neuromap align -t 8` in its own checkout
+    failed: "compiled kernels ... are not built"). So it gets this sys.path as PYTHONPATH, and
+    PYTHONSAFEPATH (Python 3.11) keeps the working directory out; this process's environment is
+    put back afterwards."""
+    import sys
+
+    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry) for entry in sys.path)
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
 def sigint_ignored() -> Iterator[None]:
     """While it lasts, Ctrl-C is ignored here, and so in every process started meanwhile: a child
     inherits an ignored SIGINT through exec, Python then leaves it ignored, and Ctrl-C during its
@@ -86,7 +111,7 @@ def start_worker_server():
     context.set_forkserver_preload(WORKER_MODULES)
     from multiprocessing import forkserver
 
-    with sigint_ignored(), single_threaded_blas_children():
+    with sigint_ignored(), single_threaded_blas_children(), this_path_for_children():
         try:
             forkserver.ensure_running()
         except OSError:  # no socket to be had for it (a read-only temporary folder)

@@ -435,6 +435,24 @@ def test_preloading_the_kept_programs_writes_the_same_records(data_dir, tmp_path
     assert res.stdout == ""
 
 
+def test_worker_processes_import_the_commands_neuromap_whatever_the_folder(data_dir, tmp_path):
+    """The workers of `align --processes` import the neuromap the command runs, not one in the
+    folder the command runs from (multiprocessing's fork server is `python -c`, which would put
+    that folder first on its path: threads.this_path_for_children). An installed `neuromap
+    align -t 8` run from its own source checkout, whose neuromap/ has no compiled kernels,
+    failed that way."""
+    script = os.path.join(os.path.dirname(sys.executable), "neuromap")
+    if not os.path.exists(script):
+        pytest.skip("no neuromap console script beside this Python")
+    (tmp_path / "neuromap").mkdir()
+    (tmp_path / "neuromap" / "__init__.py").write_text("# not the neuromap the command runs: a package of nothing\n")
+    args = ["align", "-t", "2", "--processes", "--no-neural", str(data_dir / "ref.fa"), str(data_dir / "reads.fq")]
+    here = subprocess.run([script, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert here.returncode == 0, here.stderr
+    body = lambda text: [l for l in text.splitlines() if not l.startswith("@PG")]  # noqa: E731
+    assert body(here.stdout) == body(run_cli(args).stdout)
+
+
 def test_worker_processes_load_no_jax(data_dir):
     """With --processes the network runs in one process of its own: the workers, which map
     batches with the network on, have no JAX library in memory (on a GPU, each would hold a CUDA
