@@ -160,10 +160,10 @@ class ModelServer:
 
 def _network_env() -> dict:
     """The environment of the network's process: this one's, with XLA_PYTHON_CLIENT_PREALLOCATE
-    false unless it is set. The network and its calls take well under 1 GB, and JAX would hold
-    75 % of a GPU's memory from its start: several runs could not share one GPU, and a run could
-    not start while the network's process of the one before it still ends (ModelServer.release).
-    The GPU benchmarks all ran this way (benchmarks/gpu_lease.sh)."""
+    false unless it is set. The weights are 167 KB and the calls take what they need, where JAX
+    would hold 75 % of a GPU's memory from its start: several runs could not share one GPU, nor
+    could a run start while the network's process of the one before it still ends
+    (ModelServer.release). The GPU benchmarks all ran this way (benchmarks/gpu_lease.sh)."""
     env = dict(os.environ)
     env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     return env
