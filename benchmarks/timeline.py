@@ -111,6 +111,15 @@ def main() -> None:
                 part = durations[lo:hi]
                 if part:
                     print(f"  calls {label}: from {part[0][0]:.2f} s, mean {sum(d for _, d in part) / len(part) * 1000:.1f} ms")
+    # The end: from the last batch done to the command's exit (what benchmarks/end_phase.py times).
+    last: dict[str, float] = {}
+    for t, _, _, name, _ in events:
+        last[name] = max(last.get(name, t), t)
+    if "batch-done" in last:
+        done = last["batch-done"]
+        steps = [f"{name} +{(last[name] - done) * 1000:.0f} ms" for name in
+                 ("all-written", "workers-ended", "model-process-ended", "committed", "exit") if name in last]
+        print(f"\nend: the last batch done at {done - start:.3f} s; then " + ", ".join(steps))
     # Strip chart.
     n = args.slices
     width = (end - start) / n
