@@ -878,12 +878,14 @@ def test_trace_writes_a_timeline_and_changes_nothing(data_dir, tmp_path):
     main = [pid for pid, names in events.items() if "align" in names]
     model = [pid for pid, names in events.items() if "model-loaded" in names]
     workers = [pid for pid, names in events.items() if "batch" in names]
-    assert len(main) == 1 and {"start-model-process", "submit", "written", "committed"} <= events[main[0]]
+    assert len(main) == 1 and {"start-model-process", "submit", "written", "all-written", "workers-ended", "committed", "exit"} <= events[main[0]]
+    assert "model-process-ended" not in events[main[0]]  # let end by itself (ModelServer.release), not waited for
     assert len(model) == 1 and {"model-process", "jax-imported", "serve", "served"} <= events[model[0]]
     assert len(workers) == 2 and all({"worker", "ask", "answered", "batch-done"} <= events[w] for w in workers)
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "timeline.py")
     report = subprocess.run([sys.executable, script, str(prefix)], capture_output=True, text=True, check=True).stdout
     assert "| model-loaded |" in report and "| all | 6 |" in report  # 3,000 reads in batches of 500
+    assert "\nend: the last batch done at " in report and "exit +" in report
 
 
 def test_trace_into_a_missing_folder_is_a_clear_error(data_dir, tmp_path):
