@@ -45,6 +45,24 @@ def timed(cmd: list[str], cwd: str) -> float:
     return time.perf_counter() - start
 
 
+def prepare_old_tree(folder: str, own_kernels: bool = False) -> str:
+    """The absolute path of `folder`, an earlier commit's neuromap/ package, made ready to run
+    beside this checkout: given this checkout's compiled kernels (unless `own_kernels`: then it
+    must hold its own), and both trees byte-compiled. Exits with a message where it is not one."""
+    old = os.path.abspath(folder)
+    if not os.path.isfile(os.path.join(old, "neuromap", "__init__.py")):
+        sys.exit(f"{old}: no neuromap/ package there (git archive COMMIT neuromap | tar -x -C {old})")
+    if own_kernels:
+        if not glob.glob(os.path.join(old, "neuromap", "_kernels*.so")):
+            sys.exit(f"{old}/neuromap: no compiled kernels there (python setup.py build_ext --inplace in that tree)")
+    else:
+        for kernels in glob.glob(os.path.join(ROOT, "neuromap", "_kernels*.so")):
+            shutil.copy(kernels, os.path.join(old, "neuromap"))
+    compile_package()
+    compileall.compile_dir(os.path.join(old, "neuromap"), quiet=1)
+    return old
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old", help="a folder holding the earlier neuromap/ package")
@@ -57,17 +75,7 @@ def main() -> None:
     ap.add_argument("--old-kernels", action="store_true",
                     help="keep the compiled kernels the old folder holds (built from its own _kernels.c), to compare kernel changes")
     args = ap.parse_args()
-    old = os.path.abspath(args.old)
-    if not os.path.isfile(os.path.join(old, "neuromap", "__init__.py")):
-        sys.exit(f"{old}: no neuromap/ package there (git archive COMMIT neuromap | tar -x -C {old})")
-    if args.old_kernels:
-        if not glob.glob(os.path.join(old, "neuromap", "_kernels*.so")):
-            sys.exit(f"{old}/neuromap: no compiled kernels there (python setup.py build_ext --inplace in that tree)")
-    else:
-        for kernels in glob.glob(os.path.join(ROOT, "neuromap", "_kernels*.so")):
-            shutil.copy(kernels, os.path.join(old, "neuromap"))
-    compile_package()
-    compileall.compile_dir(os.path.join(old, "neuromap"), quiet=1)
+    old = prepare_old_tree(args.old, args.old_kernels)
     genome = os.path.join(args.workdir, "genome.fa")
     mode = ["--no-neural"] if args.no_neural else []
     trees = {"old": old, "new": ROOT}  # `python -m` takes the package from its working directory

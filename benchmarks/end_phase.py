@@ -17,7 +17,6 @@ compiled kernels."""
 from __future__ import annotations
 
 import argparse
-import compileall
 import glob
 import os
 import shutil
@@ -32,7 +31,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 sys.path.insert(0, ROOT)
 
-from bench_se import compile_package, head_fastq, machine_lines  # noqa: E402
+from ab_runs import prepare_old_tree  # noqa: E402
+from bench_se import head_fastq, machine_lines  # noqa: E402
 
 
 def traced_run(tree: str, args: list[str], folder: str) -> dict:
@@ -63,13 +63,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--no-neural", action="store_true")
     args = ap.parse_args()
-    old = os.path.abspath(args.old)
-    if not os.path.isfile(os.path.join(old, "neuromap", "__init__.py")):
-        sys.exit(f"{old}: no neuromap/ package there (git archive COMMIT neuromap | tar -x -C {old})")
-    for kernels in glob.glob(os.path.join(ROOT, "neuromap", "_kernels*.so")):
-        shutil.copy(kernels, os.path.join(old, "neuromap"))
-    compile_package()
-    compileall.compile_dir(os.path.join(old, "neuromap"), quiet=1)
+    old = prepare_old_tree(args.old)
     trees = {"old": old, "new": ROOT}
     fields = ("end phase", "to commit", "commit to exit", "wall")
     results: dict[str, list[dict]] = {name: [] for name in trees}

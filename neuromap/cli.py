@@ -526,11 +526,6 @@ def _end_now() -> None:
     model's background threads are waited for as at a normal exit, and no worker process or
     shared semaphore is left to release. With worker processes (no JAX here) the exit functions
     run first. Should a stream fail to flush, the normal exit reports it instead."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        return
     if _END_NOW == "processes":
         # The exit functions (multiprocessing's among them: what the fork server, the shared
         # semaphores and memory need) run as at a normal exit; only the interpreter's own
@@ -539,15 +534,15 @@ def _end_now() -> None:
         import atexit
 
         atexit._run_exitfuncs()
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except (OSError, ValueError):
-            return
     else:
         model = sys.modules.get("neuromap.model")
         if model is not None:
             model.settle_background()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
     os._exit(0)
 
 

@@ -441,13 +441,13 @@ def test_worker_processes_import_the_commands_neuromap_whatever_the_folder(data_
     that folder first on its path: threads.this_path_for_children). An installed `neuromap
     align -t 8` run from its own source checkout, whose neuromap/ has no compiled kernels,
     failed that way."""
-    script = os.path.join(os.path.dirname(sys.executable), "neuromap")
-    if not os.path.exists(script):
-        pytest.skip("no neuromap console script beside this Python")
     (tmp_path / "neuromap").mkdir()
     (tmp_path / "neuromap" / "__init__.py").write_text("# not the neuromap the command runs: a package of nothing\n")
     args = ["align", "-t", "2", "--processes", "--no-neural", str(data_dir / "ref.fa"), str(data_dir / "reads.fq")]
-    here = subprocess.run([script, *args], cwd=tmp_path, capture_output=True, text=True)
+    # As the console script starts: the command's own folder first on its path, not this one
+    # (`python -c`, and this folder taken off again).
+    command = [sys.executable, "-c", "import sys; sys.path.pop(0); from neuromap.cli import main; main()"]
+    here = subprocess.run([*command, *args], cwd=tmp_path, capture_output=True, text=True)
     assert here.returncode == 0, here.stderr
     body = lambda text: [l for l in text.splitlines() if not l.startswith("@PG")]  # noqa: E731
     assert body(here.stdout) == body(run_cli(args).stdout)
